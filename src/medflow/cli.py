@@ -1,0 +1,178 @@
+"""The `medflow` command line: the same library calls a notebook makes, with one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medflow.errors import MedflowError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="medflow: from healthcare data to a validated, explained model.")
+out = Console()
+err = Console(stderr=True)
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    """Rows = metrics, columns = models; cells 'value (low-high)'; the selected model starred."""
+    from medflow.evaluate.metrics import get_metric
+
+    sel = metrics.get("selected_model")
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    models = list(metrics["models"])
+    for m in models:
+        table.add_column(m + (" *" if m == sel else ""), justify="right")
+    names = list(metrics["models"][models[0]]["metrics"])
+    for n in names:
+        cells = []
+        for m in models:
+            v = metrics["models"][m]["metrics"][n]
+            cells.append(f"{v['value']:.3f} ({v['low']:.3f}-{v['high']:.3f})")
+        table.add_row(get_metric(n).display, *cells)
+    level = int(round(metrics.get("level", 0.95) * 100))
+    table.caption = (f"test split; {level}% CI from {metrics['n_bootstrap']} patient bootstrap resamples; "
+                     f"* = selected on validation {metrics['primary_metric']}")
+    return table
+
+
+def _show_run(run, label: str | None = None) -> None:
+    title = (label or run.config["name"]) + (" [SYNTHETIC DATA]" if run.synthetic else "")
+    out.print(metrics_table(run.metrics.data, title))
+
+
+@app.command()
+def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
+         fast: Annotated[bool, typer.Option(help="fewer epochs and resamples (for tests)")] = False) -> None:
+    """Run the built-in demo studies: breast cancer (binary) and diabetes (regression)."""
+    from medflow.demo import run_demo
+
+    reports = run_demo(output_dir, fast=fast, show=_show_run, console=err)
+    out.print(f"Report: {reports[0]}")
+
+
+@app.command()
+def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
+        resume: Annotated[Path | None, typer.Option(help="an interrupted run folder (*.incomplete) to finish")] = None,
+        output_dir: Annotated[Path | None, typer.Option(help="override the YAML's output_dir")] = None) -> None:
+    """Run a study described in YAML: train, evaluate, explain, report."""
+    from medflow.study import Study
+
+    s = Study.from_yaml(study)
+    if output_dir is not None:
+        s.config.output_dir = str(output_dir)
+    result = s.fit(resume=resume, console=err)
+    _show_run(result)
+    out.print(f"Report: {result.path / 'report.html'}")
+
+
+@app.command()
+def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+             n_bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples")] = None,
+             sensitivity: Annotated[float | None, typer.Option(help="threshold for this sensitivity")] = None,
+             save: Annotated[bool, typer.Option(help="rewrite metrics.json and the report")] = False) -> None:
+    """Recompute metrics with CIs from a run's saved predictions."""
+    from medflow.config import parse_config
+    from medflow.evaluate.evaluator import evaluate_predictions
+    from medflow.runs import load_run, write_json
+
+    r = load_run(run_dir)
+    cfg = parse_config(r.config, str(r.path / "study.yaml"))
+    ev = cfg.evaluate.model_copy(deep=True)
+    if n_bootstrap is not None:
+        ev.n_bootstrap = n_bootstrap
+    if sensitivity is not None:
+        ev.threshold = type(ev.threshold)(method="sensitivity", value=sensitivity)
+    metrics = evaluate_predictions(r.predictions(), cfg.task.kind, cfg.task.default_metrics, cfg.task.primary_metric,
+                                   ev, cfg.seed)
+    metrics["fit_seconds"] = r.metrics.data.get("fit_seconds", {})
+    out.print(metrics_table(metrics, cfg.name + (" [SYNTHETIC DATA]" if r.synthetic else "")))
+    if save:
+        write_json(r.path / "metrics.json", metrics)
+        out.print(f"Report: {r.report()}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+           output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML path")] = None) -> None:
+    """(Re)write a run's HTML model card."""
+    from medflow.runs import load_run
+
+    out.print(f"Report: {load_run(run_dir).report(output)}")
+
+
+@app.command()
+def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+            input: Annotated[Path, typer.Argument(help="CSV or Parquet of raw records")],
+            output: Annotated[Path, typer.Option("-o", "--output", help="CSV/Parquet out")] = Path("predictions.csv"),
+            model: Annotated[str | None, typer.Option(help="model name (default: the selected one)")] = None,
+            explain: Annotated[bool, typer.Option(help="add the top attributions per record")] = False) -> None:
+    """Predict raw records with a finished run's model."""
+    import json
+
+    from medflow.data.sources.tabular import read_frame
+    from medflow.runs import load_run, write_parquet, write_text
+
+    r = load_run(run_dir)
+    frame = read_frame(input)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        preds = r.predict(frame, model=model, explain=explain, source=str(input))
+    for w in caught:
+        err.print(f"[yellow]warning:[/yellow] {w.message}")
+    if explain:
+        preds["explanation"] = [json.dumps(e) for e in preds["explanation"]]
+    if output.suffix.lower() in (".parquet", ".pq"):
+        write_parquet(output, preds)
+    else:
+        write_text(output, preds.to_csv(index=False))
+    out.print(f"{len(preds)} predictions from model '{preds['model'].iloc[0]}' written to {output}")
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets."""
+    from medflow.data.builtin import describe
+
+    t = Table("name", "task", "size", "source")
+    for row in describe():
+        t.add_row(row["name"], row.get("task", ""), row.get("size", ""), row.get("source", ""))
+    out.print(t)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from medflow.models import describe
+
+    t = Table("name", "family", "tasks", "description")
+    for row in describe():
+        t.add_row(row["name"], row["family"], row["tasks"], row["description"])
+    out.print(t)
+
+
+def main() -> None:
+    """Entry point: MedflowErrors become one line on stderr and exit status 1."""
+    try:
+        app(standalone_mode=False)
+    except MedflowError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+

@@ -1,0 +1,153 @@
+"""The study configuration (the YAML file), parsed at the boundary with unknown keys rejected."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medflow.data.dataset import FeatureType
+from medflow.data.splits import ByPatient, KFold
+from medflow.errors import ConfigError, did_you_mean
+from medflow.evaluate.evaluator import EvaluateConfig
+from medflow.tasks.base import Binary, Multiclass, Regression
+from medflow.train.trainer import TrainConfig
+
+__all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
+
+TaskField = Annotated[Binary | Multiclass | Regression, Field(discriminator="kind")]
+SplitField = Annotated[ByPatient | KFold, Field(discriminator="kind")]
+
+
+class DataConfig(BaseModel):
+    """Where the records come from: a built-in `dataset` or a CSV/Parquet `path`."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str | None = None
+    path: str | None = None
+    patient_id: str | None = None
+    types: dict[str, FeatureType] = {}
+    drop: list[str] = []
+    synthetic: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.dataset and self.path:
+            raise ValueError("give either data.dataset or data.path, not both")
+        return self
+
+
+class ModelEntry(BaseModel):
+    """A model to train: its registry name and hyper-parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = {}
+
+
+class ExplainConfig(BaseModel):
+    """How much explaining the study does after training."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_repeats: int = Field(5, ge=1, le=100)
+    max_records: int = Field(200, ge=1)
+    examples: int = Field(5, ge=0, le=50)
+
+
+class StudyConfig(BaseModel):
+    """Data + task + models + validation plan: everything a run needs, with every default explicit."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "study"
+    intended_use: str = ""
+    data: DataConfig
+    task: TaskField
+    models: list[str | ModelEntry] = ["mlp", "logistic_regression"]
+    split: SplitField = ByPatient()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    explain: ExplainConfig = ExplainConfig()
+    seed: int = 0
+    output_dir: str = "runs"
+
+    def model_entries(self) -> list[ModelEntry]:
+        return [ModelEntry(name=m) if isinstance(m, str) else m for m in self.models]
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every default written out, models normalized to {name, params}."""
+        d = self.model_dump(mode="json")
+        d["models"] = [m.model_dump(mode="json") for m in self.model_entries()]
+        return d
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found += _models_in(arg)
+    return found
+
+
+def _pick(candidates: list[type[BaseModel]], value: dict[str, Any]) -> type[BaseModel] | None:
+    if len(candidates) == 1:
+        return candidates[0]
+    for cls in candidates:
+        kind = cls.model_fields.get("kind")
+        if kind is not None and kind.default == value.get("kind"):
+            return cls
+    return None
+
+
+def check_keys(data: Any, cls: type[BaseModel], where: str) -> None:
+    """Reject unknown keys anywhere in the YAML, naming the key and the nearest valid one."""
+    if not isinstance(data, dict):
+        return
+    fields = cls.model_fields
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key '{key}'.{did_you_mean(key, fields)} "
+                              f"Valid keys here: {', '.join(fields)}.")
+    for key, value in data.items():
+        annotation = fields[key].annotation
+        is_list = typing.get_origin(annotation) is list or any(
+            typing.get_origin(a) is list for a in typing.get_args(annotation))
+        items = value if is_list and isinstance(value, list) else [value]
+        candidates = _models_in(annotation)
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and candidates:
+                sub = _pick(candidates, item)
+                if sub is not None:
+                    check_keys(item, sub, f"{where}.{key}" + (f"[{i}]" if is_list else ""))
+
+
+def parse_config(raw: dict[str, Any], source: str = "study") -> StudyConfig:
+    """Validate a study dict: unknown keys, then types and values, as ConfigErrors naming the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of study keys, got {type(raw).__name__}.")
+    check_keys(raw, StudyConfig, source)
+    try:
+        return StudyConfig(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from exc
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read a study YAML; relative data paths are taken from the YAML's folder."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: study file not found.")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc}).") from exc
+    cfg = parse_config(raw or {}, str(p))
+    if cfg.data.path and not Path(cfg.data.path).is_absolute():
+        cfg.data.path = str((p.parent / cfg.data.path).resolve())
+    return cfg
+
+

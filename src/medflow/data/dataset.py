@@ -1,0 +1,168 @@
+"""The `Dataset`: a table of records with a patient id and declared feature types."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medflow.errors import DataError
+
+__all__ = ["FeatureType", "Dataset", "infer_feature_types", "coerce_types"]
+
+ROW_ID = "__row__"
+
+
+class FeatureType(StrEnum):
+    """How a column is featurized."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    BINARY = "binary"
+    DATETIME = "datetime"
+
+
+@dataclass
+class Dataset:
+    """Records (one row each) with a patient id column; rows of one patient stay together in splits.
+
+    Attributes:
+        frame: the records, one column per field.
+        name: a short name used in run directories and reports.
+        patient_id: the column identifying the patient.
+        feature_types: the type of every column other than the patient id.
+        source: where the data came from (a path, or ``builtin:<name>``).
+        synthetic: True when the data were simulated; every output then says SYNTHETIC.
+        description: free text shown in the report.
+        label_hint: the natural label column for built-in datasets.
+    """
+
+    frame: pd.DataFrame
+    name: str
+    patient_id: str
+    feature_types: dict[str, FeatureType]
+    source: str = "memory"
+    synthetic: bool = False
+    description: str = ""
+    label_hint: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.patient_id not in self.frame.columns:
+            raise DataError(
+                f"{self.source}: patient id column '{self.patient_id}' is missing; "
+                f"columns are {list(self.frame.columns)}. Set data.patient_id to one of them."
+            )
+        missing_ids = self.frame[self.patient_id].isna().to_numpy()
+        if missing_ids.any():
+            row = int(np.flatnonzero(missing_ids)[0]) + 1
+            raise DataError(
+                f"{self.source}: row {row} has no patient id in column '{self.patient_id}'; "
+                "every record needs one."
+            )
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as plain dicts, the form `predict` accepts."""
+        return self.frame.to_dict(orient="records")
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.frame[self.patient_id].nunique())
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of the data's contents (values, columns and dtypes), for the manifest."""
+        h = hashlib.sha256()
+        h.update(repr(list(zip(self.frame.columns, map(str, self.frame.dtypes), strict=True))).encode())
+        h.update(pd.util.hash_pandas_object(self.frame, index=False).to_numpy().tobytes())
+        return h.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "rows": len(self.frame),
+            "patients": self.n_patients,
+            "columns": len(self.frame.columns),
+            "synthetic": self.synthetic,
+            "description": self.description,
+        }
+
+
+def _numeric_share(values: pd.Series) -> tuple[float, pd.Series]:
+    nonnull = values.dropna()
+    parsed = pd.to_numeric(nonnull, errors="coerce")
+    share = float(parsed.notna().mean()) if len(nonnull) else 0.0
+    return share, nonnull[parsed.isna()]
+
+
+def infer_feature_types(frame: pd.DataFrame, source: str) -> dict[str, FeatureType]:
+    """Infer a FeatureType per column from its values.
+
+    A text column whose values are almost all numbers (>= 90%) is an error, not a category:
+    it is nearly always a typo in a numeric column, and the message names the first bad row.
+    """
+    types: dict[str, FeatureType] = {}
+    for col in frame.columns:
+        s = frame[col]
+        nonnull = s.dropna()
+        if pd.api.types.is_bool_dtype(s):
+            types[col] = FeatureType.BINARY
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            types[col] = FeatureType.DATETIME
+        elif pd.api.types.is_numeric_dtype(s):
+            uniq = set(nonnull.unique().tolist())
+            types[col] = FeatureType.BINARY if uniq and uniq <= {0, 1} else FeatureType.NUMERIC
+        else:
+            share, bad = _numeric_share(s)
+            if share >= 0.9 and len(bad):
+                _raise_text_in_numeric(source, col, bad)
+            types[col] = FeatureType.CATEGORICAL
+    return types
+
+
+def _raise_text_in_numeric(source: str, col: str, bad: pd.Series) -> None:
+    row = int(bad.index[0]) + 1
+    raise DataError(
+        f"{source}: column '{col}' is numeric but row {row} holds {bad.iloc[0]!r} "
+        f"({len(bad)} such value(s)). Fix the value, leave it empty for missing, "
+        f"or declare the column categorical under data.types."
+    )
+
+
+def coerce_types(frame: pd.DataFrame, types: dict[str, FeatureType], source: str) -> pd.DataFrame:
+    """Convert columns to the dtype their declared type needs, with row-level errors."""
+    out = frame.copy()
+    for col, kind in types.items():
+        if col not in out.columns:
+            raise DataError(
+                f"{source}: data.types names column '{col}', which is not in the file; "
+                f"columns are {list(out.columns)}."
+            )
+        s = out[col]
+        if kind == FeatureType.NUMERIC and not pd.api.types.is_numeric_dtype(s):
+            parsed = pd.to_numeric(s, errors="coerce")
+            bad = s[parsed.isna() & s.notna()]
+            if len(bad):
+                _raise_text_in_numeric(source, col, bad)
+            out[col] = parsed.astype(float)
+        elif kind == FeatureType.DATETIME and not pd.api.types.is_datetime64_any_dtype(s):
+            parsed = pd.to_datetime(s, errors="coerce", utc=True)
+            bad = s[parsed.isna() & s.notna()]
+            if len(bad):
+                row = int(bad.index[0]) + 1
+                raise DataError(
+                    f"{source}: column '{col}' is declared datetime but row {row} holds {bad.iloc[0]!r}; "
+                    "use ISO dates such as 2024-03-01."
+                )
+            out[col] = parsed
+        elif kind == FeatureType.CATEGORICAL:
+            out[col] = s.astype("object").where(s.notna(), None)
+    return out

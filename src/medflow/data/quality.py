@@ -1,0 +1,54 @@
+"""Data-quality summary: missingness, constant columns, out-of-range values, class balance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medflow.data.dataset import Dataset, FeatureType
+
+__all__ = ["quality_summary"]
+
+
+def quality_summary(ds: Dataset, label_columns: list[str]) -> dict[str, Any]:
+    """Per-column findings for the report; flags issues a reviewer should see before results."""
+    columns = []
+    findings: list[str] = []
+    for col, kind in ds.feature_types.items():
+        s = ds.frame[col]
+        missing = float(s.isna().mean())
+        n_unique = int(s.nunique(dropna=True))
+        row: dict[str, Any] = {"column": col, "type": kind.value, "missing": missing, "unique": n_unique,
+                               "role": "label" if col in label_columns else "feature"}
+        if kind == FeatureType.NUMERIC and s.notna().any():
+            v = s.astype(float)
+            q1, q3 = np.nanpercentile(v, [25, 75])
+            iqr = q3 - q1
+            outliers = int(((v < q1 - 3 * iqr) | (v > q3 + 3 * iqr)).sum()) if iqr > 0 else 0
+            row.update(min=float(v.min()), max=float(v.max()), mean=float(v.mean()), outliers=outliers)
+            if outliers:
+                findings.append(f"'{col}': {outliers} value(s) beyond 3 IQR of the quartiles")
+            negative = int((v < 0).sum())
+            if negative and float(v.min()) < 0 and float(np.nanmedian(v)) > 0 and negative / len(v) < 0.01:
+                findings.append(f"'{col}': {negative} negative value(s) in an otherwise positive column")
+        if n_unique <= 1:
+            findings.append(f"'{col}' is constant: it carries no information")
+        if missing > 0.5:
+            findings.append(f"'{col}' is {missing:.0%} missing")
+        columns.append(row)
+    balance = {}
+    for label in label_columns:
+        s = ds.frame[label]
+        if s.nunique(dropna=True) <= 20 and not pd.api.types.is_float_dtype(s):
+            counts = s.value_counts(dropna=False)
+            balance[label] = {str(k): int(v) for k, v in counts.items()}
+            share = counts.min() / counts.sum()
+            if share < 0.1:
+                findings.append(f"label '{label}': smallest class is {share:.1%} of records")
+    dup = int(ds.frame.drop(columns=[ds.patient_id]).duplicated().sum())
+    if dup:
+        findings.append(f"{dup} record(s) duplicate another record apart from the patient id")
+    return {"columns": columns, "class_balance": balance, "findings": findings,
+            "rows": len(ds.frame), "patients": ds.n_patients}

@@ -1,0 +1,107 @@
+"""CSV and Parquet readers that turn bad files into DataErrors naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from medflow.data.dataset import ROW_ID, Dataset, FeatureType, coerce_types, infer_feature_types
+from medflow.errors import DataError
+
+__all__ = ["read_table", "read_frame"]
+
+CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read a CSV/TSV or Parquet file into a DataFrame, or raise a DataError that names it."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file not found. Check data.path (relative paths start at the YAML's folder).")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in CSV_SUFFIXES:
+            frame = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", low_memory=False)
+        elif suffix in PARQUET_SUFFIXES:
+            frame = pd.read_parquet(p)
+        else:
+            raise DataError(
+                f"{p}: unsupported file type '{suffix or '(none)'}'; medflow reads CSV (.csv, .tsv) "
+                "and Parquet (.parquet, .pq). Convert the file or rename it with the right suffix."
+            )
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{p}: the file is empty; it needs a header row and at least one record.") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        kind = "Parquet" if suffix in PARQUET_SUFFIXES else "CSV"
+        raise DataError(f"{p}: not a readable {kind} file ({type(exc).__name__}: {exc}).") from exc
+    if len(frame) == 0:
+        raise DataError(f"{p}: the file has a header but no records.")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def read_table(
+    path: str | Path,
+    patient_id: str | None = None,
+    types: dict[str, str | FeatureType] | None = None,
+    name: str | None = None,
+    synthetic: bool = False,
+) -> Dataset:
+    """Read a CSV or Parquet file as a Dataset.
+
+    Args:
+        path: the file.
+        patient_id: the column that identifies patients; when None, each row is its own patient
+            (a column ``__row__`` is added) and the report says so.
+        types: overrides for inferred feature types, e.g. ``{"sex": "categorical"}``.
+        name: the dataset's name (default: the file's stem).
+        synthetic: mark the data as simulated.
+    """
+    p = Path(path)
+    frame = read_frame(p)
+    return dataset_from_frame(frame, source=str(p), name=name or p.stem, patient_id=patient_id,
+                              types=types, synthetic=synthetic)
+
+
+def dataset_from_frame(
+    frame: pd.DataFrame,
+    source: str,
+    name: str,
+    patient_id: str | None = None,
+    types: dict[str, str | FeatureType] | None = None,
+    synthetic: bool = False,
+    description: str = "",
+    label_hint: str | None = None,
+) -> Dataset:
+    """Build a Dataset from a DataFrame: infer types, apply overrides, coerce dtypes."""
+    frame = frame.reset_index(drop=True)
+    meta = {}
+    if patient_id is None:
+        frame.insert(0, ROW_ID, range(len(frame)))
+        patient_id = ROW_ID
+        meta["patient_id_note"] = "no patient id given: each row is treated as its own patient"
+    elif patient_id not in frame.columns:
+        raise DataError(
+            f"{source}: patient id column '{patient_id}' is missing; columns are {list(frame.columns)}. "
+            "Set data.patient_id to one of them."
+        )
+    overrides = {}
+    for col, kind in (types or {}).items():
+        try:
+            overrides[col] = FeatureType(kind)
+        except ValueError as exc:
+            raise DataError(
+                f"{source}: data.types['{col}'] is '{kind}'; expected one of "
+                f"{[t.value for t in FeatureType]}."
+            ) from exc
+    frame = coerce_types(frame, overrides, source)
+    rest = frame.drop(columns=[patient_id, *overrides])
+    inferred = infer_feature_types(rest, source)
+    feature_types = {c: overrides.get(c) or inferred[c] for c in frame.columns if c != patient_id}
+    return Dataset(frame=frame, name=name, patient_id=patient_id, feature_types=feature_types,
+                   source=source, synthetic=synthetic, description=description, label_hint=label_hint,
+                   meta=meta)

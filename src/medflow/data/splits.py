@@ -1,0 +1,113 @@
+"""Patient-level splits: hold-out (train/valid/test) and k-fold, seeded and stratified.
+
+Rows are never split independently: all records of a patient land in the same part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.model_selection import KFold as _KFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from medflow.errors import ConfigError, DataError
+
+__all__ = ["Fold", "ByPatient", "KFold", "SplitConfig"]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row indices of one train/valid/test assignment."""
+
+    index: int
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+
+    def sizes(self, patient_ids: pd.Series) -> dict[str, dict[str, int]]:
+        return {part: {"rows": int(len(idx)), "patients": int(patient_ids.iloc[idx].nunique())}
+                for part, idx in (("train", self.train), ("valid", self.valid), ("test", self.test))}
+
+
+def _patient_strata(patient_ids: pd.Series, strata: pd.Series | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Unique patients (in first-seen order) and one stratum per patient (its first record's)."""
+    first = ~patient_ids.duplicated()
+    patients = patient_ids[first].to_numpy()
+    if strata is None:
+        return patients, None
+    per_patient = strata[first].to_numpy()
+    values, counts = np.unique(per_patient.astype(str), return_counts=True)
+    if counts.min() < 2:
+        raise DataError(
+            f"cannot stratify: label value '{values[counts.argmin()]}' occurs in only "
+            f"{counts.min()} patient(s). Add data, merge rare classes, or set split.stratify: false."
+        )
+    return patients, per_patient.astype(str)
+
+
+def _rows_of(patient_ids: pd.Series, chosen: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(patient_ids.isin(set(chosen.tolist())).to_numpy())
+
+
+def _split_patients(patients: np.ndarray, strata: np.ndarray | None, size: float, seed: int):
+    if size <= 0:
+        return patients, patients[:0], strata
+    try:
+        if strata is None:
+            a, b = train_test_split(patients, test_size=size, random_state=seed)
+            return a, b, None
+        a, b, sa, _ = train_test_split(patients, strata, test_size=size, random_state=seed, stratify=strata)
+        return a, b, sa
+    except ValueError as exc:
+        raise DataError(f"cannot split {len(patients)} patients with fraction {size}: {exc}") from exc
+
+
+class ByPatient(BaseModel):
+    """Hold-out split by patient: `test` and `valid` are fractions of patients."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["holdout"] = "holdout"
+    test: float = Field(0.2, gt=0, lt=1)
+    valid: float = Field(0.1, ge=0, lt=1)
+    stratify: bool = True
+
+    def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int) -> list[Fold]:
+        if self.test + self.valid >= 0.9:
+            raise ConfigError(f"split.test + split.valid = {self.test + self.valid:.2f}; leave at least 10% "
+                              "of patients for training.")
+        patients, ps = _patient_strata(patient_ids, strata if self.stratify else None)
+        rest, test, rs = _split_patients(patients, ps, self.test, seed)
+        train, valid, _ = _split_patients(rest, rs, self.valid / (1 - self.test), seed + 1)
+        return [Fold(0, _rows_of(patient_ids, train), _rows_of(patient_ids, valid), _rows_of(patient_ids, test))]
+
+
+class KFold(BaseModel):
+    """k-fold cross-validation by patient; each fold's training part gives up `valid` for early stopping."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["kfold"] = "kfold"
+    k: int = Field(5, ge=2, le=50)
+    valid: float = Field(0.1, ge=0, lt=0.5)
+    stratify: bool = True
+
+    def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int) -> list[Fold]:
+        patients, ps = _patient_strata(patient_ids, strata if self.stratify else None)
+        if len(patients) < self.k:
+            raise DataError(f"split.k = {self.k} folds but only {len(patients)} patients.")
+        if ps is None:
+            splitter = _KFold(self.k, shuffle=True, random_state=seed).split(patients)
+        else:
+            splitter = StratifiedKFold(self.k, shuffle=True, random_state=seed).split(patients, ps)
+        folds = []
+        for i, (tr, te) in enumerate(splitter):
+            train, valid, _ = _split_patients(patients[tr], None if ps is None else ps[tr], self.valid, seed + 1 + i)
+            folds.append(Fold(i, _rows_of(patient_ids, train), _rows_of(patient_ids, valid),
+                              _rows_of(patient_ids, patients[te])))
+        return folds
+
+
+SplitConfig = ByPatient | KFold

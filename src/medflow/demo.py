@@ -1,0 +1,49 @@
+"""`medflow demo`: complete studies on real data shipped with scikit-learn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from medflow.config import parse_config
+from medflow.runs import Run
+from medflow.study import run_study
+
+__all__ = ["demo_configs", "run_demo"]
+
+
+def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
+    """The demo studies as plain dicts (the same shape as a study YAML)."""
+    train = {"max_epochs": 30 if fast else 200, "patience": 10 if fast else 20, "progress": not fast}
+    n_boot = 200 if fast else 1000
+    return [
+        {"name": "demo-breast_cancer", "output_dir": str(output_dir),
+         "intended_use": ("Research demonstration: classify fine-needle aspirates as malignant or benign from "
+                          "nuclear features. Not for clinical use."),
+         "data": {"dataset": "breast_cancer"}, "task": {"kind": "binary", "label": "malignant"},
+         "models": ["mlp", "resnet_mlp", "logistic_regression", "gradient_boosting"],
+         "split": {"kind": "holdout", "test": 0.2, "valid": 0.15}, "train": train,
+         "evaluate": {"n_bootstrap": n_boot,
+                      "subgroups": [{"column": "mean_radius", "quantiles": 3, "name": "tumour size band"}]}},
+        {"name": "demo-diabetes", "output_dir": str(output_dir),
+         "intended_use": "Research demonstration: predict one-year diabetes progression. Not for clinical use.",
+         "data": {"dataset": "diabetes"}, "task": {"kind": "regression", "label": "progression"},
+         "models": ["mlp", "linear_regression", "gradient_boosting"],
+         "split": {"kind": "holdout", "test": 0.2, "valid": 0.15}, "train": train,
+         "evaluate": {"n_bootstrap": n_boot,
+                      "subgroups": ["sex", {"column": "age", "bins": [0, 40, 55, 100], "name": "age band"}]}},
+    ]
+
+
+def run_demo(output_dir: Path, fast: bool = False, show: Callable[[Run], None] | None = None,
+             console: Console | None = None) -> list[Path]:
+    """Run every demo study; returns the report paths (breast cancer first)."""
+    reports = []
+    for raw in demo_configs(output_dir, fast):
+        run = run_study(parse_config(raw, f"demo {raw['name']}"), console=console)
+        if show:
+            show(run)
+        reports.append(run.path / "report.html")
+    return reports

@@ -1,0 +1,177 @@
+"""Evaluate a run's predictions: metrics with patient-bootstrap CIs, threshold, calibration, subgroups.
+
+The input is the predictions table a run writes (`predictions.parquet`), so `medflow evaluate`
+can recompute everything from a finished run with other options.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from medflow.errors import ConfigError, DataError
+from medflow.evaluate.bootstrap import bootstrap_ci
+from medflow.evaluate.calibration import reliability
+from medflow.evaluate.metrics import get_metric
+from medflow.evaluate.threshold import sensitivity_threshold, youden_threshold
+
+__all__ = ["ThresholdConfig", "SubgroupConfig", "EvaluateConfig", "evaluate_predictions", "subgroup_labels",
+           "score_matrix", "SUBGROUP_PREFIX"]
+
+SUBGROUP_PREFIX = "subgroup:"
+BOUNDED = {"auroc", "auprc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
+           "auroc_macro", "auroc_micro", "accuracy_mc", "f1_macro", "r2"}
+
+
+class ThresholdConfig(BaseModel):
+    """How the binary decision threshold is chosen on the validation split."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["youden", "sensitivity", "fixed"] = "youden"
+    value: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _needs_value(self) -> ThresholdConfig:
+        if self.method in ("sensitivity", "fixed") and self.value is None:
+            raise ValueError(f"threshold.method '{self.method}' needs threshold.value in (0, 1)")
+        return self
+
+
+class SubgroupConfig(BaseModel):
+    """A sensitive attribute: a column, optionally cut into bands by `bins` or `quantiles`."""
+
+    model_config = ConfigDict(extra="forbid")
+    column: str
+    name: str | None = None
+    bins: list[float] | None = None
+    quantiles: int | None = Field(None, ge=2, le=10)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.column
+
+
+class EvaluateConfig(BaseModel):
+    """Evaluation options (the YAML's `evaluate:` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_bootstrap: int = Field(1000, ge=50, le=100_000)
+    level: float = Field(0.95, gt=0.5, lt=1)
+    threshold: ThresholdConfig = ThresholdConfig()
+    subgroups: list[str | SubgroupConfig] = []
+    calibration_bins: int = Field(10, ge=2, le=50)
+    min_subgroup_size: int = Field(10, ge=1)
+
+    def subgroup_specs(self) -> list[SubgroupConfig]:
+        return [SubgroupConfig(column=s) if isinstance(s, str) else s for s in self.subgroups]
+
+
+def subgroup_labels(frame: pd.DataFrame, spec: SubgroupConfig, source: str) -> pd.Series:
+    """Subgroup label per record: the column's value, or its band."""
+    if spec.column not in frame.columns:
+        raise DataError(f"{source}: evaluate.subgroups names column '{spec.column}', which is not in the data; "
+                        f"columns are {list(frame.columns)}.")
+    col = frame[spec.column]
+    if spec.bins is not None:
+        return pd.cut(col.astype(float), bins=spec.bins, include_lowest=True).astype(str)
+    if spec.quantiles is not None:
+        return pd.qcut(col.astype(float), q=spec.quantiles, duplicates="drop").astype(str)
+    if pd.api.types.is_float_dtype(col) and col.nunique() > 10:
+        raise ConfigError(f"subgroup column '{spec.column}' is continuous; give bins: [...] or quantiles: N.")
+    return col.astype(str).where(col.notna(), "missing")
+
+
+def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
+    """The prediction column(s) of a predictions table, as the metric functions take them."""
+    if task_kind == "multiclass":
+        cols = sorted((c for c in frame.columns if c.startswith("prob_")), key=lambda c: int(c[5:]))
+        return frame[cols].to_numpy(dtype=float)
+    return frame["score"].to_numpy(dtype=float)
+
+
+def _threshold(valid: pd.DataFrame, cfg: ThresholdConfig) -> float:
+    y, s = valid["y_true"].to_numpy(), valid["score"].to_numpy(dtype=float)
+    if cfg.method == "fixed":
+        return float(cfg.value)
+    if cfg.method == "sensitivity":
+        return sensitivity_threshold(y, s, float(cfg.value))
+    return youden_threshold(y, s)
+
+
+def _confusion(y: np.ndarray, s: np.ndarray, task_kind: str, threshold: float, k: int) -> list[list[int]]:
+    pred = (s >= threshold).astype(int) if task_kind == "binary" else s.argmax(axis=1)
+    m = np.zeros((k, k), dtype=int)
+    np.add.at(m, (y.astype(int), pred), 1)
+    return m.tolist()
+
+
+def _calibration(y: np.ndarray, s: np.ndarray, task_kind: str, bins: int) -> dict[str, Any] | None:
+    if task_kind == "binary":
+        return reliability(y, s, bins)
+    if task_kind == "multiclass":  # top-label calibration: confidence against correctness
+        return reliability((s.argmax(axis=1) == y).astype(float), s.max(axis=1), bins)
+    return None
+
+
+def evaluate_predictions(
+    preds: pd.DataFrame, task_kind: str, metric_names: list[str], primary: str, cfg: EvaluateConfig, seed: int,
+) -> dict[str, Any]:
+    """Metrics with CIs on the test rows of each model, threshold from its validation rows."""
+    metrics = [get_metric(n) for n in metric_names]
+    sg_cols = [c for c in preds.columns if c.startswith(SUBGROUP_PREFIX)]
+    out: dict[str, Any] = {"models": {}, "primary_metric": primary, "level": cfg.level,
+                           "n_bootstrap": cfg.n_bootstrap, "threshold_method": cfg.threshold.model_dump()}
+    valid_scores = {}
+    for model, g in preds.groupby("model", sort=False):
+        valid, test = g[g["split"] == "valid"], g[g["split"] == "test"]
+        if test.empty:
+            raise DataError(f"predictions for model '{model}' have no test rows.")
+        threshold = _threshold(valid, cfg.threshold) if task_kind == "binary" and not valid.empty else 0.5
+        y, s = test["y_true"].to_numpy(), score_matrix(test, task_kind)
+        pid = test["patient_id"].astype(str).to_numpy()
+        entry: dict[str, Any] = {
+            "threshold": threshold, "n_test": int(len(test)), "n_test_patients": int(len(np.unique(pid))),
+            "metrics": bootstrap_ci(metrics, y, s, pid, threshold, cfg.n_bootstrap, cfg.level, seed),
+        }
+        if task_kind in ("binary", "multiclass"):
+            k = 2 if task_kind == "binary" else s.shape[1]
+            entry["confusion"] = _confusion(y, s, task_kind, threshold, k)
+        entry["calibration"] = _calibration(y, s, task_kind, cfg.calibration_bins)
+        entry["subgroups"] = {c[len(SUBGROUP_PREFIX):]: _subgroups(test, c, metrics, primary, task_kind,
+                                                                  threshold, cfg, seed) for c in sg_cols}
+        if not valid.empty:
+            valid_scores[model] = get_metric(primary)(valid["y_true"].to_numpy(), score_matrix(valid, task_kind),
+                                                      threshold)
+            entry["valid_" + primary] = valid_scores[model]
+        out["models"][model] = entry
+    if valid_scores:
+        better = max if get_metric(primary).higher_is_better else min
+        out["selected_model"] = better(valid_scores, key=lambda m: valid_scores[m])
+    else:
+        out["selected_model"] = next(iter(out["models"]))
+    return out
+
+
+def _subgroups(test: pd.DataFrame, col: str, metrics, primary: str, task_kind: str, threshold: float,
+               cfg: EvaluateConfig, seed: int) -> dict[str, Any]:
+    groups = {}
+    for level, g in test.groupby(col, sort=True):
+        y, s = g["y_true"].to_numpy(), score_matrix(g, task_kind)
+        groups[str(level)] = {"n": int(len(g)),
+                              "metrics": bootstrap_ci(metrics, y, s, g["patient_id"].astype(str).to_numpy(),
+                                                      threshold, cfg.n_bootstrap, cfg.level, seed)}
+    sized = {k: v for k, v in groups.items() if v["n"] >= cfg.min_subgroup_size}
+    gaps = {}
+    for m in metrics:
+        vals = {k: v["metrics"][m.name]["value"] for k, v in sized.items()
+                if not np.isnan(v["metrics"][m.name]["value"])}
+        if len(vals) >= 2:
+            best = max(vals, key=vals.get) if m.higher_is_better else min(vals, key=vals.get)
+            worst = min(vals, key=vals.get) if m.higher_is_better else max(vals, key=vals.get)
+            gaps[m.name] = {"gap": abs(vals[best] - vals[worst]), "best": best, "worst": worst}
+    bounded = {k: v for k, v in gaps.items() if k in BOUNDED} or gaps
+    flagged = max(bounded, key=lambda k: bounded[k]["gap"]) if bounded else None
+    return {"groups": groups, "gaps": gaps, "largest_gap": flagged}

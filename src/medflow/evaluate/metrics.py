@@ -1,0 +1,220 @@
+"""Metrics as pure NumPy functions, registered with their direction.
+
+Each function takes ``(y_true, y_score, threshold)``: for binary tasks ``y_score`` is the
+probability of the positive class, for multiclass an ``(n, k)`` probability matrix, for
+regression the predicted value. They are written in NumPy (not by calling scikit-learn)
+because the bootstrap calls them thousands of times; the test battery checks each against
+scikit-learn's implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from medflow.errors import ConfigError
+from medflow.registry import metrics, register_metric
+
+__all__ = ["Metric", "get_metric", "validate_binary"]
+
+EPS = 1e-15
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric function with its display name and direction."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray, float], float]
+    higher_is_better: bool
+    display: str
+    uses_threshold: bool = False
+
+    def __call__(self, y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
+        return float(self.fn(y_true, y_score, threshold))
+
+
+def get_metric(name: str) -> Metric:
+    """Look up a registered metric by name."""
+    return metrics.get(name)
+
+
+def _metric(name: str, display: str, higher_is_better: bool, uses_threshold: bool = False):
+    def wrap(fn):
+        register_metric(name)(Metric(name, fn, higher_is_better, display, uses_threshold))
+        return fn
+
+    return wrap
+
+
+def validate_binary(y_true: np.ndarray, y_score: np.ndarray) -> None:
+    """Reject targets outside {0, 1} and scores outside [0, 1], saying what arrived."""
+    y_true = np.asarray(y_true)
+    bad = np.setdiff1d(np.unique(y_true), [0, 1])
+    if bad.size:
+        raise ConfigError(f"Detected the values {bad[:5].tolist()} in `y_true`, but expected only [0, 1].")
+    s = np.asarray(y_score, dtype=float)
+    if s.shape != y_true.shape:
+        raise ConfigError(f"`y_score` has shape {s.shape} but `y_true` has shape {y_true.shape}.")
+    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
+        raise ConfigError("`y_score` must hold probabilities in [0, 1] with no NaN.")
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _confusion(y: np.ndarray, s: np.ndarray, t: float) -> tuple[int, int, int, int]:
+    pred = s >= t
+    tp = int((pred & (y == 1)).sum())
+    fp = int((pred & (y == 0)).sum())
+    fn = int((~pred & (y == 1)).sum())
+    tn = int((~pred & (y == 0)).sum())
+    return tp, fp, fn, tn
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+@_metric("auroc", "AUROC", True)
+def auroc(y, s, t=0.5):
+    return _auroc(np.asarray(y), np.asarray(s, dtype=float))
+
+
+@_metric("auprc", "AUPRC", True)
+def auprc(y, s, t=0.5):
+    """Average precision, as scikit-learn defines it (step-wise, no interpolation)."""
+    y = np.asarray(y)
+    s = np.asarray(s, dtype=float)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last]
+    fps = last + 1 - tps
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+@_metric("accuracy", "Accuracy", True, True)
+def accuracy(y, s, t=0.5):
+    tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
+    return (tp + tn) / len(y)
+
+
+@_metric("sensitivity", "Sensitivity", True, True)
+def sensitivity(y, s, t=0.5):
+    tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
+    return _ratio(tp, tp + fn)
+
+
+@_metric("specificity", "Specificity", True, True)
+def specificity(y, s, t=0.5):
+    tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
+    return _ratio(tn, tn + fp)
+
+
+@_metric("ppv", "PPV", True, True)
+def ppv(y, s, t=0.5):
+    tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
+    return _ratio(tp, tp + fp)
+
+
+@_metric("npv", "NPV", True, True)
+def npv(y, s, t=0.5):
+    tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
+    return _ratio(tn, tn + fn)
+
+
+@_metric("f1", "F1", True, True)
+def f1(y, s, t=0.5):
+    tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+@_metric("brier", "Brier score", False)
+def brier(y, s, t=0.5):
+    return float(np.mean((np.asarray(s, dtype=float) - np.asarray(y)) ** 2))
+
+
+@_metric("log_loss", "Log-loss", False)
+def log_loss(y, s, t=0.5):
+    p = np.clip(np.asarray(s, dtype=float), EPS, 1 - EPS)
+    y = np.asarray(y)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _onehot(y: np.ndarray, k: int) -> np.ndarray:
+    return np.eye(k, dtype=int)[np.asarray(y, dtype=int)]
+
+
+@_metric("auroc_macro", "AUROC (macro)", True)
+def auroc_macro(y, p, t=0.5):
+    p = np.asarray(p, dtype=float)
+    oh = _onehot(y, p.shape[1])
+    values = [_auroc(oh[:, j], p[:, j]) for j in range(p.shape[1])]
+    return float(np.mean(values))  # NaN when a class is absent, as the bootstrap expects
+
+
+@_metric("auroc_micro", "AUROC (micro)", True)
+def auroc_micro(y, p, t=0.5):
+    p = np.asarray(p, dtype=float)
+    return _auroc(_onehot(y, p.shape[1]).ravel(), p.ravel())
+
+
+@_metric("accuracy_mc", "Accuracy", True)
+def accuracy_mc(y, p, t=0.5):
+    return float(np.mean(np.asarray(p).argmax(axis=1) == np.asarray(y)))
+
+
+@_metric("f1_macro", "F1 (macro)", True)
+def f1_macro(y, p, t=0.5):
+    p = np.asarray(p)
+    y = np.asarray(y)
+    pred = p.argmax(axis=1)
+    scores = []
+    for j in range(p.shape[1]):
+        tp = np.sum((pred == j) & (y == j))
+        denom = np.sum(pred == j) + np.sum(y == j)
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores))
+
+
+@_metric("log_loss_mc", "Log-loss", False)
+def log_loss_mc(y, p, t=0.5):
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1)
+    p = p / p.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(p[np.arange(len(p)), np.asarray(y, dtype=int)])))
+
+
+@_metric("rmse", "RMSE", False)
+def rmse(y, s, t=0.5):
+    return float(np.sqrt(np.mean((np.asarray(y, dtype=float) - np.asarray(s, dtype=float)) ** 2)))
+
+
+@_metric("mae", "MAE", False)
+def mae(y, s, t=0.5):
+    return float(np.mean(np.abs(np.asarray(y, dtype=float) - np.asarray(s, dtype=float))))
+
+
+@_metric("r2", "R²", True)
+def r2(y, s, t=0.5):
+    y = np.asarray(y, dtype=float)
+    ss_res = np.sum((y - np.asarray(s, dtype=float)) ** 2)
+    ss_tot = np.sum((y - y.mean()) ** 2)
+    return float(1 - ss_res / ss_tot) if ss_tot else float("nan")
+
+
+def known_metrics() -> list[str]:
+    return metrics.names()

@@ -1,0 +1,1 @@
+"""Explanations: attributions per record and global importance."""

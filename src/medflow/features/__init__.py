@@ -1,0 +1,1 @@
+"""Featurizers: one module per modality, each fitted on training records only."""

@@ -1,0 +1,173 @@
+"""Tabular featurizer: imputation with missing indicators, standardization, one-hot with unknown bucket.
+
+Fitted on the training split only; its state is plain JSON saved with the run, so prediction on
+raw records reproduces the transform exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medflow.data.dataset import FeatureType
+from medflow.errors import DataError
+
+__all__ = ["TabularFeaturizer", "UNKNOWN", "MISSING_SUFFIX"]
+
+UNKNOWN = "__unknown__"
+MISSING_SUFFIX = "__missing"
+
+
+@dataclass
+class TabularFeaturizer:
+    """Turns records into a float32 matrix.
+
+    Numeric and datetime columns: median imputation, a missing-indicator column when the
+    training data had gaps, then standardization with the training mean and sd. Binary:
+    0/1 with mode imputation. Categorical: mode imputation and one-hot over the training
+    categories plus an ``__unknown__`` column for values first seen at prediction time.
+    """
+
+    feature_types: dict[str, FeatureType]
+    version: str = "tabular-v1"
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.state)
+
+    def fit(self, frame: pd.DataFrame) -> TabularFeaturizer:
+        """Learn imputation values, scales and categories from training records."""
+        self.state = {}
+        for col, kind in self.feature_types.items():
+            s = frame[col]
+            has_missing = bool(s.isna().any())
+            if kind in (FeatureType.NUMERIC, FeatureType.DATETIME):
+                v = _as_float(s, kind)
+                median = float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0
+                filled = np.where(np.isnan(v), median, v)
+                std = float(filled.std())
+                self.state[col] = {"median": median, "mean": float(filled.mean()), "std": std if std > 0 else 1.0,
+                                   "indicator": has_missing}
+            elif kind == FeatureType.BINARY:
+                values = sorted(s.dropna().unique().tolist(), key=str)
+                positive = _binary_positive(values)
+                mode = s.mode(dropna=True)
+                self.state[col] = {"values": [_plain(v) for v in values], "positive": _plain(positive),
+                                   "mode": _plain(mode.iloc[0]) if len(mode) else None, "indicator": has_missing}
+            else:
+                text = s.dropna().astype(str)
+                mode = text.mode()
+                self.state[col] = {"categories": sorted(text.unique().tolist()),
+                                   "mode": mode.iloc[0] if len(mode) else UNKNOWN, "indicator": has_missing}
+        return self
+
+    @property
+    def output_names(self) -> list[str]:
+        names = []
+        for col, kind in self.feature_types.items():
+            st = self.state[col]
+            if kind == FeatureType.CATEGORICAL:
+                names += [f"{col}={c}" for c in st["categories"]] + [f"{col}={UNKNOWN}"]
+            else:
+                names.append(col)
+            if st["indicator"]:
+                names.append(col + MISSING_SUFFIX)
+        return names
+
+    @property
+    def output_sources(self) -> list[str]:
+        """The raw column each output column comes from (for attributions on raw features)."""
+        sources = []
+        for col, kind in self.feature_types.items():
+            st = self.state[col]
+            n = len(st["categories"]) + 1 if kind == FeatureType.CATEGORICAL else 1
+            sources += [col] * (n + int(st["indicator"]))
+        return sources
+
+    def check_columns(self, frame: pd.DataFrame, source: str = "input") -> list[str]:
+        """Raise when a feature column is missing; return (and warn about) extra columns."""
+        missing = [c for c in self.feature_types if c not in frame.columns]
+        if missing:
+            raise DataError(f"{source}: missing feature column(s) {missing}; the model was trained with "
+                            f"{list(self.feature_types)}. Add them (empty values are allowed).")
+        extra = [c for c in frame.columns if c not in self.feature_types]
+        return extra
+
+    def transform(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
+        """Records to a float32 matrix with `len(output_names)` columns."""
+        if not self.fitted:
+            raise DataError("the featurizer is not fitted; call fit() on training records first.")
+        self.check_columns(frame, source)
+        blocks = []
+        for col, kind in self.feature_types.items():
+            st, s = self.state[col], frame[col]
+            miss = s.isna().to_numpy()
+            if kind in (FeatureType.NUMERIC, FeatureType.DATETIME):
+                v = _as_float(s, kind, source, col)
+                v = np.where(np.isnan(v), st["median"], v)
+                blocks.append(((v - st["mean"]) / st["std"])[:, None])
+            elif kind == FeatureType.BINARY:
+                filled = s.where(~s.isna(), st["mode"])
+                known = {str(x) for x in st["values"]}
+                bad = ~filled.astype(str).isin(known) & filled.notna()
+                if bad.any():
+                    row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+                    raise DataError(f"{source}: binary column '{col}' holds {filled[bad].iloc[0]!r} at row {row}; "
+                                    f"training saw only {st['values']}.")
+                blocks.append((filled.astype(str) == str(st["positive"])).to_numpy(float)[:, None])
+            else:
+                text = s.astype(object).where(~s.isna(), st["mode"]).astype(str)
+                cats = st["categories"]
+                lookup = {c: i for i, c in enumerate(cats)}
+                idx = text.map(lookup).fillna(len(cats)).to_numpy(int)
+                onehot = np.zeros((len(frame), len(cats) + 1))
+                onehot[np.arange(len(frame)), idx] = 1.0
+                unseen = int((idx == len(cats)).sum())
+                if unseen:
+                    warnings.warn(f"{source}: {unseen} value(s) of '{col}' were not seen in training and go to "
+                                  "its unknown bucket", stacklevel=2)
+                blocks.append(onehot)
+            if st["indicator"]:
+                blocks.append(miss.astype(float)[:, None])
+        return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "feature_types": {k: v.value for k, v in self.feature_types.items()},
+                "state": self.state}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TabularFeaturizer:
+        if d.get("version") != "tabular-v1":
+            raise DataError(f"featurizer version {d.get('version')!r} is not supported by this medflow.")
+        return cls({k: FeatureType(v) for k, v in d["feature_types"].items()}, d["version"], d["state"])
+
+
+def _as_float(s: pd.Series, kind: FeatureType, source: str = "input", col: str = "") -> np.ndarray:
+    if kind == FeatureType.DATETIME:
+        t = pd.to_datetime(s, errors="coerce", utc=True)
+        days = (t - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds() / 86400.0
+        return days.to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=float, na_value=np.nan)
+    parsed = pd.to_numeric(s, errors="coerce")
+    bad = s[parsed.isna() & s.notna()]
+    if len(bad):
+        raise DataError(f"{source}: column '{col}' is numeric but row {int(bad.index[0]) + 1} holds "
+                        f"{bad.iloc[0]!r}. Fix the value or leave it empty for missing.")
+    return parsed.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _binary_positive(values: list[Any]) -> Any:
+    for v in values:
+        if str(v).lower() in ("1", "1.0", "true", "yes", "y"):
+            return v
+    return values[-1] if values else 1
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v

@@ -1,0 +1,209 @@
+"""Estimators: one fit/predict/save/load contract over deep (torch) and baseline (scikit-learn) models.
+
+A saved model is its registry name, its plain hyper-parameters and its weights
+(safetensors for torch, skops for scikit-learn): never a pickled class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from medflow.errors import ConfigError, ModelError
+from medflow.registry import models as model_registry
+from medflow.tasks.base import Task
+from medflow.train.callbacks import Checkpoint, EarlyStopping, ProgressBar
+from medflow.train.trainer import TrainConfig, Trainer
+
+__all__ = ["ModelSpec", "Estimator", "DeepEstimator", "SklearnEstimator", "build_estimator", "load_estimator",
+           "atomic_write_bytes"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: how to build a model for a task from plain dimensions and parameters."""
+
+    name: str
+    family: str  # "deep" or "baseline"
+    task_kinds: frozenset[str]
+    params: type[BaseModel]
+    build: Callable[..., Any]
+    description: str
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def parse_params(spec: ModelSpec, params: dict[str, Any]) -> BaseModel:
+    try:
+        return spec.params(**params)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fields = ", ".join(spec.params.model_fields)
+        raise ConfigError(f"model '{spec.name}' params: {problems}. Valid params: {fields}.") from exc
+
+
+class Estimator(ABC):
+    """Fit on featurized arrays, predict task-level scores, save and load."""
+
+    def __init__(self, spec: ModelSpec, params: BaseModel, task: Task) -> None:
+        if task.kind not in spec.task_kinds:
+            raise ConfigError(f"model '{spec.name}' does not support {task.kind} tasks; it supports "
+                              f"{sorted(spec.task_kinds)}.")
+        self.spec, self.params, self.task = spec, params, task
+        self.in_dim: int | None = None
+        self.history: list[dict[str, float]] = []
+
+    @abstractmethod
+    def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
+            train: TrainConfig, seed: int, workdir: Path | None = None) -> Estimator: ...
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (binary: of the positive class; multiclass: n x k) or values (regression)."""
+
+    @abstractmethod
+    def _save_weights(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def _load_weights(self, directory: Path) -> None: ...
+
+    def save(self, directory: Path) -> None:
+        """Write weights, then `model.json` last (its presence marks a complete model)."""
+        self._save_weights(directory)
+        meta = {"name": self.spec.name, "params": self.params.model_dump(), "in_dim": self.in_dim,
+                "history": self.history}
+        atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=1).encode())
+
+
+def build_estimator(name: str, params: dict[str, Any], task: Task) -> Estimator:
+    spec: ModelSpec = model_registry.get(name)
+    parsed = parse_params(spec, params)
+    cls = DeepEstimator if spec.family == "deep" else SklearnEstimator
+    return cls(spec, parsed, task)
+
+
+def load_estimator(directory: Path, task: Task) -> Estimator:
+    meta_path = directory / "model.json"
+    if not meta_path.exists():
+        raise ModelError(f"{directory}: no model.json; the model was not saved completely.")
+    meta = json.loads(meta_path.read_text())
+    est = build_estimator(meta["name"], meta["params"], task)
+    est.in_dim = meta["in_dim"]
+    est.history = meta.get("history", [])
+    est._load_weights(directory)
+    return est
+
+
+class DeepEstimator(Estimator):
+    """A torch module trained by the Trainer with early stopping and per-epoch checkpoints."""
+
+    module: nn.Module
+
+    def _build(self, in_dim: int) -> nn.Module:
+        self.in_dim = in_dim
+        return self.spec.build(in_dim=in_dim, out_dim=self.task.output_dim, **self.params.model_dump())
+
+    def fit(self, x_train, y_train, x_valid, y_valid, train: TrainConfig, seed: int, workdir: Path | None = None):
+        from medflow.evaluate.metrics import get_metric
+
+        torch.manual_seed(seed)
+        self.module = self._build(x_train.shape[1])
+        monitor = train.monitor or self.task.monitor_metric
+        metric = None if monitor == "loss" else get_metric(monitor)
+        callbacks: list = [EarlyStopping("val_loss" if metric is None else "val_metric",
+                                         higher_is_better=bool(metric and metric.higher_is_better),
+                                         patience=train.patience)]
+        if workdir is not None:
+            callbacks.append(Checkpoint(workdir))
+        if train.progress:
+            callbacks.append(ProgressBar(f"{self.spec.name:>18}"))
+        trainer = Trainer(train, seed=seed, callbacks=callbacks)
+
+        def val_metric(y: np.ndarray, out: np.ndarray) -> float:
+            return metric(y, self.task.predict_from_outputs(out))
+
+        state = trainer.fit(self.module, self.task.loss, _tensor(x_train), _target(y_train),
+                            _tensor(x_valid), _target(y_valid), None if metric is None else val_metric)
+        self.history = state.history
+        self.best_epoch = callbacks[0].best_epoch
+        return self
+
+    @torch.no_grad()
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        self.module.eval()
+        t = _tensor(x)
+        return torch.cat([self.module(t[i:i + 4096]) for i in range(0, len(t), 4096)]).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.task.predict_from_outputs(self.outputs(x))
+
+    def _save_weights(self, directory: Path) -> None:
+        from safetensors.torch import save
+
+        state = {k: v.contiguous() for k, v in self.module.state_dict().items()}
+        atomic_write_bytes(directory / "model.safetensors", save(state))
+
+    def _load_weights(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        self.module = self._build(self.in_dim)
+        self.module.load_state_dict(load_file(directory / "model.safetensors"))
+        self.module.eval()
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+
+
+def _target(y: np.ndarray) -> torch.Tensor:
+    y = np.asarray(y)
+    return torch.as_tensor(y, dtype=torch.long if y.dtype.kind in "iub" else torch.float32)
+
+
+class SklearnEstimator(Estimator):
+    """A scikit-learn model fitted on the training split (the validation split is not used)."""
+
+    def fit(self, x_train, y_train, x_valid, y_valid, train: TrainConfig, seed: int, workdir: Path | None = None):
+        self.in_dim = x_train.shape[1]
+        self.model = self.spec.build(task=self.task, seed=seed, **self.params.model_dump())
+        self.model.fit(x_train, y_train)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.task.kind == "regression":
+            return np.asarray(self.model.predict(x), dtype=float)
+        proba = self.model.predict_proba(x)
+        return proba[:, 1] if self.task.kind == "binary" else proba
+
+    def _save_weights(self, directory: Path) -> None:
+        import skops.io as sio
+
+        atomic_write_bytes(directory / "model.skops", sio.dumps(self.model))
+
+    def _load_weights(self, directory: Path) -> None:
+        import skops.io as sio
+
+        path = directory / "model.skops"
+        untrusted = sio.get_untrusted_types(file=path)
+        unsafe = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
+        if unsafe:
+            raise ModelError(f"{path}: holds types outside scikit-learn/NumPy/SciPy ({unsafe}); refusing to load.")
+        self.model = sio.load(path, trusted=untrusted)

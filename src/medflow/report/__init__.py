@@ -1,0 +1,1 @@
+"""The HTML model card, written from a run directory."""

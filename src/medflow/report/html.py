@@ -1,0 +1,211 @@
+"""The model card: one self-contained HTML file written from a run directory (plots embedded)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from medflow.evaluate.evaluator import score_matrix
+from medflow.evaluate.metrics import get_metric
+from medflow.report import plots
+from medflow.runs import read_json, write_text
+
+__all__ = ["write_report", "render_report"]
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .5em;
+text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.synthetic{background:#b00;color:#fff;padding:.6em 1em;font-weight:bold;font-size:1.2em}
+.flag{color:#b00;font-weight:bold}.sel{background:#eef6ee}img{max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:1em}
+pre{background:#f7f7f7;padding:.8em;font-size:.8em;overflow:auto}.muted{color:#666;font-size:.9em}"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _table(header: list[str], rows: list[list[Any]], row_class: list[str] | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(f"<tr class='{(row_class or [''] * len(rows))[i]}'>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>"
+                   for i, r in enumerate(rows))
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _img(b64: str, alt: str) -> str:
+    return f"<img alt='{_e(alt)}' src='data:image/png;base64,{b64}'>"
+
+
+def _ci(m: dict[str, float]) -> str:
+    return f"{m['value']:.3f} <span class='muted'>({m['low']:.3f}&ndash;{m['high']:.3f})</span>"
+
+
+def _metrics_section(metrics: dict, names: list[str]) -> str:
+    header = ["model"] + [get_metric(n).display for n in names] + ["threshold"]
+    rows, classes = [], []
+    for model, entry in metrics["models"].items():
+        sel = model == metrics["selected_model"]
+        rows.append([_e(model) + (" &#9733;" if sel else "")] + [_ci(entry["metrics"][n]) for n in names]
+                    + [f"{entry['threshold']:.3f}"])
+        classes.append("sel" if sel else "")
+    level = int(round(metrics["level"] * 100))
+    return (f"<p>Test split, {level}% CIs from {metrics['n_bootstrap']} bootstrap resamples of patients. "
+            f"&#9733; = model selected on the validation split by {_e(metrics['primary_metric'])} "
+            f"(never on the test split). Thresholds were chosen on the validation split "
+            f"({_e(metrics['threshold_method']['method'])}) and applied unchanged to the test split.</p>"
+            + _table(header, rows, classes))
+
+
+def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[Any]) -> str:
+    test = preds[preds["split"] == "test"]
+    curves = {m: (g["y_true"].to_numpy(), score_matrix(g, kind)) for m, g in test.groupby("model", sort=False)}
+    sel = metrics["selected_model"]
+    entry = metrics["models"][sel]
+    out = []
+    if kind == "binary":
+        out += [_img(plots.roc_plot(curves), "ROC"), _img(plots.pr_plot(curves), "precision-recall")]
+    if kind in ("binary", "multiclass"):
+        cal = {m: e["calibration"] for m, e in metrics["models"].items() if e.get("calibration")}
+        out.append(_img(plots.calibration_plot(cal), "calibration"))
+        out.append(_img(plots.confusion_plot(entry["confusion"], [str(c) for c in classes],
+                                             f"{sel} at threshold {entry['threshold']:.2f}"), "confusion matrix"))
+    else:
+        out.append(_img(plots.scatter_plot(curves), "predicted vs observed"))
+    return "<div class='grid'>" + "".join(out) + "</div>"
+
+
+def _subgroup_section(metrics: dict, names: list[str]) -> str:
+    sel = metrics["selected_model"]
+    subs = metrics["models"][sel].get("subgroups") or {}
+    if not subs:
+        return "<p>No sensitive attributes were named (evaluate.subgroups), so no subgroup audit was run.</p>"
+    parts = [f"<p>Model {_e(sel)}, test split; the same threshold for every group.</p>"]
+    for attr, res in subs.items():
+        flagged = res.get("largest_gap")
+        rows = [[_e(level), g["n"]] + [_ci(g["metrics"][n]) for n in names] for level, g in res["groups"].items()]
+        parts.append(f"<h3>{_e(attr)}</h3>" + _table(["group", "n"] + [get_metric(n).display for n in names], rows))
+        if flagged:
+            gap = res["gaps"][flagged]
+            parts.append(f"<p class='flag'>Largest gap: {_e(get_metric(flagged).display)} differs by {gap['gap']:.3f} "
+                         f"between {_e(gap['best'])} (best) and {_e(gap['worst'])} (worst). Check whether the "
+                         "CIs overlap before drawing conclusions.</p>")
+    return "".join(parts)
+
+
+def _explain_section(expl: dict, selected: str) -> str:
+    if selected not in expl:
+        return ""
+    e = expl[selected]
+    pi = e["permutation_importance"]
+    parts = ["<div class='grid'>",
+             _img(plots.importance_plot({k: v["mean"] for k, v in pi.items()}, {k: v["sd"] for k, v in pi.items()},
+                                        f"Permutation importance ({selected})"), "permutation importance"),
+             _img(plots.importance_plot(e["mean_abs_attribution"], None,
+                                        f"Mean |attribution| ({e['method']})"), "attributions"), "</div>"]
+    rows = []
+    for ex in e["examples"]:
+        top = sorted(ex["attributions"].items(), key=lambda kv: -abs(kv[1]))[:5]
+        rows.append([f"test record {ex['row']}", ", ".join(f"{_e(k)} {v:+.3f}" for k, v in top)])
+    parts.append("<p>Per-record attributions (top 5) for example test records:</p>"
+                 + _table(["record", "attributions"], rows))
+    others = [m for m in expl if m != selected]
+    if others:
+        rows = [[_e(m), ", ".join(_e(k) for k in list(expl[m]["permutation_importance"])[:5])] for m in others]
+        parts.append("<p>Top features of the other models (permutation importance):</p>"
+                     + _table(["model", "top 5"], rows))
+    return "".join(parts)
+
+
+def _quality_section(q: dict, manifest: dict) -> str:
+    findings = "".join(f"<li>{_e(f)}</li>" for f in q["findings"]) or "<li>no findings</li>"
+    rows = [[_e(c["column"]), c["type"], c["role"], f"{c['missing']:.1%}", c["unique"],
+             f"{c.get('min', ''):.4g}" if "min" in c else "", f"{c.get('max', ''):.4g}" if "max" in c else ""]
+            for c in q["columns"]]
+    balance = "".join(f"<p>Class balance of {_e(k)}: {_e(v)}</p>" for k, v in q["class_balance"].items())
+    parts = ("train", "valid", "test")
+    split_rows = [[s["fold"], *(f"{s[p]['patients']} patients / {s[p]['rows']} rows" for p in parts)]
+                  for s in manifest["splits"]]
+    note = manifest.get("patient_id_note")
+    return (f"<p>{q['rows']} records from {q['patients']} patients.</p>" + balance
+            + f"<p>Quality findings:</p><ul>{findings}</ul>"
+            + (f"<p class='flag'>{_e(note)}.</p>" if note else "")
+            + "<details><summary>Columns</summary>"
+            + _table(["column", "type", "role", "missing", "unique", "min", "max"], rows)
+            + "</details><h3>Splits (by patient)</h3>" + _table(["fold", "train", "valid", "test"], split_rows))
+
+
+def _limitations(manifest: dict, metrics: dict, q: dict) -> str:
+    items = [
+        "Internal validation only: the test split comes from the same source as the training data; performance at "
+        "another site, time period or population must be established by external validation before clinical use.",
+        f"The test split holds {min(e['n_test_patients'] for e in metrics['models'].values())} patients; the CIs "
+        "show how much the estimates could move with another sample.",
+        "Attributions describe the model, not causal effects of the features on the outcome.",
+        "Decision thresholds were chosen on the validation split; the clinical cost of false negatives and false "
+        "positives should set the operating point in practice.",
+    ]
+    if manifest.get("patient_id_note"):
+        items.append("No patient identifier was given; if a patient contributes several records, the splits and "
+                     "CIs are optimistic.")
+    if manifest.get("synthetic"):
+        items.insert(0, "The data are SYNTHETIC (simulated): results say nothing about real patients.")
+    if q["findings"]:
+        items.append("The data-quality findings above may affect the results.")
+    return "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
+
+
+def render_report(run_dir: Path) -> str:
+    """The report's HTML for a run directory."""
+    manifest = read_json(run_dir / "manifest.json")
+    metrics = read_json(run_dir / "metrics.json")
+    config = yaml.safe_load((run_dir / "study.yaml").read_text())
+    quality = read_json(run_dir / "quality.json")
+    expl = read_json(run_dir / "explanations.json")
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    task = read_json(run_dir / "fold_0" / "task.json")
+    kind, classes = task["config"]["kind"], task["state"].get("classes", [])
+    names = [n for n in next(iter(metrics["models"].values()))["metrics"]]
+    synthetic = bool(manifest.get("synthetic"))
+    histories = {}
+    for m in metrics["models"]:
+        meta_path = run_dir / "fold_0" / m / "model.json"
+        h = json.loads(meta_path.read_text()).get("history") if meta_path.exists() else None
+        if h:
+            histories[m] = h
+    title = f"medflow model card: {config['name']}"
+    body = [
+        "<div class='synthetic'>SYNTHETIC DATA: these results come from simulated patients.</div>" if synthetic else "",
+        f"<h1>{_e(title)}</h1><p class='muted'>run {_e(run_dir.name)} &middot; finished {_e(manifest['finished_at'])}"
+        f" &middot; {_e(kind)} task on label {_e(', '.join([task['config'].get('label', '')]))}</p>",
+        "<h2>Intended use</h2><p>" + _e(config.get("intended_use") or
+                                       "Not stated. A research model: not for clinical decisions without "
+                                       "prospective, external validation.") + "</p>",
+        f"<h2>Data</h2><p>{_e(manifest['data']['description'] or manifest['data']['source'])}</p>"
+        + _quality_section(quality, manifest),
+        "<h2>Model comparison</h2>" + _metrics_section(metrics, names),
+        "<h2>Performance plots</h2>" + _plots_section(preds, metrics, kind, classes),
+        "<h2>Subgroups</h2>" + _subgroup_section(metrics, names),
+        "<h2>Explanations</h2>" + _explain_section(expl, metrics["selected_model"]),
+        ("<h2>Training</h2>" + _img(plots.history_plot(histories), "training curves")) if histories else "",
+        "<h2>Limitations</h2>" + _limitations(manifest, metrics, quality),
+        "<h2>Study configuration</h2><pre>" + _e(yaml.safe_dump(config, sort_keys=False)) + "</pre>",
+        "<h2>Environment</h2>" + _table(["item", "value"], [[_e(k), _e(v)] for k, v in manifest.items()
+                                                             if k not in ("data", "splits", "feature_types")]),
+    ]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style>"
+            f"</head><body>{''.join(body)}</body></html>")
+
+
+def write_report(run_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Write the report (atomically) into the run directory, or to `path`."""
+    run_dir = Path(run_dir)
+    out = Path(path) if path else run_dir / "report.html"
+    write_text(out, render_report(run_dir))
+    return out
+
+

@@ -1,0 +1,226 @@
+"""The run directory: atomic writes, and loading a finished run back as a predictor.
+
+A run is written under ``<name>/<timestamp>.incomplete/`` and renamed to ``<timestamp>/`` only
+when every file is in place, so a directory without the suffix is always complete. Layout in
+docs/run-directory.md.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medflow.errors import DataError, ModelError
+from medflow.features.tabular import TabularFeaturizer
+from medflow.models.base import Estimator, atomic_write_bytes, load_estimator
+from medflow.tasks.base import Binary, Multiclass, Regression, Task
+
+__all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read_json", "INCOMPLETE"]
+
+INCOMPLETE = ".incomplete"
+_TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression}
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default).encode())
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def task_from_dict(d: dict[str, Any]) -> Task:
+    cfg = dict(d["config"])
+    return _TASKS[cfg["kind"]](**cfg).load_state(d["state"])
+
+
+class Metrics:
+    """The metrics of a run, with a table view (value and 95% CI per model and metric)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def value(self, model: str, metric: str) -> float:
+        return float(self.data["models"][model]["metrics"][metric]["value"])
+
+    def ci(self, model: str, metric: str) -> tuple[float, float]:
+        m = self.data["models"][model]["metrics"][metric]
+        return float(m["low"]), float(m["high"])
+
+    @property
+    def selected_model(self) -> str:
+        return self.data["selected_model"]
+
+    def table(self) -> pd.DataFrame:
+        """Rows = models, columns = metrics, cells '0.991 (0.978-0.999)'."""
+        rows = {}
+        for model, entry in self.data["models"].items():
+            rows[model] = {name: f"{m['value']:.3f} ({m['low']:.3f}-{m['high']:.3f})"
+                           for name, m in entry["metrics"].items()}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def __repr__(self) -> str:
+        return self.table().to_string()
+
+
+class Run:
+    """A finished run: its config, metrics and saved models; predicts on raw records."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.name.endswith(INCOMPLETE) or not (self.path / "manifest.json").exists():
+            raise ModelError(f"{self.path}: the run is incomplete (it was interrupted or failed); resume it "
+                             f"with `medflow run STUDY.yaml --resume {self.path}` or start it again.")
+        self.manifest = read_json(self.path / "manifest.json")
+        self.config = yaml.safe_load((self.path / "study.yaml").read_text())
+        self.metrics = Metrics(read_json(self.path / "metrics.json"))
+        self._folds: list[tuple[TabularFeaturizer, Task, dict[str, Path]]] = []
+        for fold_dir in sorted(self.path.glob("fold_*")):
+            feat = TabularFeaturizer.from_dict(read_json(fold_dir / "featurizer.json"))
+            task = task_from_dict(read_json(fold_dir / "task.json"))
+            self._folds.append((feat, task, {p.name: p for p in fold_dir.iterdir() if (p / "model.json").exists()}))
+        self._cache: dict[tuple[int, str], Estimator] = {}
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.metrics.data["models"])
+
+    @property
+    def task(self) -> Task:
+        return self._folds[0][1]
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.manifest.get("synthetic"))
+
+    def estimator(self, model: str, fold: int = 0) -> Estimator:
+        if (fold, model) not in self._cache:
+            feat, task, dirs = self._folds[fold]
+            if model not in dirs:
+                raise ModelError(f"{self.path}: no model '{model}'; this run has {sorted(dirs)}.")
+            self._cache[(fold, model)] = load_estimator(dirs[model], task)
+        return self._cache[(fold, model)]
+
+    def featurizer(self, fold: int = 0) -> TabularFeaturizer:
+        return self._folds[fold][0]
+
+    def predictions(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "predictions.parquet")
+
+    def _frame(self, records: Any, source: str) -> pd.DataFrame:
+        if isinstance(records, pd.DataFrame):
+            frame = records.reset_index(drop=True)
+        elif isinstance(records, dict):
+            frame = pd.DataFrame([records])
+        else:
+            frame = pd.DataFrame(list(records))
+        if frame.empty:
+            raise DataError(f"{source}: no records to predict.")
+        return frame
+
+    def predict(self, records: Any, model: str | None = None, explain: bool = False,
+                source: str = "input") -> pd.DataFrame:
+        """Predict raw records (a DataFrame, a list of dicts, or one dict).
+
+        Returns one row per record: the prediction (probability, class probabilities or value),
+        the predicted label at the run's threshold, and with ``explain=True`` the top attributions.
+        With k-fold runs the fold models' predictions are averaged.
+        """
+        from medflow.explain.tabular import attributions, method_name
+
+        model = model or self.metrics.selected_model
+        frame = self._frame(records, source)
+        extra = self.featurizer().check_columns(frame, source)
+        label_cols = set(self.task.label_columns) | {self.config["data"].get("patient_id") or ""}
+        extra = [c for c in extra if c not in label_cols]
+        if extra:
+            warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=2)
+        scores, attrs, names = [], [], None
+        for fold in range(len(self._folds)):
+            est = self.estimator(model, fold)
+            x = self.featurizer(fold).transform(frame, source)
+            scores.append(est.predict(x))
+            if explain:
+                names, a = attributions(est, x, self.featurizer(fold).output_sources)
+                attrs.append(a)
+        score = np.mean(scores, axis=0)
+        out = self._prediction_frame(frame, score, model)
+        if explain:
+            a = np.mean(attrs, axis=0)
+            out["explanation"] = [_top(names, row) for row in a]
+            out["explanation_method"] = method_name(self.estimator(model, 0))
+        return out
+
+    def _prediction_frame(self, frame: pd.DataFrame, score: np.ndarray, model: str) -> pd.DataFrame:
+        task, out = self.task, pd.DataFrame(index=frame.index)
+        pid = self.config["data"].get("patient_id")
+        if pid and pid in frame.columns:
+            out[pid] = frame[pid].to_numpy()
+        if task.kind == "binary":
+            t = self.metrics.data["models"][model]["threshold"]
+            out["probability"] = score
+            out["prediction"] = np.where(score >= t, task.classes[1], task.classes[0])
+            out["threshold"] = t
+        elif task.kind == "multiclass":
+            for j, c in enumerate(task.classes):
+                out[f"probability_{c}"] = score[:, j]
+            out["prediction"] = [task.classes[j] for j in score.argmax(axis=1)]
+        else:
+            out["prediction"] = score
+        out["model"] = model
+        if self.synthetic:
+            out["synthetic"] = True
+        return out
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """(Re)write the HTML model card; returns its path."""
+        from medflow.report.html import write_report
+
+        return write_report(self.path, path)
+
+    def explain(self, records: Any, model: str | None = None) -> pd.DataFrame:
+        return self.predict(records, model=model, explain=True)
+
+
+def _top(names: list[str], row: np.ndarray, k: int = 10) -> list[dict[str, float]]:
+    order = np.argsort(-np.abs(row))[:k]
+    return [{"feature": names[i], "attribution": float(row[i])} for i in order]
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a finished run directory (or the newest run under a study folder)."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such run directory.")
+    if not (p / "manifest.json").exists():
+        complete = sorted(c for c in p.iterdir() if c.is_dir() and (c / "manifest.json").exists())
+        if complete and not p.name.endswith(INCOMPLETE):
+            p = complete[-1]
+    return Run(p)

@@ -1,0 +1,275 @@
+"""`Study` and `run_study()`: data -> task -> patient split -> featurizer -> models -> run directory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from rich.console import Console
+
+from medflow.config import DataConfig, ModelEntry, StudyConfig, load_config, parse_config
+from medflow.data.builtin import load as load_dataset
+from medflow.data.dataset import Dataset
+from medflow.data.quality import quality_summary
+from medflow.data.sources.tabular import read_table
+from medflow.data.splits import ByPatient, Fold, KFold
+from medflow.errors import ConfigError, DataError
+from medflow.evaluate.evaluator import SUBGROUP_PREFIX, EvaluateConfig, evaluate_predictions, subgroup_labels
+from medflow.explain.tabular import attributions, method_name, permutation_importance
+from medflow.features.tabular import TabularFeaturizer
+from medflow.models.base import build_estimator, load_estimator
+from medflow.registry import models as model_registry
+from medflow.runs import INCOMPLETE, Run, write_json, write_parquet, write_text
+from medflow.tasks.base import Task
+from medflow.train.trainer import TrainConfig
+
+__all__ = ["Study", "run_study"]
+
+
+class Study:
+    """A study: data + task + models + validation plan, run reproducibly into a run directory.
+
+    >>> import medflow as mf                                     # doctest: +SKIP
+    >>> study = mf.Study(dataset=mf.datasets.load("breast_cancer"),
+    ...                  task=mf.tasks.Binary(label="malignant"), model="mlp")
+    >>> run = study.fit()
+    """
+
+    def __init__(self, dataset: Dataset | str | None = None, task: Task | None = None,
+                 model: str | list[str | dict] | None = None, split: ByPatient | KFold | None = None,
+                 seed: int = 0, name: str | None = None, train: TrainConfig | dict | None = None,
+                 evaluate: EvaluateConfig | dict | None = None, output_dir: str | Path = "runs",
+                 intended_use: str = "", config: StudyConfig | None = None) -> None:
+        if config is None:
+            if task is None:
+                raise ConfigError("Study needs a task, e.g. mf.tasks.Binary(label='outcome').")
+            self.dataset = load_dataset(dataset) if isinstance(dataset, str) else dataset
+            if self.dataset is None:
+                raise ConfigError("Study needs a dataset (a Dataset or a built-in name).")
+            data = _data_config(self.dataset)
+            models = [model] if isinstance(model, str | dict) else (model or ["mlp", "logistic_regression"])
+            raw = {"name": name or self.dataset.name, "intended_use": intended_use, "data": data,
+                   "task": task.model_dump(), "models": models, "seed": seed, "output_dir": str(output_dir)}
+            for key, value in (("split", split), ("train", train), ("evaluate", evaluate)):
+                if value is not None:
+                    raw[key] = value.model_dump() if hasattr(value, "model_dump") else value
+            config = parse_config(raw, "Study")
+        else:
+            self.dataset = None
+        self.config = config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Study:
+        return cls(config=load_config(path))
+
+    def fit(self, resume: str | Path | None = None, console: Console | None = None) -> Run:
+        """Train and evaluate every model; returns the finished Run."""
+        return run_study(self.config, dataset=self.dataset, resume=resume, console=console)
+
+
+def _data_config(ds: Dataset) -> dict[str, Any]:
+    pid = None if ds.patient_id == "__row__" else ds.patient_id
+    if ds.source.startswith("builtin:"):
+        return {"dataset": ds.source.split(":", 1)[1], "patient_id": pid, "synthetic": ds.synthetic}
+    return {"path": ds.source if Path(ds.source).exists() else None, "patient_id": pid, "synthetic": ds.synthetic,
+            "types": {k: v.value for k, v in ds.feature_types.items()}}
+
+
+def load_study_data(data: DataConfig) -> Dataset:
+    """The Dataset a study's `data:` section names."""
+    if data.dataset:
+        ds = load_dataset(data.dataset)
+        if data.types:
+            raise ConfigError("data.types applies to files (data.path), not to built-in datasets.")
+    elif data.path:
+        ds = read_table(data.path, patient_id=data.patient_id, types=dict(data.types), synthetic=data.synthetic)
+    else:
+        raise ConfigError("the study has no data: set data.dataset (a built-in name) or data.path (a file).")
+    return ds
+
+
+def _feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
+    for col in cfg.data.drop:
+        if col not in ds.frame.columns:
+            raise DataError(f"{ds.source}: data.drop names column '{col}', which is not in the data.")
+    excluded = set(cfg.task.label_columns) | set(cfg.data.drop)
+    cols = [c for c in ds.feature_types if c not in excluded]
+    if not cols:
+        raise DataError(f"{ds.source}: no feature columns left after removing the label and data.drop.")
+    return cols
+
+
+def _new_run_dir(cfg: StudyConfig) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.output_dir) / cfg.name
+    path, i = base / stamp, 1
+    while path.exists() or path.with_name(path.name + INCOMPLETE).exists():
+        path, i = base / f"{stamp}-{i}", i + 1
+    work = path.with_name(path.name + INCOMPLETE)
+    work.mkdir(parents=True)
+    return work
+
+
+def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
+    entries = cfg.model_entries()
+    if not entries:
+        raise ConfigError("the study names no models; add at least one under models:.")
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"models: each model may appear once, got {names}.")
+    for e in entries:
+        build_estimator(e.name, e.params, cfg.task)  # unknown names, bad params, wrong task kind
+    return entries
+
+
+def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], work: Path,
+              entries: list[ModelEntry], subgroups: pd.DataFrame, console: Console) -> tuple[list, dict]:
+    frame = ds.frame
+    train, valid, test = (frame.iloc[idx] for idx in (fold.train, fold.valid, fold.test))
+    task = cfg.task.model_copy(deep=True).fit(train)
+    feat = TabularFeaturizer({c: ds.feature_types[c] for c in features}).fit(train)
+    fold_dir = work / f"fold_{fold.index}"
+    write_json(fold_dir / "featurizer.json", feat.to_dict())
+    write_json(fold_dir / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
+    xs = {part: feat.transform(df) for part, df in (("train", train), ("valid", valid), ("test", test))}
+    ys = {part: task.encode(df) for part, df in (("train", train), ("valid", valid), ("test", test))}
+    rows, timings = [], {}
+    for entry in entries:
+        model_dir = fold_dir / entry.name
+        start = time.perf_counter()
+        if (model_dir / "model.json").exists():
+            est = load_estimator(model_dir, task)
+            console.print(f"  [dim]{entry.name}: already trained (resumed run)[/dim]")
+        else:
+            est = build_estimator(entry.name, entry.params, task)
+            est.fit(xs["train"], ys["train"], xs["valid"], ys["valid"], cfg.train, cfg.seed,
+                    workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
+            est.save(model_dir)
+        timings[entry.name] = time.perf_counter() - start
+        for part, idx in (("valid", fold.valid), ("test", fold.test)):
+            rows.append(_prediction_rows(ds, task, est.predict(xs[part]), ys[part], idx, part, fold.index,
+                                         entry.name, subgroups))
+    return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys}
+
+
+def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
+                     fold: int, model: str, subgroups: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({"patient_id": ds.frame[ds.patient_id].iloc[idx].astype(str).to_numpy(), "row": idx,
+                        "fold": fold, "split": part, "model": model, "y_true": y})
+    if task.kind == "multiclass":
+        for j in range(score.shape[1]):
+            out[f"prob_{j}"] = score[:, j]
+    else:
+        out["score"] = score
+    for col in subgroups.columns:
+        out[col] = subgroups[col].iloc[idx].to_numpy()
+    return out
+
+
+def _explain(cfg: StudyConfig, run_dir: Path, fold_info: dict, entries: list[ModelEntry]) -> dict[str, Any]:
+    from medflow.evaluate.metrics import get_metric
+
+    task, feat, xs, ys = fold_info["task"], fold_info["featurizer"], fold_info["xs"], fold_info["ys"]
+    metric = get_metric(task.primary_metric)
+    x = xs["test"][: cfg.explain.max_records]
+    out: dict[str, Any] = {}
+    for entry in entries:
+        est = load_estimator(run_dir / "fold_0" / entry.name, task)
+        names, attr = attributions(est, x, feat.output_sources)
+        out[entry.name] = {
+            "method": method_name(est),
+            "permutation_importance": permutation_importance(
+                est.predict, xs["test"], ys["test"], feat.output_sources, metric, metric.higher_is_better,
+                cfg.explain.n_repeats, cfg.seed),
+            "mean_abs_attribution": dict(sorted(zip(names, np.abs(attr).mean(axis=0).tolist(), strict=True),
+                                                key=lambda kv: -kv[1])),
+            "examples": [{"row": i, "attributions": dict(zip(names, attr[i].tolist(), strict=True))}
+                         for i in range(min(cfg.explain.examples, len(x)))],
+        }
+    return out
+
+
+def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Path | None = None,
+              console: Console | None = None) -> Run:
+    """Run a study end to end and return the finished run (see docs/run-directory.md)."""
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    ds = dataset if dataset is not None else load_study_data(cfg.data)
+    ds.synthetic = ds.synthetic or cfg.data.synthetic
+    cfg.task.check(ds.frame, ds.source)
+    features = _feature_columns(ds, cfg)
+    entries = _check_models(cfg)
+    subgroups = pd.DataFrame({SUBGROUP_PREFIX + s.label: subgroup_labels(ds.frame, s, ds.source)
+                              for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
+    strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
+    folds = cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
+    work = _resume_dir(resume, cfg) if resume else _new_run_dir(cfg)
+    write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {len(features)} features,"
+                  f" {len(folds)} fold(s), models {[e.name for e in entries]}"
+                  + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))
+    rows, timings, first = [], {}, None
+    for fold in folds:
+        fold_rows, info = _fit_fold(cfg, ds, fold, features, work, entries, subgroups, console)
+        rows += fold_rows
+        for k, v in info["timings"].items():
+            timings[k] = timings.get(k, 0.0) + v
+        first = first or info
+    preds = pd.concat(rows, ignore_index=True)
+    write_parquet(work / "predictions.parquet", preds)
+    console.print("evaluating (bootstrap over patients) ...")
+    metrics = evaluate_predictions(preds, cfg.task.kind, cfg.task.default_metrics, cfg.task.primary_metric,
+                                   cfg.evaluate, cfg.seed)
+    metrics["fit_seconds"] = timings
+    write_json(work / "metrics.json", metrics)
+    console.print("explaining ...")
+    write_json(work / "explanations.json", _explain(cfg, work, first, entries))
+    write_json(work / "quality.json", quality_summary(ds, cfg.task.label_columns))
+    write_json(work / "manifest.json", _manifest(cfg, ds, folds, features, time.perf_counter() - started))
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    from medflow.report.html import write_report
+
+    write_report(work)
+    final = work.with_name(work.name[: -len(INCOMPLETE)])
+    os.replace(work, final)
+    return Run(final)
+
+
+def _resume_dir(resume: str | Path, cfg: StudyConfig) -> Path:
+    p = Path(resume)
+    if not p.name.endswith(INCOMPLETE):
+        raise ConfigError(f"--resume {p}: only an interrupted run (a folder ending in {INCOMPLETE}) can be resumed.")
+    if not p.exists():
+        raise ConfigError(f"--resume {p}: no such folder.")
+    saved = yaml.safe_load((p / "study.yaml").read_text()) if (p / "study.yaml").exists() else None
+    if saved is not None and saved != cfg.resolved():
+        raise ConfigError(f"--resume {p}: the study config differs from the one the run started with; "
+                          "resume with the same YAML, or start a new run.")
+    return p
+
+
+def _manifest(cfg: StudyConfig, ds: Dataset, folds: list[Fold], features: list[str], wall: float) -> dict:
+    import sklearn
+    import torch
+
+    import medflow
+
+    return {
+        "status": "complete", "medflow": medflow.__version__, "python": platform.python_version(),
+        "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+        "scikit_learn": sklearn.__version__, "host": platform.node(), "platform": platform.platform(),
+        "seed": cfg.seed, "data": ds.summary(), "data_fingerprint": ds.fingerprint(), "synthetic": ds.synthetic,
+        "features": features, "feature_types": {c: ds.feature_types[c].value for c in features},
+        "patient_id_note": ds.meta.get("patient_id_note"),
+        "splits": [{"fold": f.index, **f.sizes(ds.frame[ds.patient_id])} for f in folds],
+        "models": {n: model_registry.get(n).family for n in (e.name for e in cfg.model_entries())},
+        "wall_seconds": wall, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

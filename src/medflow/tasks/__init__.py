@@ -1,0 +1,5 @@
+"""Task kinds: each knows its label type, loss, output activation and default metrics."""
+
+from medflow.tasks.base import Binary, Multiclass, Regression, Task, TaskConfig
+
+__all__ = ["Task", "Binary", "Multiclass", "Regression", "TaskConfig"]

@@ -1,0 +1,170 @@
+"""The Trainer: owns the loop, optimizer, schedule, seeds and callbacks; the task owns the loss.
+
+Data are in-memory tensors; batches are drawn with a seeded generator, so the same seed
+gives bit-identical weights on CPU, and a run resumed from a checkpoint continues the
+exact sequence of batches and dropout masks of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+__all__ = ["TrainConfig", "Trainer", "TrainState"]
+
+
+class TrainConfig(BaseModel):
+    """Options of the deep models' training (YAML: `train:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_epochs: int = Field(200, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    patience: int = Field(20, ge=1)
+    monitor: str | None = None
+    grad_clip: float | None = Field(1.0, gt=0)
+    progress: bool = True
+
+
+@dataclass
+class TrainState:
+    """What the loop knows after each epoch; callbacks read and write it."""
+
+    epoch: int = -1
+    train_loss: float = float("nan")
+    val_loss: float = float("nan")
+    val_metric: float = float("nan")
+    should_stop: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def factor(epoch: int) -> float:
+        if epoch < cfg.warmup_epochs:
+            return (epoch + 1) / (cfg.warmup_epochs + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        span = max(1, cfg.max_epochs - cfg.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+
+    return factor
+
+
+class Trainer:
+    """Fits an `nn.Module` on tensors with AdamW, a learning-rate schedule and callbacks.
+
+    Args:
+        config: the training options.
+        seed: seeds the model's initialization (when `fit` builds it), the batch order and dropout.
+        callbacks: optional behaviour (early stopping, checkpoints, progress), called in order.
+    """
+
+    def __init__(self, config: TrainConfig, seed: int = 0, callbacks: Sequence[Any] = ()) -> None:
+        self.config = config
+        self.seed = seed
+        self.callbacks = list(callbacks)
+        self.state = TrainState()
+        self.module: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def fit(
+        self,
+        module: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_valid: torch.Tensor | None = None,
+        y_valid: torch.Tensor | None = None,
+        val_metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    ) -> TrainState:
+        """Train `module` in place; returns the final state (history per epoch)."""
+        cfg = self.config
+        self.module = module
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
+        self.loss_fn = loss_fn
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        n = len(x_train)
+        bs = min(cfg.batch_size, n)
+        for epoch in range(self.state.epoch + 1, cfg.max_epochs):
+            if self.state.should_stop:  # resumed from a checkpoint written after the stop decision
+                break
+            module.train()
+            perm = torch.randperm(n, generator=self.generator)
+            total, batches = 0.0, 0
+            for start in range(0, n, bs):
+                idx = perm[start:start + bs]
+                if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a batch of one
+                    continue
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(module(x_train[idx]), y_train[idx])
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                total += float(loss.detach())
+                batches += 1
+            self.scheduler.step()
+            self.state.epoch = epoch
+            self.state.train_loss = total / max(batches, 1)
+            if x_valid is not None and len(x_valid):
+                out = self.predict_outputs(x_valid)
+                self.state.val_loss = float(loss_fn(out, y_valid))
+                if val_metric is not None:
+                    self.state.val_metric = float(val_metric(y_valid.numpy(), out.numpy()))
+            self.state.history.append({"epoch": epoch, "train_loss": self.state.train_loss,
+                                       "val_loss": self.state.val_loss, "val_metric": self.state.val_metric,
+                                       "lr": self.optimizer.param_groups[0]["lr"]})
+            for cb in self.callbacks:
+                cb.on_epoch_end(self)
+            if self.state.should_stop:
+                break
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        module.eval()
+        return self.state
+
+    @torch.no_grad()
+    def predict_outputs(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Raw outputs in eval mode, batched."""
+        assert self.module is not None
+        self.module.eval()
+        return torch.cat([self.module(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where training stopped."""
+        assert self.module is not None and self.optimizer is not None and self.scheduler is not None
+        return {
+            "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": self.state.epoch,
+            "history": self.state.history, "should_stop": self.state.should_stop, "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        assert self.module is not None and self.optimizer is not None and self.scheduler is not None
+        self.module.load_state_dict(sd["module"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.scheduler.load_state_dict(sd["scheduler"])
+        self.state.epoch = int(sd["epoch"])
+        self.state.history = list(sd["history"])
+        self.state.should_stop = bool(sd["should_stop"])
+        torch.set_rng_state(sd["torch_rng"])
+        self.generator.set_state(sd["generator"])
+        for cb in self.callbacks:
+            if type(cb).__name__ in sd["callbacks"]:
+                cb.load_state_dict(sd["callbacks"][type(cb).__name__])
