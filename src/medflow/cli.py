@@ -47,6 +47,10 @@ def _show_run(run, label: str | None = None) -> None:
     out.print(metrics_table(run.metrics.data, title))
 
 
+def _say_report(path: Path) -> None:
+    out.print(f"Report: {Path(path).resolve()}", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
          fast: Annotated[bool, typer.Option(help="fewer epochs and resamples (for tests)")] = False) -> None:
@@ -54,7 +58,7 @@ def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go
     from medflow.demo import run_demo
 
     reports = run_demo(output_dir, fast=fast, show=_show_run, console=err)
-    out.print(f"Report: {reports[0]}")
+    _say_report(reports[0])
 
 
 @app.command()
@@ -69,7 +73,7 @@ def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
         s.config.output_dir = str(output_dir)
     result = s.fit(resume=resume, console=err)
     _show_run(result)
-    out.print(f"Report: {result.path / 'report.html'}")
+    _say_report(result.path / "report.html")
 
 
 @app.command()
@@ -95,7 +99,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
     out.print(metrics_table(metrics, cfg.name + (" [SYNTHETIC DATA]" if r.synthetic else "")))
     if save:
         write_json(r.path / "metrics.json", metrics)
-        out.print(f"Report: {r.report()}")
+        _say_report(r.report())
 
 
 @app.command()
@@ -104,7 +108,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a finished run director
     """(Re)write a run's HTML model card."""
     from medflow.runs import load_run
 
-    out.print(f"Report: {load_run(run_dir).report(output)}")
+    _say_report(load_run(run_dir).report(output))
 
 
 @app.command()

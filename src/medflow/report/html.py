@@ -76,7 +76,14 @@ def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[
                                              f"{sel} at threshold {entry['threshold']:.2f}"), "confusion matrix"))
     else:
         out.append(_img(plots.scatter_plot(curves), "predicted vs observed"))
-    return "<div class='grid'>" + "".join(out) + "</div>"
+    grid = "<div class='grid'>" + "".join(out) + "</div>"
+    cal_rows = [[_e(m), f"{e['calibration']['ece']:.3f}", len(e["calibration"]["count"])]
+                for m, e in metrics["models"].items() if e.get("calibration")]
+    if cal_rows:
+        grid += ("<h3>Calibration</h3><p>Expected calibration error (ECE: count-weighted mean gap between predicted "
+                 "probability and observed frequency over equal-width bins; lower is better).</p>"
+                 + _table(["model", "ECE", "non-empty bins"], cal_rows))
+    return grid
 
 
 def _subgroup_section(metrics: dict, names: list[str]) -> str:

@@ -1,0 +1,5 @@
+"""`python -m medflow` runs the CLI."""
+
+from medflow.cli import main
+
+main()

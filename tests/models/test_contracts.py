@@ -1,0 +1,75 @@
+"""One battery over every registered model and every task kind it supports."""
+
+import numpy as np
+import pytest
+
+from medflow.data.dataset import FeatureType
+from medflow.errors import ConfigError
+from medflow.features.tabular import TabularFeaturizer
+from medflow.models import build_estimator, load_estimator
+from medflow.registry import models as registry
+from medflow.tasks import Binary, Multiclass, Regression
+from tests.conftest import make_frame
+
+TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression}
+CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
+
+
+def _data(kind):
+    frame = make_frame(240, kind=kind)
+    feat = TabularFeaturizer({"x1": FeatureType.NUMERIC, "x2": FeatureType.NUMERIC,
+                              "cat": FeatureType.CATEGORICAL}).fit(frame.iloc[:160])
+    task = TASKS[kind](label="y").fit(frame.iloc[:160])
+    x, y = feat.transform(frame), task.encode(frame)
+    return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
+
+
+@pytest.mark.parametrize("name,kind", CASES)
+def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
+    task, xtr, ytr, xva, yva, xte, yte = _data(kind)
+    est = build_estimator(name, {}, task).fit(xtr, ytr, xva, yva, fast_train, seed=0)
+    p = est.predict(xte)
+    if kind == "binary":
+        assert p.shape == (len(xte),) and ((p >= 0) & (p <= 1)).all()
+    elif kind == "multiclass":
+        assert p.shape == (len(xte), 3) and np.allclose(p.sum(1), 1)
+    else:
+        assert p.shape == (len(xte),)
+    est.save(tmp_path / name)
+    again = load_estimator(tmp_path / name, task)
+    assert np.array_equal(again.predict(xte), p)
+    # it learned something: better than the no-information prediction
+    if kind == "binary":
+        from medflow.evaluate.metrics import auroc
+        assert auroc(yte, p) > 0.7
+    elif kind == "regression":
+        assert np.mean((p - yte) ** 2) < np.var(yte)
+
+
+@pytest.mark.parametrize("name,kind", CASES)
+def test_same_seed_same_predictions(name, kind, fast_train):
+    task, xtr, ytr, xva, yva, xte, _ = _data(kind)
+    a = build_estimator(name, {}, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
+    b = build_estimator(name, {}, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
+    assert np.array_equal(a, b)
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown model 'mpl'\. Did you mean 'mlp'\?.*Known models: .*resnet_mlp"):
+        build_estimator("mpl", {}, Binary(label="y"))
+
+
+def test_unknown_param_is_an_error():
+    with pytest.raises(ConfigError, match=r"model 'mlp' params: hiden: Extra inputs.*Valid params: hidden"):
+        build_estimator("mlp", {"hiden": 3}, Binary(label="y"))
+
+
+def test_wrong_task_kind():
+    with pytest.raises(ConfigError, match="does not support regression"):
+        build_estimator("logistic_regression", {}, Regression(label="y"))
+
+
+def test_saved_model_is_not_a_pickle(tmp_path, fast_train):
+    task, xtr, ytr, xva, yva, _, _ = _data("binary")
+    build_estimator("mlp", {}, task).fit(xtr, ytr, xva, yva, fast_train, 0).save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.safetensors"]

@@ -1,0 +1,129 @@
+"""The real CLI in a subprocess: a study from YAML on a CSV, the run directory, predict/evaluate/report,
+and every bad input the foundation issue lists."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import make_frame
+
+FAST_TRAIN = "train: {max_epochs: 15, patience: 5, progress: false}\nevaluate: {n_bootstrap: 100}\n"
+
+
+def medflow(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medflow", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _complete_runs(root: Path) -> list[Path]:
+    return [p.parent for p in root.glob("runs/*/*/manifest.json") if not p.parent.name.endswith(".incomplete")]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One study run through the CLI on breast_cancer written out as a CSV."""
+    from medflow.data.builtin import frame_of
+
+    root = tmp_path_factory.mktemp("cli")
+    frame_of("breast_cancer").to_csv(root / "bc.csv", index=False)
+    (root / "study.yaml").write_text(
+        "name: bc\ndata: {path: bc.csv, patient_id: patient_id}\ntask: {kind: binary, label: malignant}\n"
+        "models: [mlp, logistic_regression]\n"
+        "evaluate: {n_bootstrap: 200, subgroups: [{column: mean_radius, quantiles: 2}]}\n"
+        "train: {max_epochs: 40, patience: 8, progress: false}\n")
+    res = medflow("run", "study.yaml", cwd=root)
+    assert res.returncode == 0, res.stderr
+    return root, res
+
+
+def test_run_end_to_end(finished):
+    root, res = finished
+    runs = _complete_runs(root)
+    assert len(runs) == 1
+    run = runs[0]
+    assert f"Report: {run / 'report.html'}" in res.stdout.strip().splitlines()[-1]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for model in ("mlp", "logistic_regression"):
+        auroc = metrics["models"][model]["metrics"]["auroc"]
+        assert auroc["value"] > 0.95 and auroc["low"] < auroc["value"] <= auroc["high"]
+    html = (run / "report.html").read_text()
+    for section in ("Intended use", "Model comparison", "Calibration", "Subgroups", "Explanations",
+                    "Limitations", "Environment", "data:image/png;base64,"):
+        assert section in html, section
+    assert "SYNTHETIC" not in html
+    assert "AUROC" in res.stdout and "(" in res.stdout
+
+
+def test_predict_evaluate_report(finished):
+    root, _ = finished
+    run = _complete_runs(root)[0]
+    new = pd.read_csv(root / "bc.csv").head(20).drop(columns=["malignant"]).assign(note="x")
+    new.to_csv(root / "new.csv", index=False)
+    res = medflow("predict", run, "new.csv", "-o", "out.csv", "--explain", cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert "ignoring column(s) not used by the model: ['note']" in res.stderr
+    out = pd.read_csv(root / "out.csv")
+    assert len(out) == 20 and out["probability"].between(0, 1).all() and "explanation" in out
+    new.drop(columns=["mean_radius"]).to_csv(root / "bad.csv", index=False)
+    res = medflow("predict", run, "bad.csv", cwd=root)
+    assert res.returncode == 1 and "missing feature column(s) ['mean_radius']" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = medflow("evaluate", run, "--n-bootstrap", "100", "--sensitivity", "0.95", cwd=root)
+    assert res.returncode == 0 and "Sensitivity" in res.stdout
+    res = medflow("report", run, "-o", "card.html", cwd=root)
+    assert res.returncode == 0 and (root / "card.html").stat().st_size > 10_000
+
+
+def test_listings(tmp_path):
+    res = medflow("datasets", cwd=tmp_path)
+    assert "breast_cancer" in res.stdout and "diabetes" in res.stdout
+    res = medflow("models", cwd=tmp_path)
+    for name in ("mlp", "resnet_mlp", "logistic_regression", "gradient_boosting"):
+        assert name in res.stdout
+
+
+def _bad(tmp_path: Path, yaml: str, files: dict | None = None) -> subprocess.CompletedProcess:
+    for name, content in (files or {}).items():
+        if isinstance(content, pd.DataFrame):
+            content.to_csv(tmp_path / name, index=False)
+        elif isinstance(content, bytes):
+            (tmp_path / name).write_bytes(content)
+        else:
+            (tmp_path / name).write_text(content)
+    (tmp_path / "s.yaml").write_text(yaml + FAST_TRAIN)
+    res = medflow("run", "s.yaml", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert _complete_runs(tmp_path) == []
+    return res
+
+
+TASK = "task: {kind: binary, label: y}\n"
+CSV = "data: {path: d.csv, patient_id: pid}\n"
+
+
+@pytest.mark.parametrize("case,yaml,files,message", [
+    ("missing label", CSV + "task: {kind: binary, label: outcome}\n", {"d.csv": make_frame(60)},
+     "d.csv: label column 'outcome' is missing"),
+    ("three classes", CSV + TASK, {"d.csv": make_frame(60).assign(y=[0, 1, 2] * 20)},
+     "label 'y' has 3 distinct values [0, 1, 2], but the task is binary"),
+    ("one class", CSV + TASK, {"d.csv": make_frame(60).assign(y=1)}, "label 'y' is 1 in every record"),
+    ("text in numeric", CSV + TASK,
+     {"d.csv": make_frame(60).assign(x1=["1.5"] * 30 + ["high"] + ["2.5"] * 29)},
+     "column 'x1' is numeric but row 31 holds 'high'"),
+    ("empty file", CSV + TASK, {"d.csv": ""}, "d.csv: the file is empty"),
+    ("not csv", "data: {path: d.xlsx}\n" + TASK, {"d.xlsx": b"PK\x03\x04"}, "unsupported file type '.xlsx'"),
+    ("unknown model", CSV + TASK + "models: [mlp, xgboostt]\n", {"d.csv": make_frame(60)},
+     "unknown model 'xgboostt'"),
+    ("unknown dataset", "data: {dataset: breast_cancr}\n" + TASK, {},
+     "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: breast_cancer, diabetes"),
+    ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
+     "unknown key 'spilt'. Did you mean 'split'?"),
+])
+def test_bad_input(tmp_path, case, yaml, files, message):
+    res = _bad(tmp_path, yaml, files)
+    assert message in " ".join(res.stderr.split()), res.stderr
