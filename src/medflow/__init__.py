@@ -1,20 +1,48 @@
 """medflow: a deep-learning workbench for healthcare research.
 
+Heavy parts (torch, scikit-learn) load on first use, so `import medflow` and `medflow datasets` stay fast.
+
 >>> import medflow as mf
->>> sorted(mf.datasets.describe()[0])  # doctest: +ELLIPSIS
+>>> sorted(mf.datasets.describe()[0])
 ['name', 'size', 'source', 'task']
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from medflow import tasks  # noqa: E402
-from medflow.data import builtin as datasets  # noqa: E402
-from medflow.data import splits  # noqa: E402
-from medflow.data.dataset import Dataset, FeatureType  # noqa: E402
-from medflow.data.sources.tabular import read_table  # noqa: E402
-from medflow.errors import ConfigError, DataError, MedflowError, ModelError  # noqa: E402
-from medflow.runs import Run, load_run  # noqa: E402
-from medflow.study import Study  # noqa: E402
+_LAZY = {
+    "datasets": ("medflow.data.builtin", None),
+    "tasks": ("medflow.tasks", None),
+    "splits": ("medflow.data.splits", None),
+    "data": ("medflow.data", None),
+    "Dataset": ("medflow.data.dataset", "Dataset"),
+    "FeatureType": ("medflow.data.dataset", "FeatureType"),
+    "read_table": ("medflow.data.sources.tabular", "read_table"),
+    "Study": ("medflow.study", "Study"),
+    "Run": ("medflow.runs", "Run"),
+    "load_run": ("medflow.runs", "load_run"),
+    "MedflowError": ("medflow.errors", "MedflowError"),
+    "DataError": ("medflow.errors", "DataError"),
+    "ConfigError": ("medflow.errors", "ConfigError"),
+    "ModelError": ("medflow.errors", "ModelError"),
+}
 
-__all__ = ["datasets", "tasks", "splits", "Dataset", "FeatureType", "read_table", "Study", "Run", "load_run",
-           "MedflowError", "DataError", "ConfigError", "ModelError", "__version__"]
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'medflow' has no attribute '{name}'")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    value = getattr(value, attr) if attr else value
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

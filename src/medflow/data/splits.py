@@ -54,6 +54,7 @@ def _rows_of(patient_ids: pd.Series, chosen: np.ndarray) -> np.ndarray:
 
 
 def _split_patients(patients: np.ndarray, strata: np.ndarray | None, size: float, seed: int):
+
     if size <= 0:
         return patients, patients[:0], strata
     try:
@@ -98,6 +99,7 @@ class KFold(BaseModel):
         patients, ps = _patient_strata(patient_ids, strata if self.stratify else None)
         if len(patients) < self.k:
             raise DataError(f"split.k = {self.k} folds but only {len(patients)} patients.")
+
         if ps is None:
             splitter = _KFold(self.k, shuffle=True, random_state=seed).split(patients)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 from pathlib import Path
@@ -59,7 +58,7 @@ class EarlyStopping(Callback):
                                          else value < self.best - self.min_delta)
         if improved:
             self.best, self.best_epoch, self.wait = float(value), trainer.state.epoch, 0
-            self.best_weights = copy.deepcopy(trainer.module.state_dict())
+            self.best_weights = {k: v.detach().clone() for k, v in trainer.module.state_dict().items()}
         else:
             self.wait += 1
             if self.wait >= self.patience:
