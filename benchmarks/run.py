@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -20,11 +20,12 @@ def _ci(m: dict) -> str:
 
 
 def main() -> None:
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     lines = [f"# medflow benchmarks, {stamp}, {platform.node()} ({platform.processor() or platform.machine()})", ""]
     trainer = bench_trainer.run()
     lines += ["## (a) Trainer vs a hand-written PyTorch loop (same model, data, optimizer; median of 5)", "",
-              "| data | rows | batch | plain loop s/epoch | Trainer s/epoch | ratio | Trainer + checkpoint every epoch | ratio |",
+              "| data | rows | batch | plain loop s/epoch | Trainer s/epoch | ratio "
+              "| Trainer + checkpoint every epoch | ratio |",
               "|---|---|---|---|---|---|---|---|"]
     for r in trainer:
         lines.append(f"| {r['data']} | {r['rows']} | {r['batch_size']} | {r['plain_s_per_epoch']:.4f} | "

@@ -127,3 +127,11 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
 def test_bad_input(tmp_path, case, yaml, files, message):
     res = _bad(tmp_path, yaml, files)
     assert message in " ".join(res.stderr.split()), res.stderr
+
+
+def test_demo_fast(tmp_path):
+    res = medflow("demo", "--fast", "--output-dir", "out", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    assert last.startswith("Report: ") and Path(last[len("Report: "):]).exists()
+    assert "demo-breast_cancer" in last and "demo-diabetes" in res.stdout and "R²" in res.stdout

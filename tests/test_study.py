@@ -103,3 +103,25 @@ def test_breast_cancer_public_api(tmp_path):
     table = run.metrics.table()
     assert "(" in table.loc["mlp", "auroc"]
     assert pd.api.types.is_float_dtype(run.predict(ds.records[:5])["probability"])
+
+
+def test_featurizer_state_comes_from_training_rows_only(tmp_path):
+    frame = make_frame(200)
+    run = _study(tmp_path, frame, models=("logistic_regression",)).fit()
+    preds = run.predictions()
+    held_out = set(preds["row"])
+    train_rows = [i for i in range(len(frame)) if i not in held_out]
+    state = json.loads((run.path / "fold_0" / "featurizer.json").read_text())["state"]
+    x1 = frame["x1"].iloc[train_rows]
+    assert state["x1"]["mean"] == pytest.approx(x1.mean())
+    assert state["x1"]["mean"] != pytest.approx(frame["x1"].mean())
+
+
+def test_synthetic_data_is_labelled_everywhere(tmp_path):
+    frame = make_frame(150)
+    ds = mf.data.sources.tabular.dataset_from_frame(frame, "memory", "sim", patient_id="pid", synthetic=True)
+    run = mf.Study(dataset=ds, task=mf.tasks.Binary(label="y"), model="logistic_regression",
+                   evaluate={"n_bootstrap": 60}, output_dir=tmp_path).fit()
+    assert "SYNTHETIC DATA" in (run.path / "report.html").read_text()
+    assert json.loads((run.path / "manifest.json").read_text())["synthetic"] is True
+    assert run.predict(frame.head(2))["synthetic"].all()

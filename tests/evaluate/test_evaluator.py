@@ -89,3 +89,14 @@ def test_threshold_comes_from_validation_not_test():
     res = evaluate_predictions(preds, "binary", ["auroc"], "auroc", EvaluateConfig(n_bootstrap=50), 0)
     valid = preds[preds.split == "valid"]
     assert res["models"]["m"]["threshold"] == youden_threshold(valid.y_true.to_numpy(), valid.score.to_numpy())
+
+
+def test_subgroup_bands_are_readable_and_left_closed():
+    from medflow.evaluate.evaluator import SubgroupConfig, subgroup_labels
+
+    frame = pd.DataFrame({"age": [30, 40, 54.9, 55, None], "sex": ["F", "M", None, "F", "M"]})
+    bands = subgroup_labels(frame, SubgroupConfig(column="age", bins=[0, 40, 55, 120]), "d.csv")
+    assert bands.tolist() == ["0-40", "40-55", "40-55", "55-120", "missing"]
+    assert subgroup_labels(frame, SubgroupConfig(column="sex"), "d.csv").tolist() == ["F", "M", "missing", "F", "M"]
+    q = subgroup_labels(pd.DataFrame({"r": np.arange(90.0)}), SubgroupConfig(column="r", quantiles=3), "d.csv")
+    assert q.nunique() == 3 and q.value_counts().min() == 30

@@ -60,3 +60,12 @@ def test_text_in_numeric_at_prediction():
     feat = TabularFeaturizer(TYPES).fit(_frame())
     with pytest.raises(DataError, match="column 'age' is numeric but row 1 holds 'old'"):
         feat.transform(pd.DataFrame({"age": ["old"], "sex": ["F"], "smoker": [0]}))
+
+
+def test_datetime_and_text_binary_columns():
+    frame = pd.DataFrame({"admit": pd.to_datetime(["2020-01-01", "2020-01-11", None], utc=True),
+                          "smoker": ["yes", "no", "yes"]})
+    feat = TabularFeaturizer({"admit": FeatureType.DATETIME, "smoker": FeatureType.BINARY}).fit(frame)
+    x = feat.transform(frame)
+    assert feat.output_names == ["admit", "admit__missing", "smoker"]
+    assert x[1, 0] > x[0, 0] and x[2, 1] == 1 and x[:, 2].tolist() == [1, 0, 1]

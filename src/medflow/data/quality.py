@@ -28,8 +28,6 @@ def quality_summary(ds: Dataset, label_columns: list[str]) -> dict[str, Any]:
             iqr = q3 - q1
             outliers = int(((v < q1 - 3 * iqr) | (v > q3 + 3 * iqr)).sum()) if iqr > 0 else 0
             row.update(min=float(v.min()), max=float(v.max()), mean=float(v.mean()), outliers=outliers)
-            if outliers:
-                findings.append(f"'{col}': {outliers} value(s) beyond 3 IQR of the quartiles")
             negative = int((v < 0).sum())
             if negative and float(v.min()) < 0 and float(np.nanmedian(v)) > 0 and negative / len(v) < 0.01:
                 findings.append(f"'{col}': {negative} negative value(s) in an otherwise positive column")
@@ -38,6 +36,12 @@ def quality_summary(ds: Dataset, label_columns: list[str]) -> dict[str, Any]:
         if missing > 0.5:
             findings.append(f"'{col}' is {missing:.0%} missing")
         columns.append(row)
+    far = [c["column"] for c in columns if c.get("outliers")]
+    if far:
+        total = sum(c["outliers"] for c in columns if c.get("outliers"))
+        findings.append(f"{len(far)} numeric column(s) hold {total} value(s) beyond 3 IQR of their quartiles "
+                        f"(skew or data errors; see the 'outliers' column): {', '.join(far[:8])}"
+                        + (" ..." if len(far) > 8 else ""))
     balance = {}
     for label in label_columns:
         s = ds.frame[label]

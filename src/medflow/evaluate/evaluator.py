@@ -76,12 +76,20 @@ def subgroup_labels(frame: pd.DataFrame, spec: SubgroupConfig, source: str) -> p
                         f"columns are {list(frame.columns)}.")
     col = frame[spec.column]
     if spec.bins is not None:
-        return pd.cut(col.astype(float), bins=spec.bins, include_lowest=True).astype(str)
+        return _band_labels(pd.cut(col.astype(float), bins=spec.bins, include_lowest=True, right=False))
     if spec.quantiles is not None:
-        return pd.qcut(col.astype(float), q=spec.quantiles, duplicates="drop").astype(str)
+        return _band_labels(pd.qcut(col.astype(float), q=spec.quantiles, duplicates="drop"))
     if pd.api.types.is_float_dtype(col) and col.nunique() > 10:
         raise ConfigError(f"subgroup column '{spec.column}' is continuous; give bins: [...] or quantiles: N.")
     return col.astype(str).where(col.notna(), "missing")
+
+
+def _band_labels(bands: pd.Series) -> pd.Series:
+    """Readable, sortable band names such as '12.25-14.77'; values outside every band are 'missing'."""
+    def name(iv: object) -> str:
+        return "missing" if not isinstance(iv, pd.Interval) else f"{iv.left:.4g}-{iv.right:.4g}"
+
+    return bands.astype(object).map(name)
 
 
 def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:

@@ -131,7 +131,8 @@ def _explain_section(expl: dict, selected: str) -> str:
 def _quality_section(q: dict, manifest: dict) -> str:
     findings = "".join(f"<li>{_e(f)}</li>" for f in q["findings"]) or "<li>no findings</li>"
     rows = [[_e(c["column"]), c["type"], c["role"], f"{c['missing']:.1%}", c["unique"],
-             f"{c.get('min', ''):.4g}" if "min" in c else "", f"{c.get('max', ''):.4g}" if "max" in c else ""]
+             f"{c['min']:.4g}" if "min" in c else "", f"{c['max']:.4g}" if "max" in c else "",
+             c.get("outliers", "")]
             for c in q["columns"]]
     balance = "".join(f"<p>Class balance of {_e(k)}: {_e(v)}</p>" for k, v in q["class_balance"].items())
     parts = ("train", "valid", "test")
@@ -142,7 +143,7 @@ def _quality_section(q: dict, manifest: dict) -> str:
             + f"<p>Quality findings:</p><ul>{findings}</ul>"
             + (f"<p class='flag'>{_e(note)}.</p>" if note else "")
             + "<details><summary>Columns</summary>"
-            + _table(["column", "type", "role", "missing", "unique", "min", "max"], rows)
+            + _table(["column", "type", "role", "missing", "unique", "min", "max", "outliers"], rows)
             + "</details><h3>Splits (by patient)</h3>" + _table(["fold", "train", "valid", "test"], split_rows))
 
 
