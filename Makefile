@@ -8,7 +8,7 @@ STAMP := $(VENV)/.medflow-installed
 
 # The stamp is written last, so a half-finished install is redone, and a complete one reused.
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	test -x $(BIN)/pip || (rm -rf $(VENV) && $(PY) -m venv $(VENV))
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $(STAMP)

@@ -93,8 +93,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
         ev.n_bootstrap = n_bootstrap
     if sensitivity is not None:
         ev.threshold = type(ev.threshold)(method="sensitivity", value=sensitivity)
-    metrics = evaluate_predictions(r.predictions(), cfg.task.kind, cfg.task.default_metrics, cfg.task.primary_metric,
-                                   ev, cfg.seed)
+    metrics = evaluate_predictions(r.predictions(), r.task, ev, cfg.seed)
     metrics["fit_seconds"] = r.metrics.data.get("fit_seconds", {})
     out.print(metrics_table(metrics, cfg.name + (" [SYNTHETIC DATA]" if r.synthetic else "")))
     if save:

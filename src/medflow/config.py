@@ -14,11 +14,12 @@ from medflow.data.splits import ByPatient, KFold
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
 from medflow.tasks.base import Binary, Multiclass, Regression
+from medflow.tasks.survival import Survival
 from medflow.train.trainer import TrainConfig
 
 __all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
 
-TaskField = Annotated[Binary | Multiclass | Regression, Field(discriminator="kind")]
+TaskField = Annotated[Binary | Multiclass | Regression | Survival, Field(discriminator="kind")]
 SplitField = Annotated[ByPatient | KFold, Field(discriminator="kind")]
 
 

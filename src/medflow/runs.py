@@ -21,11 +21,12 @@ from medflow.errors import DataError, ModelError
 from medflow.features.tabular import TabularFeaturizer
 from medflow.models.base import Estimator, atomic_write_bytes, load_estimator
 from medflow.tasks.base import Binary, Multiclass, Regression, Task
+from medflow.tasks.survival import Survival
 
 __all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read_json", "INCOMPLETE"]
 
 INCOMPLETE = ".incomplete"
-_TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression}
+_TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression, "survival": Survival}
 
 
 def write_json(path: Path, obj: Any) -> None:

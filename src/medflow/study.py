@@ -37,10 +37,12 @@ __all__ = ["Study", "run_study"]
 class Study:
     """A study: data + task + models + validation plan, run reproducibly into a run directory.
 
-    >>> import medflow as mf                                     # doctest: +SKIP
-    >>> study = mf.Study(dataset=mf.datasets.load("breast_cancer"),
-    ...                  task=mf.tasks.Binary(label="malignant"), model="mlp")
-    >>> run = study.fit()
+    Example (trains for a few seconds, so not run as a doctest)::
+
+        import medflow as mf
+        study = mf.Study(dataset=mf.datasets.load("breast_cancer"),
+                         task=mf.tasks.Binary(label="malignant"), model="mlp")
+        run = study.fit()
     """
 
     def __init__(self, dataset: Dataset | str | None = None, task: Task | None = None,
@@ -163,11 +165,18 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
 def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
                      fold: int, model: str, subgroups: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"patient_id": ds.frame[ds.patient_id].iloc[idx].astype(str).to_numpy(), "row": idx,
-                        "fold": fold, "split": part, "model": model, "y_true": y})
+                        "fold": fold, "split": part, "model": model})
+    if task.kind == "survival":
+        out["time"], out["event"], out["y_true"] = y[:, 0], y[:, 1], y[:, 1]
+        out["score"] = score[:, 0]
+        for j in range(score.shape[1] - 1):
+            out[f"surv_{j}"] = score[:, 1 + j]
+    else:
+        out["y_true"] = y
     if task.kind == "multiclass":
         for j in range(score.shape[1]):
             out[f"prob_{j}"] = score[:, j]
-    else:
+    elif task.kind != "survival":
         out["score"] = score
     for col in subgroups.columns:
         out[col] = subgroups[col].iloc[idx].to_numpy()
@@ -226,8 +235,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     preds = pd.concat(rows, ignore_index=True)
     write_parquet(work / "predictions.parquet", preds)
     console.print("evaluating (bootstrap over patients) ...")
-    metrics = evaluate_predictions(preds, cfg.task.kind, cfg.task.default_metrics, cfg.task.primary_metric,
-                                   cfg.evaluate, cfg.seed)
+    metrics = evaluate_predictions(preds, first["task"], cfg.evaluate, cfg.seed)
     metrics["fit_seconds"] = timings
     write_json(work / "metrics.json", metrics)
     console.print("explaining ...")

@@ -47,7 +47,20 @@ REG_REF = {
 
 
 def test_every_registered_metric_has_a_reference():
-    assert set(registry.names()) == set(BINARY_REF) | set(MULTI_REF) | set(REG_REF)
+    get_metric("auroc")  # registers all
+    assert set(registry.names()) == set(BINARY_REF) | set(MULTI_REF) | set(REG_REF) | {"c_harrell"}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_harrell_c_matches_lifelines(seed):
+    from lifelines.utils import concordance_index
+
+    rng = np.random.default_rng(seed)
+    time = rng.exponential(100, 120).round()  # ties in time on purpose
+    event = rng.random(120) < 0.7
+    risk = -time * (0.5 + rng.random(120)) + rng.normal(scale=30, size=120)
+    y = np.column_stack([time, event])
+    assert get_metric("c_harrell")(y, risk[:, None]) == pytest.approx(concordance_index(time, -risk, event), abs=1e-9)
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_REF))

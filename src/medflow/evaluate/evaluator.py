@@ -15,14 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medflow.errors import ConfigError, DataError
 from medflow.evaluate.bootstrap import bootstrap_ci
 from medflow.evaluate.calibration import reliability
-from medflow.evaluate.metrics import get_metric
+from medflow.evaluate.metrics import Metric, get_metric
 from medflow.evaluate.threshold import sensitivity_threshold, youden_threshold
+from medflow.tasks.base import Task
 
 __all__ = ["ThresholdConfig", "SubgroupConfig", "EvaluateConfig", "evaluate_predictions", "subgroup_labels",
            "score_matrix", "SUBGROUP_PREFIX"]
 
 SUBGROUP_PREFIX = "subgroup:"
-BOUNDED = {"auroc", "auprc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
+BOUNDED = {"c_harrell", "c_uno", "auroc", "auprc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
            "auroc_macro", "auroc_micro", "accuracy_mc", "f1_macro", "r2"}
 
 
@@ -94,6 +95,9 @@ def _band_labels(bands: pd.Series) -> pd.Series:
 
 def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
     """The prediction column(s) of a predictions table, as the metric functions take them."""
+    if task_kind == "survival":
+        cols = sorted((c for c in frame.columns if c.startswith("surv_")), key=lambda c: int(c[5:]))
+        return frame[["score", *cols]].to_numpy(dtype=float)
     if task_kind == "multiclass":
         cols = sorted((c for c in frame.columns if c.startswith("prob_")), key=lambda c: int(c[5:]))
         return frame[cols].to_numpy(dtype=float)
@@ -116,7 +120,18 @@ def _confusion(y: np.ndarray, s: np.ndarray, task_kind: str, threshold: float, k
     return m.tolist()
 
 
-def _calibration(y: np.ndarray, s: np.ndarray, task_kind: str, bins: int) -> dict[str, Any] | None:
+def truth(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
+    """The targets of a predictions table: labels, or [time, event] for survival."""
+    if task_kind == "survival":
+        return frame[["time", "event"]].to_numpy(dtype=float)
+    return frame["y_true"].to_numpy()
+
+
+def _calibration(y: np.ndarray, s: np.ndarray, task_kind: str, bins: int, state: dict) -> dict[str, Any] | None:
+    if task_kind == "survival":
+        from medflow.evaluate.survival import survival_calibration
+
+        return survival_calibration(y, s, state)
     if task_kind == "binary":
         return reliability(y, s, bins)
     if task_kind == "multiclass":  # top-label calibration: confidence against correctness
@@ -124,11 +139,20 @@ def _calibration(y: np.ndarray, s: np.ndarray, task_kind: str, bins: int) -> dic
     return None
 
 
-def evaluate_predictions(
-    preds: pd.DataFrame, task_kind: str, metric_names: list[str], primary: str, cfg: EvaluateConfig, seed: int,
-) -> dict[str, Any]:
+def metrics_for(task: Task, preds: pd.DataFrame) -> list[Metric]:
+    """The task's default metrics; survival ones are bound to its grid and a censoring reference sample."""
+    if task.kind == "survival":
+        from medflow.evaluate.survival import survival_metrics
+
+        first = preds[preds["model"] == preds["model"].iloc[0]].drop_duplicates("row")
+        return survival_metrics(task.state, truth(first, "survival"))
+    return [get_metric(n) for n in task.default_metrics]
+
+
+def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, seed: int) -> dict[str, Any]:
     """Metrics with CIs on the test rows of each model, threshold from its validation rows."""
-    metrics = [get_metric(n) for n in metric_names]
+    task_kind, primary = task.kind, task.primary_metric
+    metrics = metrics_for(task, preds)
     sg_cols = [c for c in preds.columns if c.startswith(SUBGROUP_PREFIX)]
     out: dict[str, Any] = {"models": {}, "primary_metric": primary, "level": cfg.level,
                            "n_bootstrap": cfg.n_bootstrap, "threshold_method": cfg.threshold.model_dump()}
@@ -138,7 +162,7 @@ def evaluate_predictions(
         if test.empty:
             raise DataError(f"predictions for model '{model}' have no test rows.")
         threshold = _threshold(valid, cfg.threshold) if task_kind == "binary" and not valid.empty else 0.5
-        y, s = test["y_true"].to_numpy(), score_matrix(test, task_kind)
+        y, s = truth(test, task_kind), score_matrix(test, task_kind)
         pid = test["patient_id"].astype(str).to_numpy()
         entry: dict[str, Any] = {
             "threshold": threshold, "n_test": int(len(test)), "n_test_patients": int(len(np.unique(pid))),
@@ -147,11 +171,11 @@ def evaluate_predictions(
         if task_kind in ("binary", "multiclass"):
             k = 2 if task_kind == "binary" else s.shape[1]
             entry["confusion"] = _confusion(y, s, task_kind, threshold, k)
-        entry["calibration"] = _calibration(y, s, task_kind, cfg.calibration_bins)
+        entry["calibration"] = _calibration(y, s, task_kind, cfg.calibration_bins, task.state)
         entry["subgroups"] = {c[len(SUBGROUP_PREFIX):]: _subgroups(test, c, metrics, primary, task_kind,
                                                                   threshold, cfg, seed) for c in sg_cols}
         if not valid.empty:
-            valid_scores[model] = get_metric(primary)(valid["y_true"].to_numpy(), score_matrix(valid, task_kind),
+            valid_scores[model] = get_metric(primary)(truth(valid, task_kind), score_matrix(valid, task_kind),
                                                       threshold)
             entry["valid_" + primary] = valid_scores[model]
         out["models"][model] = entry
@@ -167,7 +191,7 @@ def _subgroups(test: pd.DataFrame, col: str, metrics, primary: str, task_kind: s
                cfg: EvaluateConfig, seed: int) -> dict[str, Any]:
     groups = {}
     for level, g in test.groupby(col, sort=True):
-        y, s = g["y_true"].to_numpy(), score_matrix(g, task_kind)
+        y, s = truth(g, task_kind), score_matrix(g, task_kind)
         groups[str(level)] = {"n": int(len(g)),
                               "metrics": bootstrap_ci(metrics, y, s, g["patient_id"].astype(str).to_numpy(),
                                                       threshold, cfg.n_bootstrap, cfg.level, seed)}

@@ -39,7 +39,20 @@ class Metric:
 
 def get_metric(name: str) -> Metric:
     """Look up a registered metric by name."""
+    import medflow.evaluate.survival  # noqa: F401  (registers the survival metrics)
+
     return metrics.get(name)
+
+
+def metric_info(name: str) -> tuple[str, bool]:
+    """Display name and direction of a metric, including the bound survival ones (auc@<h>, ibs, c_uno)."""
+    if name.startswith("auc@"):
+        return f"AUC at {name[4:]}", True
+    fixed = {"ibs": ("Integrated Brier", False), "c_uno": ("C-index (Uno)", True)}
+    if name in fixed:
+        return fixed[name]
+    m = get_metric(name)
+    return m.display, m.higher_is_better
 
 
 def _metric(name: str, display: str, higher_is_better: bool, uses_threshold: bool = False):

@@ -43,8 +43,8 @@ def attributions(est: Estimator, x: np.ndarray, sources: list[str], n_steps: int
     xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
     baseline = torch.zeros_like(xt)  # standardized mean for numerics, no category for one-hot blocks
     if isinstance(est, DeepEstimator):
-        est.module.eval()
-        ig = IntegratedGradients(est.module)
+        module = est.explain_module().eval()
+        ig = IntegratedGradients(module)
         cols = ig.attribute(xt, baselines=baseline, target=_target(est, xt), n_steps=n_steps).detach().numpy()
         out = np.zeros((len(x), len(names)))
         np.add.at(out.T, group, cols.T)

@@ -40,6 +40,8 @@ class ModelSpec:
     params: type[BaseModel]
     build: Callable[..., Any]
     description: str
+    head: Callable[[Task, BaseModel], Any] | None = None  # deep models: a non-default output head
+    estimator: type | None = None  # overrides the Estimator class chosen by family
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -79,6 +81,17 @@ class Estimator(ABC):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (binary: of the positive class; multiclass: n x k) or values (regression)."""
 
+    def predict_survival(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Survival probability at `times` per record (survival tasks only)."""
+        raise ModelError(f"model '{self.spec.name}' does not predict survival curves ({self.task.kind} task).")
+
+    def extra_state(self) -> dict[str, Any]:
+        """Plain-JSON state beyond the weights (e.g. a baseline hazard), saved in model.json."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        return None
+
     @abstractmethod
     def _save_weights(self, directory: Path) -> None: ...
 
@@ -89,14 +102,14 @@ class Estimator(ABC):
         """Write weights, then `model.json` last (its presence marks a complete model)."""
         self._save_weights(directory)
         meta = {"name": self.spec.name, "params": self.params.model_dump(), "in_dim": self.in_dim,
-                "history": self.history}
+                "history": self.history, "extra": self.extra_state()}
         atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=1).encode())
 
 
 def build_estimator(name: str, params: dict[str, Any], task: Task) -> Estimator:
     spec: ModelSpec = model_registry.get(name)
     parsed = parse_params(spec, params)
-    cls = DeepEstimator if spec.family == "deep" else SklearnEstimator
+    cls = spec.estimator or (DeepEstimator if spec.family == "deep" else SklearnEstimator)
     return cls(spec, parsed, task)
 
 
@@ -108,23 +121,61 @@ def load_estimator(directory: Path, task: Task) -> Estimator:
     est = build_estimator(meta["name"], meta["params"], task)
     est.in_dim = meta["in_dim"]
     est.history = meta.get("history", [])
+    est.load_extra_state(meta.get("extra", {}))
     est._load_weights(directory)
     return est
 
 
 class DeepEstimator(Estimator):
-    """A torch module trained by the Trainer with early stopping and per-epoch checkpoints."""
+    """A torch module trained by the Trainer with early stopping and per-epoch checkpoints.
+
+    The output head owns the loss and turns outputs into predictions: the task itself for
+    classification and regression, `CoxHead` (DeepSurv) by default for survival, or the head the
+    model's registry entry names (e.g. DeepHit).
+    """
 
     module: nn.Module
 
+    def __init__(self, spec: ModelSpec, params: BaseModel, task: Task) -> None:
+        super().__init__(spec, params, task)
+        self.head: Any = None
+
+    def _make_head(self) -> Any:
+        if self.spec.head is not None:
+            return self.spec.head(self.task, self.params)
+        if self.task.kind == "survival":
+            from medflow.tasks.survival import CoxHead
+
+            return CoxHead(self.task)
+        return self.task
+
     def _build(self, in_dim: int) -> nn.Module:
         self.in_dim = in_dim
-        return self.spec.build(in_dim=in_dim, out_dim=self.task.output_dim, **self.params.model_dump())
+        if self.head is None:
+            self.head = self._make_head()
+        return self.spec.build(in_dim=in_dim, out_dim=self.head.output_dim, **self.params.model_dump())
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"head": self.head.state} if self.head is not self.task else {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.head = self._make_head()
+        if self.head is not self.task:
+            self.head.state = dict(state.get("head", {}))
+
+    def explain_module(self) -> nn.Module:
+        """The module whose single output is attributed: the logit, or the head's risk score."""
+        if hasattr(self.head, "risk"):
+            from medflow.tasks.survival import _Head
+
+            return _Head(self.module, self.head)
+        return self.module
 
     def fit(self, x_train, y_train, x_valid, y_valid, train: TrainConfig, seed: int, workdir: Path | None = None):
         from medflow.evaluate.metrics import get_metric
 
         torch.manual_seed(seed)
+        self.head = self._make_head()
         self.module = self._build(x_train.shape[1])
         monitor = train.monitor or self.task.monitor_metric
         metric = None if monitor == "loss" else get_metric(monitor)
@@ -138,12 +189,16 @@ class DeepEstimator(Estimator):
         trainer = Trainer(train, seed=seed, callbacks=callbacks)
 
         def val_metric(y: np.ndarray, out: np.ndarray) -> float:
-            return metric(y, self.task.predict_from_outputs(out))
+            if hasattr(self.head, "after_fit"):  # e.g. the Breslow baseline, refitted on the current outputs
+                self.head.after_fit(out, y)
+            return metric(y, self.head.predict_from_outputs(out))
 
-        state = trainer.fit(self.module, self.task.loss, _tensor(x_train), _target(y_train),
+        state = trainer.fit(self.module, self.head.loss, _tensor(x_train), _target(y_train),
                             _tensor(x_valid), _target(y_valid), None if metric is None else val_metric)
         self.history = state.history
         self.best_epoch = callbacks[0].best_epoch
+        if hasattr(self.head, "after_fit"):
+            self.head.after_fit(self.outputs(x_train), np.asarray(y_train))
         return self
 
     @torch.no_grad()
@@ -153,7 +208,12 @@ class DeepEstimator(Estimator):
         return torch.cat([self.module(t[i:i + 4096]) for i in range(0, len(t), 4096)]).numpy()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.task.predict_from_outputs(self.outputs(x))
+        return self.head.predict_from_outputs(self.outputs(x))
+
+    def predict_survival(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
+        if not hasattr(self.head, "survival"):
+            return super().predict_survival(x, times)
+        return self.head.survival(self.outputs(x), np.asarray(times, dtype=float))
 
     def _save_weights(self, directory: Path) -> None:
         from safetensors.torch import save
@@ -203,7 +263,8 @@ class SklearnEstimator(Estimator):
 
         path = directory / "model.skops"
         untrusted = sio.get_untrusted_types(file=path)
-        unsafe = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
+        unsafe = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy.", "sksurv.", "medflow."))]
         if unsafe:
-            raise ModelError(f"{path}: holds types outside scikit-learn/NumPy/SciPy ({unsafe}); refusing to load.")
+            raise ModelError(f"{path}: holds types outside scikit-learn/scikit-survival/NumPy/SciPy/medflow "
+                             f"({unsafe}); refusing to load.")
         self.model = sio.load(path, trusted=untrusted)

@@ -1,5 +1,6 @@
 """Task kinds: each knows its label type, loss, output activation and default metrics."""
 
-from medflow.tasks.base import Binary, Multiclass, Regression, Task, TaskConfig
+from medflow.tasks.base import Binary, Multiclass, Regression, Task
+from medflow.tasks.survival import Survival
 
-__all__ = ["Task", "Binary", "Multiclass", "Regression", "TaskConfig"]
+__all__ = ["Task", "Binary", "Multiclass", "Regression", "Survival"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from medflow.errors import ConfigError, DataError
 
-__all__ = ["Task", "Binary", "Multiclass", "Regression", "TaskConfig"]
+__all__ = ["Task", "Binary", "Multiclass", "Regression"]
 
 
 class Task(BaseModel, ABC):
@@ -265,5 +265,3 @@ class Regression(Task):
 def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
-
-TaskConfig = Binary | Multiclass | Regression
