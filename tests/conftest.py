@@ -25,6 +25,10 @@ def make_frame(n: int = 200, seed: int = 0, kind: str = "binary", rows_per_patie
     elif kind == "multiclass":
         frame["y"] = np.digitize(z + rng.normal(scale=0.3, size=len(pid)), [-0.5, 1.0]).astype(int)
         frame["y"] = frame["y"].map({0: "low", 1: "mid", 2: "high"})
+    elif kind == "survival":  # proportional hazards with log-hazard z, uniform censoring
+        t = rng.exponential(100 * np.exp(-z))
+        c = rng.uniform(0, 250, size=len(pid))
+        frame["time"], frame["event"] = np.minimum(t, c).round(2) + 0.01, (t <= c).astype(int)
     else:
         frame["y"] = 10 + 3 * z + rng.normal(scale=0.5, size=len(pid))
     frame.loc[rng.choice(len(frame), 5, replace=False), "x2"] = np.nan

@@ -120,7 +120,8 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
     ("unknown model", CSV + TASK + "models: [mlp, xgboostt]\n", {"d.csv": make_frame(60)},
      "unknown model 'xgboostt'"),
     ("unknown dataset", "data: {dataset: breast_cancr}\n" + TASK, {},
-     "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: breast_cancer, diabetes"),
+     "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: breast_cancer, "
+     "breast_cancer_genomic, diabetes, flchain, gbsg2, veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),
 ])
@@ -135,3 +136,47 @@ def test_demo_fast(tmp_path):
     last = res.stdout.strip().splitlines()[-1]
     assert last.startswith("Report: ") and Path(last[len("Report: "):]).exists()
     assert "demo-breast_cancer" in last and "demo-diabetes" in res.stdout and "R²" in res.stdout
+
+
+def test_survival_study_end_to_end(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "name: vet\ndata: {dataset: veterans}\n"
+        "task: {kind: survival, time: time, event: event, horizons: [30, 90, 180]}\n"
+        "models: [deepsurv, cox_ph, kaplan_meier]\n"
+        "train: {max_epochs: 30, patience: 8, progress: false}\nevaluate: {n_bootstrap: 100}\n")
+    res = medflow("run", "s.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    run = _complete_runs(tmp_path)[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["models"]["cox_ph"]["metrics"]["c_harrell"]["value"] > 0.65
+    assert metrics["models"]["kaplan_meier"]["metrics"]["c_harrell"]["value"] == 0.5
+    html = (run / "report.html").read_text()
+    for text in ("C-index (Harrell)", "Kaplan-Meier by predicted risk", "hazard ratio", "AUC at 90"):
+        assert text in html, text
+    from medflow.data.builtin import frame_of
+
+    frame_of("veterans").head(5).to_csv(tmp_path / "new.csv", index=False)
+    res = medflow("predict", run, "new.csv", "-o", "p.csv", "--horizons", "30,365", "--model", "cox_ph", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert (out["survival_at_30"] >= out["survival_at_365"]).all() and out["risk"].notna().all()
+
+
+SURV = "data: {path: d.csv, patient_id: pid}\ntask: {kind: survival, time: time, event: event}\nmodels: [cox_ph]\n"
+
+
+@pytest.mark.parametrize("case,change,message", [
+    ("negative time", {"time": -5.0}, "time column 'time' is negative (-5.0) at row 4"),
+    ("event not 0/1", {"event": 2}, "event column 'event' holds 2 at row 4; expected 1/0"),
+    ("time text", {"time": "later"}, "column 'time' is numeric but row 4 holds 'later'"),
+    ("all censored", None, "every record is censored"),
+])
+def test_bad_survival_input(tmp_path, case, change, message):
+    frame = make_frame(80, kind="survival")
+    if change is None:
+        frame["event"] = 0
+    else:
+        frame[list(change)[0]] = frame[list(change)[0]].astype(object)
+        frame.loc[3, list(change)[0]] = list(change.values())[0]
+    res = _bad(tmp_path, SURV, {"d.csv": frame})
+    assert message in " ".join(res.stderr.split()), res.stderr

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medflow.errors import MedflowError
+from medflow.errors import ConfigError, MedflowError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="medflow: from healthcare data to a validated, explained model.")
@@ -21,7 +21,7 @@ err = Console(stderr=True)
 
 def metrics_table(metrics: dict, title: str) -> Table:
     """Rows = metrics, columns = models; cells 'value (low-high)'; the selected model starred."""
-    from medflow.evaluate.metrics import get_metric
+    from medflow.evaluate.metrics import metric_info
 
     sel = metrics.get("selected_model")
     table = Table(title=title, title_justify="left")
@@ -35,7 +35,7 @@ def metrics_table(metrics: dict, title: str) -> Table:
         for m in models:
             v = metrics["models"][m]["metrics"][n]
             cells.append(f"{v['value']:.3f} ({v['low']:.3f}-{v['high']:.3f})")
-        table.add_row(get_metric(n).display, *cells)
+        table.add_row(metric_info(n)[0], *cells)
     level = int(round(metrics.get("level", 0.95) * 100))
     table.caption = (f"test split; {level}% CI from {metrics['n_bootstrap']} patient bootstrap resamples; "
                      f"* = selected on validation {metrics['primary_metric']}")
@@ -115,7 +115,8 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
             input: Annotated[Path, typer.Argument(help="CSV or Parquet of raw records")],
             output: Annotated[Path, typer.Option("-o", "--output", help="CSV/Parquet out")] = Path("predictions.csv"),
             model: Annotated[str | None, typer.Option(help="model name (default: the selected one)")] = None,
-            explain: Annotated[bool, typer.Option(help="add the top attributions per record")] = False) -> None:
+            explain: Annotated[bool, typer.Option(help="add the top attributions per record")] = False,
+            horizons: Annotated[str | None, typer.Option(help="survival: times, e.g. 365,730,1825")] = None) -> None:
     """Predict raw records with a finished run's model."""
     import json
 
@@ -126,7 +127,9 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     frame = read_frame(input)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        preds = r.predict(frame, model=model, explain=explain, source=str(input))
+        preds = r.predict(frame, model=model, explain=explain, source=str(input), horizons=_horizons(horizons))
+    if "survival_curve" in preds:
+        preds = preds.drop(columns=["survival_curve"])
     for w in caught:
         err.print(f"[yellow]warning:[/yellow] {w.message}")
     if explain:
@@ -136,6 +139,18 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     else:
         write_text(output, preds.to_csv(index=False))
     out.print(f"{len(preds)} predictions from model '{preds['model'].iloc[0]}' written to {output}")
+
+
+def _horizons(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--horizons {text!r}: give numbers separated by commas, e.g. 365,730,1825.") from exc
+    if not values or min(values) <= 0:
+        raise ConfigError(f"--horizons {text!r}: horizons must be positive times.")
+    return values
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["MedflowError", "DataError", "ConfigError", "ModelError", "did_you_mean"]
+__all__ = ["MedflowError", "DataError", "ConfigError", "ModelError", "did_you_mean", "shown"]
 
 
 class MedflowError(Exception):
@@ -28,3 +28,9 @@ def did_you_mean(given: str, options: Iterable[str]) -> str:
     """Return ' Did you mean 'x'?' for the nearest option, or '' when none is close."""
     close = difflib.get_close_matches(str(given), list(options), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def shown(value: object) -> str:
+    """repr() of a value as the user wrote it (NumPy scalars as plain Python numbers)."""
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) and getattr(value, "ndim", 1) == 0 else value)

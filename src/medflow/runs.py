@@ -147,11 +147,13 @@ class Run:
         return frame
 
     def predict(self, records: Any, model: str | None = None, explain: bool = False,
-                source: str = "input") -> pd.DataFrame:
+                source: str = "input", horizons: list[float] | None = None) -> pd.DataFrame:
         """Predict raw records (a DataFrame, a list of dicts, or one dict).
 
         Returns one row per record: the prediction (probability, class probabilities or value),
         the predicted label at the run's threshold, and with ``explain=True`` the top attributions.
+        Survival runs give the risk score, the survival probability at each horizon (the task's, or
+        `horizons`) and the whole curve on the task's time grid (`survival_curve`; grid in `.attrs`).
         With k-fold runs the fold models' predictions are averaged.
         """
         from medflow.explain.tabular import attributions, method_name
@@ -163,16 +165,21 @@ class Run:
         extra = [c for c in extra if c not in label_cols]
         if extra:
             warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=2)
-        scores, attrs, names = [], [], None
+        scores, attrs, names, at = [], [], None, []
+        hs = list(horizons or (self.task.state.get("horizons", []) if self.task.kind == "survival" else []))
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
             x = self.featurizer(fold).transform(frame, source)
             scores.append(est.predict(x))
+            if hs:
+                at.append(est.predict_survival(x, np.asarray(hs, dtype=float)))
             if explain:
                 names, a = attributions(est, x, self.featurizer(fold).output_sources)
                 attrs.append(a)
         score = np.mean(scores, axis=0)
         out = self._prediction_frame(frame, score, model)
+        if self.task.kind == "survival":
+            self._survival_columns(out, score, np.mean(at, axis=0) if at else None, hs)
         if explain:
             a = np.mean(attrs, axis=0)
             out["explanation"] = [_top(names, row) for row in a]
@@ -193,12 +200,26 @@ class Run:
             for j, c in enumerate(task.classes):
                 out[f"probability_{c}"] = score[:, j]
             out["prediction"] = [task.classes[j] for j in score.argmax(axis=1)]
-        else:
+        elif task.kind == "regression":
             out["prediction"] = score
         out["model"] = model
         if self.synthetic:
             out["synthetic"] = True
         return out
+
+    def _survival_columns(self, out: pd.DataFrame, score: np.ndarray, at: np.ndarray | None, hs: list) -> None:
+        limit = self.task.state["max_time"]
+        beyond = [h for h in hs if h > limit]
+        if beyond:
+            warnings.warn(f"horizons {beyond} lie beyond the longest follow-up in training ({limit:g} "
+                          f"{self.task.time_unit}); survival there is extrapolated (held at the last estimate)",
+                          stacklevel=3)
+        out.insert(len(out.columns) - 1, "risk", score[:, 0])
+        for j, h in enumerate(hs):
+            out.insert(len(out.columns) - 1, f"survival_at_{h:g}", at[:, j])
+        out["survival_curve"] = [row.tolist() for row in score[:, 1:]]
+        out.attrs["grid"] = self.task.state["grid"]
+        out.attrs["time_unit"] = self.task.time_unit
 
     def report(self, path: str | Path | None = None) -> Path:
         """(Re)write the HTML model card; returns its path."""

@@ -8,10 +8,11 @@ from medflow.errors import ConfigError
 from medflow.features.tabular import TabularFeaturizer
 from medflow.models import build_estimator, load_estimator
 from medflow.registry import models as registry
-from medflow.tasks import Binary, Multiclass, Regression
+from medflow.tasks import Binary, Multiclass, Regression, Survival
 from tests.conftest import make_frame
 
-TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression}
+TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
+         "survival": lambda label: Survival(time="time", event="event")}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
 
 
@@ -33,6 +34,12 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         assert p.shape == (len(xte),) and ((p >= 0) & (p <= 1)).all()
     elif kind == "multiclass":
         assert p.shape == (len(xte), 3) and np.allclose(p.sum(1), 1)
+    elif kind == "survival":  # risk, then survival curves: within [0, 1] and never increasing
+        assert p.shape == (len(xte), 1 + len(task.grid))
+        curves = p[:, 1:]
+        assert ((curves >= 0) & (curves <= 1)).all() and (np.diff(curves, axis=1) <= 1e-12).all()
+        direct = est.predict_survival(xte, task.grid)
+        assert np.allclose(direct, curves)
     else:
         assert p.shape == (len(xte),)
     est.save(tmp_path / name)
@@ -44,6 +51,10 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         assert auroc(yte, p) > 0.7
     elif kind == "regression":
         assert np.mean((p - yte) ** 2) < np.var(yte)
+    elif kind == "survival":
+        from medflow.evaluate.metrics import get_metric
+        c = get_metric("c_harrell")(yte, p)
+        assert c == 0.5 if name == "kaplan_meier" else c > 0.65
 
 
 @pytest.mark.parametrize("name,kind", CASES)

@@ -15,12 +15,14 @@ __all__ = ["load", "describe"]
 
 def load(name: str) -> Dataset:
     """Load a registered dataset by name, e.g. ``load("breast_cancer")``."""
+    _register_survival()
     factory: Callable[[], Dataset] = datasets.get(name)
     return factory()
 
 
 def describe() -> list[dict[str, str]]:
     """One row per registered dataset: name, task, size and source, for `medflow datasets`."""
+    _register_survival()
     rows = []
     for name, factory in datasets.items():
         info = getattr(factory, "info", {})
@@ -79,6 +81,10 @@ def diabetes() -> Dataset:
                      "1/2 in the source without a key. Shipped with scikit-learn."),
         label_hint="progression",
     )
+
+
+def _register_survival() -> None:
+    import medflow.data.builtin_survival  # noqa: F401  (registers gbsg2, veterans, flchain, ...)
 
 
 def frame_of(name: str) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medflow.errors import DataError
+from medflow.errors import DataError, shown
 
 __all__ = ["FeatureType", "Dataset", "infer_feature_types", "coerce_types"]
 
@@ -131,7 +131,7 @@ def infer_feature_types(frame: pd.DataFrame, source: str) -> dict[str, FeatureTy
 def _raise_text_in_numeric(source: str, col: str, bad: pd.Series) -> None:
     row = int(bad.index[0]) + 1
     raise DataError(
-        f"{source}: column '{col}' is numeric but row {row} holds {bad.iloc[0]!r} "
+        f"{source}: column '{col}' is numeric but row {row} holds {shown(bad.iloc[0])} "
         f"({len(bad)} such value(s)). Fix the value, leave it empty for missing, "
         f"or declare the column categorical under data.types."
     )
@@ -159,7 +159,7 @@ def coerce_types(frame: pd.DataFrame, types: dict[str, FeatureType], source: str
             if len(bad):
                 row = int(bad.index[0]) + 1
                 raise DataError(
-                    f"{source}: column '{col}' is declared datetime but row {row} holds {bad.iloc[0]!r}; "
+                    f"{source}: column '{col}' is declared datetime but row {row} holds {shown(bad.iloc[0])}; "
                     "use ISO dates such as 2024-03-01."
                 )
             out[col] = parsed

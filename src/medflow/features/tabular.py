@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medflow.data.dataset import FeatureType
-from medflow.errors import DataError
+from medflow.errors import DataError, shown
 
 __all__ = ["TabularFeaturizer", "UNKNOWN", "MISSING_SUFFIX"]
 
@@ -117,7 +117,7 @@ class TabularFeaturizer:
                 bad = ~filled.astype(str).isin(known) & filled.notna()
                 if bad.any():
                     row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-                    raise DataError(f"{source}: binary column '{col}' holds {filled[bad].iloc[0]!r} at row {row}; "
+                    raise DataError(f"{source}: binary column '{col}' holds {shown(filled[bad].iloc[0])} at row {row}; "
                                     f"training saw only {st['values']}.")
                 blocks.append((filled.astype(str) == str(st["positive"])).to_numpy(float)[:, None])
             else:
@@ -158,7 +158,7 @@ def _as_float(s: pd.Series, kind: FeatureType, source: str = "input", col: str =
     bad = s[parsed.isna() & s.notna()]
     if len(bad):
         raise DataError(f"{source}: column '{col}' is numeric but row {int(bad.index[0]) + 1} holds "
-                        f"{bad.iloc[0]!r}. Fix the value or leave it empty for missing.")
+                        f"{shown(bad.iloc[0])}. Fix the value or leave it empty for missing.")
     return parsed.to_numpy(dtype=float, na_value=np.nan)
 
 

@@ -1,6 +1,6 @@
 """Models: torch modules by family plus scikit-learn baselines, all in one registry."""
 
-from medflow.models import baselines, tabular
+from medflow.models import baselines, survival, tabular
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
 
@@ -8,11 +8,13 @@ __all__ = ["Estimator", "ModelSpec", "build_estimator", "load_estimator", "descr
 
 _CLASSIFY = frozenset({"binary", "multiclass"})
 _ALL = frozenset({"binary", "multiclass", "regression"})
+_DEEP = _ALL | {"survival"}  # deep tabular bodies serve survival through the Cox head (DeepSurv)
+_SURV = frozenset({"survival"})
 
 for _spec in (
-    ModelSpec("mlp", "deep", _ALL, tabular.MLPConfig, tabular.MLP,
+    ModelSpec("mlp", "deep", _DEEP, tabular.MLPConfig, tabular.MLP,
               "multilayer perceptron (ReLU, dropout), trained with AdamW and early stopping"),
-    ModelSpec("resnet_mlp", "deep", _ALL, tabular.ResNetConfig, tabular.ResNetMLP,
+    ModelSpec("resnet_mlp", "deep", _DEEP, tabular.ResNetConfig, tabular.ResNetMLP,
               "ResNet for tabular data (Gorishniy et al. 2021): residual MLP blocks with BatchNorm"),
     ModelSpec("logistic_regression", "baseline", _CLASSIFY, baselines.LogisticConfig, baselines.build_logistic,
               "L2-penalized logistic regression (scikit-learn)"),
@@ -20,6 +22,18 @@ for _spec in (
               baselines.build_ridge, "ridge regression (scikit-learn)"),
     ModelSpec("gradient_boosting", "baseline", _ALL, baselines.GradientBoostingConfig,
               baselines.build_gradient_boosting, "histogram gradient-boosted trees (scikit-learn)"),
+    ModelSpec("deepsurv", "deep", _SURV, tabular.MLPConfig, tabular.MLP,
+              "DeepSurv (Katzman et al. 2018): MLP on the Cox partial likelihood, Breslow baseline hazard"),
+    ModelSpec("deephit", "deep", _SURV, survival.DeepHitConfig, survival.build_deephit_body,
+              "DeepHit (Lee et al. 2018): discrete-time survival, likelihood + ranking loss",
+              head=survival.deephit_head),
+    ModelSpec("cox_ph", "baseline", _SURV, survival.CoxPHConfig, survival.build_cox,
+              "ridge-penalized Cox proportional hazards (scikit-survival), hazard ratios with 95% CIs",
+              estimator=survival.SurvivalSklearnEstimator),
+    ModelSpec("random_survival_forest", "baseline", _SURV, survival.RSFConfig, survival.build_rsf,
+              "random survival forest (scikit-survival)", estimator=survival.SurvivalSklearnEstimator),
+    ModelSpec("kaplan_meier", "baseline", _SURV, survival.KMConfig, survival.build_km,
+              "no-skill reference: one Kaplan-Meier curve for everyone", estimator=survival.SurvivalSklearnEstimator),
 ):
     _registry.register(_spec.name)(_spec)
 

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from medflow.evaluate.evaluator import score_matrix
-from medflow.evaluate.metrics import get_metric
+from medflow.evaluate.metrics import metric_info
 from medflow.report import plots
 from medflow.runs import read_json, write_text
 
@@ -46,23 +47,49 @@ def _ci(m: dict[str, float]) -> str:
 
 
 def _metrics_section(metrics: dict, names: list[str]) -> str:
-    header = ["model"] + [get_metric(n).display for n in names] + ["threshold"]
+    binary = "auroc" in names
+    header = ["model"] + [_display(n) for n in names] + (["threshold"] if binary else [])
     rows, classes = [], []
     for model, entry in metrics["models"].items():
         sel = model == metrics["selected_model"]
         rows.append([_e(model) + (" &#9733;" if sel else "")] + [_ci(entry["metrics"][n]) for n in names]
-                    + [f"{entry['threshold']:.3f}"])
+                    + ([f"{entry['threshold']:.3f}"] if binary else []))
         classes.append("sel" if sel else "")
     level = int(round(metrics["level"] * 100))
     return (f"<p>Test split, {level}% CIs from {metrics['n_bootstrap']} bootstrap resamples of patients. "
             f"&#9733; = model selected on the validation split by {_e(metrics['primary_metric'])} "
-            f"(never on the test split). Thresholds were chosen on the validation split "
-            f"({_e(metrics['threshold_method']['method'])}) and applied unchanged to the test split.</p>"
+            f"(never on the test split)."
+            + (f" Thresholds were chosen on the validation split ({_e(metrics['threshold_method']['method'])}) "
+               "and applied unchanged to the test split." if binary else "") + "</p>"
             + _table(header, rows, classes))
 
 
-def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[Any]) -> str:
+def _display(name: str) -> str:
+    return metric_info(name)[0]
+
+
+def _survival_plots(test: pd.DataFrame, metrics: dict, unit: str) -> str:
+    sel = metrics["selected_model"]
+    g = test[test["model"] == sel]
+    cal = metrics["models"][sel]["calibration"] or {}
+    out = [_img(plots.km_by_risk_plot(g["time"].to_numpy(), g["event"].to_numpy(), g["score"].to_numpy(),
+                                      f"Kaplan-Meier by predicted risk tertile ({sel})", unit), "KM by risk group")]
+    if cal:
+        out.append(_img(plots.survival_calibration_plot(cal, sel, unit), "survival calibration"))
+    rows = [[_e(m)] + [f"{e['calibration'][h]['ece']:.3f}" for h in cal] for m, e in metrics["models"].items()
+            if e.get("calibration")]
+    table = ("<h3>Calibration</h3><p>Mean absolute gap between predicted survival and the Kaplan-Meier estimate "
+             "within deciles of predicted risk, at each horizon (lower is better).</p>"
+             + _table(["model"] + [f"at {h} {unit}" for h in cal], rows)) if cal else ""
+    intro = ("<p>Kaplan-Meier by predicted risk group: the test patients split into tertiles of the selected "
+             "model's risk score; well-separated curves mean the ranking is useful.</p>")
+    return intro + "<div class='grid'>" + "".join(out) + "</div>" + table
+
+
+def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[Any], unit: str = "") -> str:
     test = preds[preds["split"] == "test"]
+    if kind == "survival":
+        return _survival_plots(test, metrics, unit)
     curves = {m: (g["y_true"].to_numpy(), score_matrix(g, kind)) for m, g in test.groupby("model", sort=False)}
     sel = metrics["selected_model"]
     entry = metrics["models"][sel]
@@ -95,10 +122,10 @@ def _subgroup_section(metrics: dict, names: list[str]) -> str:
     for attr, res in subs.items():
         flagged = res.get("largest_gap")
         rows = [[_e(level), g["n"]] + [_ci(g["metrics"][n]) for n in names] for level, g in res["groups"].items()]
-        parts.append(f"<h3>{_e(attr)}</h3>" + _table(["group", "n"] + [get_metric(n).display for n in names], rows))
+        parts.append(f"<h3>{_e(attr)}</h3>" + _table(["group", "n"] + [_display(n) for n in names], rows))
         if flagged:
             gap = res["gaps"][flagged]
-            parts.append(f"<p class='flag'>Largest gap: {_e(get_metric(flagged).display)} differs by {gap['gap']:.3f} "
+            parts.append(f"<p class='flag'>Largest gap: {_e(_display(flagged))} differs by {gap['gap']:.3f} "
                          f"between {_e(gap['best'])} (best) and {_e(gap['worst'])} (worst). Check whether the "
                          "CIs overlap before drawing conclusions.</p>")
     return "".join(parts)
@@ -167,6 +194,37 @@ def _limitations(manifest: dict, metrics: dict, q: dict) -> str:
     return "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
 
 
+def _target_text(cfg: dict) -> str:
+    if cfg["kind"] == "survival":
+        return f"time '{cfg['time']}' ({cfg.get('time_unit', '')}), event '{cfg['event']}'"
+    return f"label '{cfg['label']}'"
+
+
+def _hazard_ratios(run_dir: Path) -> str:
+    """Cox model coefficients as hazard ratios with Wald 95% CIs (fold 0)."""
+    path = run_dir / "fold_0" / "cox_ph" / "model.json"
+    if not path.exists():
+        return ""
+    summary = json.loads(path.read_text()).get("extra", {}).get("summary") or {}
+    if not summary:
+        return ""
+    names = _output_names(read_json(run_dir / "fold_0" / "featurizer.json"))
+    rows = []
+    for name, b, se in sorted(zip(names, summary["coef"], summary["se"], strict=True), key=lambda r: -abs(r[1])):
+        lo, hi = np.exp(b - 1.96 * se), np.exp(b + 1.96 * se)
+        rows.append([_e(name), f"{np.exp(b):.3f}", f"{lo:.3f}&ndash;{hi:.3f}"])
+    return ("<h2>Cox model: hazard ratios</h2><p>Per 1 SD of a numeric feature (inputs are standardized), or for a "
+            "category's indicator; ridge-penalized (alpha in the config), so estimates shrink toward 1. "
+            "95% Wald intervals from the penalized information matrix.</p>"
+            + _table(["feature", "hazard ratio", "95% CI"], rows))
+
+
+def _output_names(featurizer: dict) -> list[str]:
+    from medflow.features.tabular import TabularFeaturizer
+
+    return TabularFeaturizer.from_dict(featurizer).output_names
+
+
 def render_report(run_dir: Path) -> str:
     """The report's HTML for a run directory."""
     manifest = read_json(run_dir / "manifest.json")
@@ -189,14 +247,16 @@ def render_report(run_dir: Path) -> str:
     body = [
         "<div class='synthetic'>SYNTHETIC DATA: these results come from simulated patients.</div>" if synthetic else "",
         f"<h1>{_e(title)}</h1><p class='muted'>run {_e(run_dir.name)} &middot; finished {_e(manifest['finished_at'])}"
-        f" &middot; {_e(kind)} task on label {_e(', '.join([task['config'].get('label', '')]))}</p>",
+        f" &middot; {_e(kind)} task on {_e(_target_text(task['config']))}</p>",
         "<h2>Intended use</h2><p>" + _e(config.get("intended_use") or
                                        "Not stated. A research model: not for clinical decisions without "
                                        "prospective, external validation.") + "</p>",
         f"<h2>Data</h2><p>{_e(manifest['data']['description'] or manifest['data']['source'])}</p>"
         + _quality_section(quality, manifest),
         "<h2>Model comparison</h2>" + _metrics_section(metrics, names),
-        "<h2>Performance plots</h2>" + _plots_section(preds, metrics, kind, classes),
+        "<h2>Performance plots</h2>" + _plots_section(preds, metrics, kind, classes,
+                                                      task["config"].get("time_unit", "")),
+        _hazard_ratios(run_dir),
         "<h2>Subgroups</h2>" + _subgroup_section(metrics, names),
         "<h2>Explanations</h2>" + _explain_section(expl, metrics["selected_model"]),
         ("<h2>Training</h2>" + _img(plots.history_plot(histories), "training curves")) if histories else "",

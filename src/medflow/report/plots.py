@@ -10,7 +10,8 @@ import numpy as np
 from medflow.evaluate.metrics import auprc, auroc
 from medflow.evaluate.threshold import roc_points
 
-__all__ = ["roc_plot", "pr_plot", "calibration_plot", "confusion_plot", "importance_plot", "scatter_plot",
+__all__ = ["km_by_risk_plot", "survival_calibration_plot",
+           "roc_plot", "pr_plot", "calibration_plot", "confusion_plot", "importance_plot", "scatter_plot",
            "history_plot"]
 
 
@@ -111,5 +112,31 @@ def history_plot(histories: dict[str, list[dict]]) -> str:
         ax.plot(epochs, [r["train_loss"] for r in h], label=f"{name} train")
         ax.plot(epochs, [r["val_loss"] for r in h], ls="--", label=f"{name} valid")
     ax.set(xlabel="epoch", ylabel="loss", title="Training curves (fold 0)")
+    ax.legend(fontsize=7)
+    return _encode(plt, fig)
+
+
+def km_by_risk_plot(time: np.ndarray, event: np.ndarray, risk: np.ndarray, title: str, unit: str) -> str:
+    """Kaplan-Meier curves of the test patients split into tertiles of predicted risk."""
+    from medflow.evaluate.survival import kaplan_meier
+
+    plt, fig, ax = _figure()
+    groups = np.array_split(np.argsort(risk), 3)
+    for name, g in zip(("low risk", "middle", "high risk"), groups, strict=True):
+        if len(g) and event[g].sum() >= 0:
+            t, s = kaplan_meier(time[g], event[g])
+            ax.step(np.r_[0, t], np.r_[1, s], where="post", label=f"{name} (n={len(g)})")
+    ax.set(xlabel=f"time ({unit})", ylabel="survival probability", title=title, ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    return _encode(plt, fig)
+
+
+def survival_calibration_plot(cal: dict, model: str, unit: str) -> str:
+    plt, fig, ax = _figure()
+    for h, c in cal.items():
+        ax.plot(c["mean_predicted"], c["observed"], marker="o", ms=3, label=f"at {h} {unit} (gap {c['ece']:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set(xlabel="predicted survival", ylabel="observed (Kaplan-Meier)", xlim=(0, 1), ylim=(0, 1),
+           title=f"Calibration by risk decile ({model})")
     ax.legend(fontsize=7)
     return _encode(plt, fig)

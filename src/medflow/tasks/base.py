@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 from torch import nn
 
-from medflow.errors import ConfigError, DataError
+from medflow.errors import ConfigError, DataError, shown
 
 __all__ = ["Task", "Binary", "Multiclass", "Regression"]
 
@@ -25,7 +25,6 @@ class Task(BaseModel, ABC):
     """Common contract of every task kind."""
 
     model_config = ConfigDict(extra="forbid")
-    label: str
     kind: str
     default_metrics: ClassVar[list[str]] = []
     monitor_metric: ClassVar[str] = "loss"
@@ -34,7 +33,7 @@ class Task(BaseModel, ABC):
 
     @property
     def label_columns(self) -> list[str]:
-        return [self.label]
+        return [self.label]  # type: ignore[attr-defined]
 
     @property
     def state(self) -> dict[str, Any]:
@@ -94,6 +93,7 @@ class Task(BaseModel, ABC):
 
 
 class _Classification(Task):
+    label: str
     class_weight: Literal["balanced", "none"] = "none"
 
     def _class_weights(self, y: np.ndarray) -> np.ndarray:
@@ -119,7 +119,7 @@ class Binary(_Classification):
         if self.positive is not None:
             matches = [v for v in values if str(v) == str(self.positive)]
             if not matches:
-                raise DataError(f"{source}: task.positive is {self.positive!r} but label '{self.label}' "
+                raise DataError(f"{source}: task.positive is {shown(self.positive)} but label '{self.label}' "
                                 f"holds {values}.")
             return matches[0]
         for candidate in (1, True, "1", "yes", "true"):
@@ -132,11 +132,11 @@ class Binary(_Classification):
         y = self._label_series(frame, source)
         values = sorted(y.unique().tolist(), key=str)
         if len(values) == 1:
-            raise DataError(f"{source}: label '{self.label}' is {values[0]!r} in every record; a binary task "
+            raise DataError(f"{source}: label '{self.label}' is {shown(values[0])} in every record; a binary task "
                             "needs both classes.")
         if len(values) > 2:
-            shown = values[:10]
-            raise DataError(f"{source}: label '{self.label}' has {len(values)} distinct values {shown}, but the "
+            listed = values[:10]
+            raise DataError(f"{source}: label '{self.label}' has {len(values)} distinct values {listed}, but the "
                             "task is binary. Use kind: multiclass, or recode the label to two values.")
         self._positive(values, source)
 
@@ -199,7 +199,7 @@ class Multiclass(_Classification):
         unknown = ~y.isin(lookup)
         if unknown.any():
             row = int(np.flatnonzero(unknown.to_numpy())[0]) + 1
-            raise DataError(f"label '{self.label}' value {y[unknown].iloc[0]!r} at row {row} was not seen in "
+            raise DataError(f"label '{self.label}' value {shown(y[unknown].iloc[0])} at row {row} was not seen in "
                             f"training (classes: {self._state['classes']}).")
         return y.map(lookup).to_numpy().astype(np.int64)
 
@@ -224,6 +224,7 @@ class Regression(Task):
     """Continuous target; the deep models learn it standardized with the training mean and sd."""
 
     kind: Literal["regression"] = "regression"
+    label: str
     default_metrics: ClassVar[list[str]] = ["rmse", "mae", "r2"]
     monitor_metric: ClassVar[str] = "rmse"
     primary_metric: ClassVar[str] = "rmse"
@@ -233,7 +234,7 @@ class Regression(Task):
         parsed = pd.to_numeric(y, errors="coerce")
         bad = y[parsed.isna()]
         if len(bad):
-            raise DataError(f"{source}: regression label '{self.label}' holds {bad.iloc[0]!r} at row "
+            raise DataError(f"{source}: regression label '{self.label}' holds {shown(bad.iloc[0])} at row "
                             f"{int(bad.index[0]) + 1}; it must be numeric.")
         if parsed.nunique() < 2:
             raise DataError(f"{source}: regression label '{self.label}' is constant.")

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from medflow.errors import DataError, ModelError
+from medflow.errors import DataError, ModelError, shown
 from medflow.tasks.base import Task
 
 __all__ = ["Survival", "CoxHead", "DeepHitHead", "cox_partial_likelihood", "breslow_cumulative_hazard",
@@ -67,7 +67,7 @@ class Survival(Task):
         parsed = pd.to_numeric(t, errors="coerce")
         if parsed.isna().any():
             bad = t[parsed.isna()]
-            raise DataError(f"{source}: time column '{self.time}' holds {bad.iloc[0]!r} at row "
+            raise DataError(f"{source}: time column '{self.time}' holds {shown(bad.iloc[0])} at row "
                             f"{int(bad.index[0]) + 1}; times must be numbers ({self.time_unit}).")
         if (parsed < 0).any():
             row = int(np.flatnonzero((parsed < 0).to_numpy())[0])
@@ -77,7 +77,7 @@ class Survival(Task):
         codes = e.map(_event_code)
         if codes.isna().any():
             bad = e[codes.isna()]
-            raise DataError(f"{source}: event column '{self.event}' holds {bad.iloc[0]!r} at row "
+            raise DataError(f"{source}: event column '{self.event}' holds {shown(bad.iloc[0])} at row "
                             f"{int(bad.index[0]) + 1}; expected 1/0 (or true/false): 1 = event observed, "
                             "0 = censored.")
         if codes.sum() == 0:
@@ -198,23 +198,25 @@ class DeepHitHead:
     def __init__(self, task: Survival, n_bins: int = 30, alpha: float = 0.2, sigma: float = 0.1) -> None:
         self.task, self.alpha, self.sigma = task, alpha, sigma
         self.output_dim = n_bins + 1  # the last output is "after the last cut"
-        # interval cuts from 0 to the last training event time (restored from model.json when loading)
-        self.state: dict[str, Any] = {"cuts": np.linspace(0.0, float(task.state.get("max_event_time", 1.0)),
-                                                          n_bins).tolist()}
+        # interval ends, equally spaced up to the last training event time (restored from model.json when
+        # loading): bin 0 is [0, cuts[0]), bin j is [cuts[j-1], cuts[j]), the extra last bin is after cuts[-1]
+        end = float(task.state.get("max_event_time", 1.0))
+        self.state: dict[str, Any] = {"cuts": np.linspace(end / n_bins, end, n_bins).tolist()}
 
     def _bins(self, time: torch.Tensor) -> torch.Tensor:
         cuts = torch.as_tensor(self.state["cuts"], dtype=time.dtype)
-        return torch.clamp(torch.searchsorted(cuts, time, right=True), max=self.output_dim - 1)
+        return torch.clamp(torch.searchsorted(cuts, time.contiguous(), right=True), max=self.output_dim - 1)
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         time, event = target[:, 0], target[:, 1]
         idx = self._bins(time)
         logp = torch.log_softmax(outputs, dim=1)
-        pmf = logp.exp()
-        cdf = torch.cumsum(pmf, dim=1)
-        surv_at = 1 - cdf.gather(1, idx[:, None]).squeeze(1)
+        cdf = torch.cumsum(logp.exp(), dim=1)
+        # bin j covers [cuts[j-1], cuts[j]); an event in bin j has probability pmf[j], a record censored in
+        # bin j survived to its start: P(T >= cuts[j-1]) = sum(pmf[j:]) (never zero)
+        log_tail = torch.logcumsumexp(logp.flip(1), dim=1).flip(1)
         nll = -(event * logp.gather(1, idx[:, None]).squeeze(1)
-                + (1 - event) * torch.log(surv_at.clamp(min=1e-7))).mean()
+                + (1 - event) * log_tail.gather(1, idx[:, None]).squeeze(1)).mean()
         # ranking: a patient with an event at T_i should have a higher CDF at T_i than anyone still at risk
         f_i = cdf.gather(1, idx[:, None])                    # (n, 1): F_i(T_i)
         f_j = cdf[:, idx].T                                   # (n, n): F_j(T_i)
