@@ -34,7 +34,7 @@ def metrics_table(metrics: dict, title: str) -> Table:
         cells = []
         for m in models:
             v = metrics["models"][m]["metrics"][n]
-            cells.append(f"{v['value']:.3f} ({v['low']:.3f}-{v['high']:.3f})")
+            cells.append("n/a" if v["value"] != v["value"] else f"{v['value']:.3f} ({v['low']:.3f}-{v['high']:.3f})")
         table.add_row(metric_info(n)[0], *cells)
     level = int(round(metrics.get("level", 0.95) * 100))
     table.caption = (f"test split; {level}% CI from {metrics['n_bootstrap']} patient bootstrap resamples; "

@@ -13,6 +13,7 @@ from medflow.data.dataset import FeatureType
 from medflow.data.splits import ByPatient, KFold
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
+from medflow.fusion import BlocksConfig
 from medflow.tasks.base import Binary, Multiclass, Regression
 from medflow.tasks.survival import Survival
 from medflow.train.trainer import TrainConfig
@@ -71,6 +72,7 @@ class StudyConfig(BaseModel):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     explain: ExplainConfig = ExplainConfig()
+    compare_blocks: BlocksConfig | None = None
     seed: int = 0
     output_dir: str = "runs"
 

@@ -1,4 +1,4 @@
-"""`medflow demo`: complete studies on real data shipped with scikit-learn."""
+"""`medflow demo`: complete studies on real data shipped with scikit-learn and scikit-survival."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
          "split": {"kind": "holdout", "test": 0.2, "valid": 0.15}, "train": train,
          "evaluate": {"n_bootstrap": n_boot,
                       "subgroups": ["sex", {"column": "age", "bins": [0, 40, 55, 100], "name": "age band"}]}},
+        {"name": "demo-gbsg2-survival", "output_dir": str(output_dir),
+         "intended_use": ("Research demonstration: recurrence-free survival after node-positive breast cancer "
+                          "(GBSG2 trial). Not for clinical use."),
+         "data": {"dataset": "gbsg2"},
+         "task": {"kind": "survival", "time": "time", "event": "event", "horizons": [365, 730, 1825]},
+         "models": ["deepsurv", "deephit", "cox_ph", "random_survival_forest", "kaplan_meier"],
+         "split": {"kind": "holdout", "test": 0.25, "valid": 0.15}, "train": train,
+         "evaluate": {"n_bootstrap": 100 if fast else 300, "subgroups": ["menostat", "horTh"]}},
     ]
 
 

@@ -152,6 +152,7 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             console.print(f"  [dim]{entry.name}: already trained (resumed run)[/dim]")
         else:
             est = build_estimator(entry.name, entry.params, task)
+            est.sources = feat.output_sources
             est.fit(xs["train"], ys["train"], xs["valid"], ys["valid"], cfg.train, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
             est.save(model_dir)
@@ -226,6 +227,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
                   f" {len(folds)} fold(s), models {[e.name for e in entries]}"
                   + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))
     rows, timings, first = [], {}, None
+    _warn_horizons(cfg, ds, console)
     for fold in folds:
         fold_rows, info = _fit_fold(cfg, ds, fold, features, work, entries, subgroups, console)
         rows += fold_rows
@@ -241,6 +243,12 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     console.print("explaining ...")
     write_json(work / "explanations.json", _explain(cfg, work, first, entries))
     write_json(work / "quality.json", quality_summary(ds, cfg.task.label_columns))
+    if cfg.compare_blocks is not None:
+        from medflow.fusion import compare_blocks
+
+        console.print("comparing feature blocks and their fusion (repeated k-fold) ...")
+        quiet = cfg.train.model_copy(update={"progress": False})
+        write_json(work / "blocks.json", compare_blocks(ds, cfg.task, cfg.compare_blocks, quiet, cfg.seed))
     write_json(work / "manifest.json", _manifest(cfg, ds, folds, features, time.perf_counter() - started))
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     from medflow.report.html import write_report
@@ -249,6 +257,18 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     final = work.with_name(work.name[: -len(INCOMPLETE)])
     os.replace(work, final)
     return Run(final)
+
+
+def _warn_horizons(cfg: StudyConfig, ds: Dataset, console: Console) -> None:
+    """Horizons past the longest follow-up are kept, but their metrics are undefined (reported as n/a)."""
+    if cfg.task.kind != "survival" or not cfg.task.horizons:
+        return
+    longest = float(cfg.task.encode(ds.frame)[:, 0].max())
+    beyond = [h for h in cfg.task.horizons if h >= longest]
+    if beyond:
+        console.print(f"[yellow]warning:[/yellow] task.horizons {beyond} are at or beyond the longest follow-up "
+                      f"({longest:g} {cfg.task.time_unit}); AUC and calibration there cannot be estimated and "
+                      "are reported as n/a.")
 
 
 def _resume_dir(resume: str | Path, cfg: StudyConfig) -> Path:

@@ -14,6 +14,8 @@ from tests.conftest import make_frame
 TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
          "survival": lambda label: Survival(time="time", event="event")}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
+PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16}}  # 'cat' becomes block "other"
+SOURCES: list[str] = []
 
 
 def _data(kind):
@@ -22,13 +24,20 @@ def _data(kind):
                               "cat": FeatureType.CATEGORICAL}).fit(frame.iloc[:160])
     task = TASKS[kind](label="y").fit(frame.iloc[:160])
     x, y = feat.transform(frame), task.encode(frame)
+    SOURCES[:] = feat.output_sources
     return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
+
+
+def _build(name, task):
+    est = build_estimator(name, PARAMS.get(name, {}), task)
+    est.sources = list(SOURCES)
+    return est
 
 
 @pytest.mark.parametrize("name,kind", CASES)
 def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
     task, xtr, ytr, xva, yva, xte, yte = _data(kind)
-    est = build_estimator(name, {}, task).fit(xtr, ytr, xva, yva, fast_train, seed=0)
+    est = _build(name, task).fit(xtr, ytr, xva, yva, fast_train, seed=0)
     p = est.predict(xte)
     if kind == "binary":
         assert p.shape == (len(xte),) and ((p >= 0) & (p <= 1)).all()
@@ -60,8 +69,8 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
 @pytest.mark.parametrize("name,kind", CASES)
 def test_same_seed_same_predictions(name, kind, fast_train):
     task, xtr, ytr, xva, yva, xte, _ = _data(kind)
-    a = build_estimator(name, {}, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
-    b = build_estimator(name, {}, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
+    a = _build(name, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
+    b = _build(name, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
     assert np.array_equal(a, b)
 
 

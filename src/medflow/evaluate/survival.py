@@ -108,6 +108,8 @@ def survival_calibration(y: np.ndarray, s: np.ndarray, state: dict[str, Any], n_
     grid = np.asarray(state["grid"])
     out = {}
     for h in state["horizons"]:
+        if h >= y[:, 0].max():  # beyond the follow-up: nothing observed to compare with
+            continue
         col = int(np.argmin(np.abs(grid - h)))
         pred = s[:, 1 + col]
         groups = np.array_split(np.argsort(pred), min(n_groups, max(2, len(pred) // 20)))

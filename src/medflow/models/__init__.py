@@ -22,6 +22,8 @@ for _spec in (
               baselines.build_ridge, "ridge regression (scikit-learn)"),
     ModelSpec("gradient_boosting", "baseline", _ALL, baselines.GradientBoostingConfig,
               baselines.build_gradient_boosting, "histogram gradient-boosted trees (scikit-learn)"),
+    ModelSpec("late_fusion", "deep", _DEEP, tabular.LateFusionConfig, tabular.LateFusionNet,
+              "late fusion: one encoder per block of columns (e.g. clinical, genomic), joined before the head"),
     ModelSpec("deepsurv", "deep", _SURV, tabular.MLPConfig, tabular.MLP,
               "DeepSurv (Katzman et al. 2018): MLP on the Cox partial likelihood, Breslow baseline hazard"),
     ModelSpec("deephit", "deep", _SURV, survival.DeepHitConfig, survival.build_deephit_body,

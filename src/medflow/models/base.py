@@ -6,6 +6,7 @@ A saved model is its registry name, its plain hyper-parameters and its weights
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
@@ -72,6 +73,7 @@ class Estimator(ABC):
         self.spec, self.params, self.task = spec, params, task
         self.in_dim: int | None = None
         self.history: list[dict[str, float]] = []
+        self.sources: list[str] | None = None  # raw column of each input column, set by the caller
 
     @abstractmethod
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
@@ -102,7 +104,7 @@ class Estimator(ABC):
         """Write weights, then `model.json` last (its presence marks a complete model)."""
         self._save_weights(directory)
         meta = {"name": self.spec.name, "params": self.params.model_dump(), "in_dim": self.in_dim,
-                "history": self.history, "extra": self.extra_state()}
+                "sources": self.sources, "history": self.history, "extra": self.extra_state()}
         atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=1).encode())
 
 
@@ -121,6 +123,7 @@ def load_estimator(directory: Path, task: Task) -> Estimator:
     est = build_estimator(meta["name"], meta["params"], task)
     est.in_dim = meta["in_dim"]
     est.history = meta.get("history", [])
+    est.sources = meta.get("sources")
     est.load_extra_state(meta.get("extra", {}))
     est._load_weights(directory)
     return est
@@ -153,7 +156,12 @@ class DeepEstimator(Estimator):
         self.in_dim = in_dim
         if self.head is None:
             self.head = self._make_head()
-        return self.spec.build(in_dim=in_dim, out_dim=self.head.output_dim, **self.params.model_dump())
+        kwargs = self.params.model_dump()
+        if "sources" in inspect.signature(self.spec.build).parameters:
+            if self.sources is None:
+                raise ModelError(f"model '{self.spec.name}' needs the input column names (est.sources).")
+            kwargs["sources"] = self.sources
+        return self.spec.build(in_dim=in_dim, out_dim=self.head.output_dim, **kwargs)
 
     def extra_state(self) -> dict[str, Any]:
         return {"head": self.head.state} if self.head is not self.task else {}

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-__all__ = ["MLP", "MLPConfig", "ResNetMLP", "ResNetConfig"]
+__all__ = ["MLP", "MLPConfig", "ResNetMLP", "ResNetConfig", "LateFusionNet", "LateFusionConfig"]
 
 
 class MLPConfig(BaseModel):
@@ -100,3 +100,45 @@ class ResNetMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.first(x)))
+
+
+class LateFusionConfig(BaseModel):
+    """Hyper-parameters of `LateFusionNet`: `blocks` maps a block name to its raw columns."""
+
+    model_config = ConfigDict(extra="forbid")
+    blocks: dict[str, list[str]]
+    hidden: int = Field(32, ge=1, le=4096)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class LateFusionNet(nn.Module):
+    """Late fusion: one encoder (Linear -> ReLU -> Dropout) per block of inputs, concatenated, then a
+    linear head. Columns that belong to no named block form a block of their own ("other").
+
+    Args:
+        in_dim, out_dim: input and output widths.
+        sources: the raw column of each input column (from the featurizer).
+        blocks: block name -> raw columns.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, sources: list[str], blocks: dict[str, list[str]],
+                 hidden: int = 32, dropout: float = 0.1) -> None:
+        super().__init__()
+        if len(sources) != in_dim:
+            raise ValueError(f"LateFusionNet: {len(sources)} sources for {in_dim} inputs")
+        owner = {c: b for b, cols in blocks.items() for c in cols}
+        names = list(blocks) + (["other"] if any(s not in owner for s in sources) else [])
+        index = [[i for i, s in enumerate(sources) if owner.get(s, "other") == b] for b in names]
+        empty = [b for b, idx in zip(names, index, strict=True) if not idx]
+        if empty:
+            raise ValueError(f"LateFusionNet: block(s) {empty} match no input column")
+        self.block_names = names
+        for i, idx in enumerate(index):
+            self.register_buffer(f"index_{i}", torch.tensor(idx, dtype=torch.long))
+        self.encoders = nn.ModuleList(nn.Sequential(nn.Linear(len(idx), hidden), nn.ReLU(), nn.Dropout(dropout))
+                                      for idx in index)
+        self.head = nn.Linear(hidden * len(index), out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [enc(x[:, getattr(self, f"index_{i}")]) for i, enc in enumerate(self.encoders)]
+        return self.head(torch.cat(parts, dim=1))

@@ -43,6 +43,8 @@ def _img(b64: str, alt: str) -> str:
 
 
 def _ci(m: dict[str, float]) -> str:
+    if m["value"] != m["value"]:
+        return "n/a <span class='muted'>(undefined here)</span>"
     return f"{m['value']:.3f} <span class='muted'>({m['low']:.3f}&ndash;{m['high']:.3f})</span>"
 
 
@@ -194,6 +196,22 @@ def _limitations(manifest: dict, metrics: dict, q: dict) -> str:
     return "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
 
 
+def _blocks_section(run_dir: Path) -> str:
+    path = run_dir / "blocks.json"
+    if not path.exists():
+        return ""
+    b = read_json(path)
+    rows = [[_e(name) + (" &#9733;" if name in (b["best_single"], b["best_fusion"]) else ""), r["columns"], _ci(r)]
+            for name, r in b["configs"].items()]
+    return (f"<h2>Feature blocks and fusion</h2><p>Each block alone, early fusion (one {_e(b['model'])} on all "
+            f"columns) and late fusion (one encoder per block), trained on the same {b['repeats']} x {b['k']}-fold "
+            f"patient partitions; out-of-fold {_e(_display(b['metric']))} averaged over repeats, 95% CIs from "
+            f"{b['n_bootstrap']} patient bootstrap resamples (paired for the difference).</p>"
+            + _table(["configuration", "input columns", _display(b["metric"])], rows)
+            + f"<p><b>{_e(b['verdict'])}.</b> The best single block was chosen on these same out-of-fold scores, "
+            "which favours it slightly: a conservative test for fusion.</p>")
+
+
 def _target_text(cfg: dict) -> str:
     if cfg["kind"] == "survival":
         return f"time '{cfg['time']}' ({cfg.get('time_unit', '')}), event '{cfg['event']}'"
@@ -258,6 +276,7 @@ def render_report(run_dir: Path) -> str:
                                                       task["config"].get("time_unit", "")),
         _hazard_ratios(run_dir),
         "<h2>Subgroups</h2>" + _subgroup_section(metrics, names),
+        _blocks_section(run_dir),
         "<h2>Explanations</h2>" + _explain_section(expl, metrics["selected_model"]),
         ("<h2>Training</h2>" + _img(plots.history_plot(histories), "training curves")) if histories else "",
         "<h2>Limitations</h2>" + _limitations(manifest, metrics, quality),
