@@ -42,3 +42,16 @@ def test_blocks_must_name_feature_columns():
     with pytest.raises(ConfigError, match=r"compare_blocks.blocks\['x'\] names \['nope'\]"):
         compare_blocks(ds, Survival(time="time", event="event"),
                        BlocksConfig(blocks={"x": ["nope"], "y": ["a1"]}), TrainConfig(), 0)
+
+
+def test_study_writes_the_block_comparison_into_the_report(tmp_path):
+    import medflow as mf
+
+    ds = _dataset(160)
+    run = mf.Study(dataset=ds, task=Survival(time="time", event="event"), model=["cox_ph"],
+                   evaluate={"n_bootstrap": 50}, output_dir=tmp_path)
+    run.config.compare_blocks = BlocksConfig(model="cox_ph", k=3, repeats=1, n_bootstrap=60)
+    result = run.fit()
+    assert (result.path / "blocks.json").exists()
+    html = (result.path / "report.html").read_text()
+    assert "Feature blocks and fusion" in html and "late fusion" in html and "SYNTHETIC" in html
