@@ -125,3 +125,20 @@ def test_synthetic_data_is_labelled_everywhere(tmp_path):
     assert "SYNTHETIC DATA" in (run.path / "report.html").read_text()
     assert json.loads((run.path / "manifest.json").read_text())["synthetic"] is True
     assert run.predict(frame.head(2))["synthetic"].all()
+
+
+def test_survival_horizon_beyond_follow_up_is_warned_and_not_reported(tmp_path):
+    from rich.console import Console
+
+    frame = make_frame(200, kind="survival")
+    ds = mf.data.sources.tabular.dataset_from_frame(frame, "memory", "surv", patient_id="pid")
+    console = Console(record=True, width=200)
+    run = mf.Study(dataset=ds, task=mf.tasks.Survival(time="time", event="event", horizons=[40, 10_000]),
+                   model=["cox_ph"], evaluate={"n_bootstrap": 50}, output_dir=tmp_path).fit(console=console)
+    assert "task.horizons 10000 are at or beyond the longest follow-up" in console.export_text().replace("\n", " ")
+    m = run.metrics.data["models"]["cox_ph"]
+    assert np.isnan(m["metrics"]["auc@10000"]["value"]) and not np.isnan(m["metrics"]["auc@40"]["value"])
+    assert "10000" not in m["calibration"] and "40" in m["calibration"]
+    assert "n/a" in (run.path / "report.html").read_text()
+    curve = run.predict(frame.head(2))["survival_curve"].iloc[0]
+    assert len(curve) == len(run.task.grid)

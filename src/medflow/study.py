@@ -264,10 +264,10 @@ def _warn_horizons(cfg: StudyConfig, ds: Dataset, console: Console) -> None:
     if cfg.task.kind != "survival" or not cfg.task.horizons:
         return
     longest = float(cfg.task.encode(ds.frame)[:, 0].max())
-    beyond = [h for h in cfg.task.horizons if h >= longest]
+    beyond = [f"{h:g}" for h in cfg.task.horizons if h >= longest]
     if beyond:
-        console.print(f"[yellow]warning:[/yellow] task.horizons {beyond} are at or beyond the longest follow-up "
-                      f"({longest:g} {cfg.task.time_unit}); AUC and calibration there cannot be estimated and "
+        console.print(f"[yellow]warning:[/yellow] task.horizons {', '.join(beyond)} are at or beyond the longest "
+                      f"follow-up ({longest:g} {cfg.task.time_unit}); AUC and calibration there cannot be estimated and "
                       "are reported as n/a.")
 
 
