@@ -267,8 +267,8 @@ def _warn_horizons(cfg: StudyConfig, ds: Dataset, console: Console) -> None:
     beyond = [f"{h:g}" for h in cfg.task.horizons if h >= longest]
     if beyond:
         console.print(f"[yellow]warning:[/yellow] task.horizons {', '.join(beyond)} are at or beyond the longest "
-                      f"follow-up ({longest:g} {cfg.task.time_unit}); AUC and calibration there cannot be estimated and "
-                      "are reported as n/a.")
+                      f"follow-up ({longest:g} {cfg.task.time_unit}); AUC and calibration there cannot be "
+                      "estimated and are reported as n/a.")
 
 
 def _resume_dir(resume: str | Path, cfg: StudyConfig) -> Path:
