@@ -183,9 +183,13 @@ def _limitations(manifest: dict, metrics: dict, q: dict) -> str:
         f"The test split holds {min(e['n_test_patients'] for e in metrics['models'].values())} patients; the CIs "
         "show how much the estimates could move with another sample.",
         "Attributions describe the model, not causal effects of the features on the outcome.",
-        "Decision thresholds were chosen on the validation split; the clinical cost of false negatives and false "
-        "positives should set the operating point in practice.",
     ]
+    if metrics.get("primary_metric") == "auroc":  # binary: an operating threshold was chosen
+        items.append("Decision thresholds were chosen on the validation split; the clinical cost of false negatives "
+                     "and false positives should set the operating point in practice.")
+    if metrics.get("primary_metric") == "c_harrell":
+        items.append("Survival estimates beyond the longest follow-up are extrapolated; censoring is assumed to be "
+                     "independent of the outcome given the features.")
     if manifest.get("patient_id_note"):
         items.append("No patient identifier was given; if a patient contributes several records, the splits and "
                      "CIs are optimistic.")
@@ -229,6 +233,8 @@ def _hazard_ratios(run_dir: Path) -> str:
     names = _output_names(read_json(run_dir / "fold_0" / "featurizer.json"))
     rows = []
     for name, b, se in sorted(zip(names, summary["coef"], summary["se"], strict=True), key=lambda r: -abs(r[1])):
+        if name.endswith("=__unknown__"):  # all zero in training by construction: no estimate
+            continue
         lo, hi = np.exp(b - 1.96 * se), np.exp(b + 1.96 * se)
         rows.append([_e(name), f"{np.exp(b):.3f}", f"{lo:.3f}&ndash;{hi:.3f}"])
     return ("<h2>Cox model: hazard ratios</h2><p>Per 1 SD of a numeric feature (inputs are standardized), or for a "
