@@ -25,16 +25,16 @@ def metrics_table(metrics: dict, title: str) -> Table:
 
     sel = metrics.get("selected_model")
     table = Table(title=title, title_justify="left")
-    table.add_column("metric")
+    table.add_column("metric", overflow="fold")
     models = list(metrics["models"])
     for m in models:
-        table.add_column(m + (" *" if m == sel else ""), justify="right")
+        table.add_column(m + (" *" if m == sel else ""), justify="right", overflow="fold")
     names = list(metrics["models"][models[0]]["metrics"])
     for n in names:
         cells = []
         for m in models:
             v = metrics["models"][m]["metrics"][n]
-            cells.append("n/a" if v["value"] != v["value"] else f"{v['value']:.3f} ({v['low']:.3f}-{v['high']:.3f})")
+            cells.append("n/a" if v["value"] != v["value"] else f"{v['value']:.3f}\n({v['low']:.3f}-{v['high']:.3f})")
         table.add_row(metric_info(n)[0], *cells)
     level = int(round(metrics.get("level", 0.95) * 100))
     table.caption = (f"test split; {level}% CI from {metrics['n_bootstrap']} patient bootstrap resamples; "

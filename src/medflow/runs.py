@@ -165,7 +165,7 @@ class Run:
         extra = [c for c in extra if c not in label_cols]
         if extra:
             warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=2)
-        scores, attrs, names, at = [], [], None, []
+        scores, attrs, names, at, cifs = [], [], None, [], []
         hs = list(horizons or (self.task.state.get("horizons", []) if self.task.kind == "survival" else []))
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
@@ -173,6 +173,9 @@ class Run:
             scores.append(est.predict(x))
             if hs:
                 at.append(est.predict_survival(x, np.asarray(hs, dtype=float)))
+                head = getattr(est, "head", None)
+                if self.task.kind == "survival" and self.task.competing_risks and hasattr(head, "cif"):
+                    cifs.append(head.cif(est.outputs(x), np.asarray(hs, dtype=float)))
             if explain:
                 names, a = attributions(est, x, self.featurizer(fold).output_sources)
                 attrs.append(a)
@@ -180,6 +183,11 @@ class Run:
         out = self._prediction_frame(frame, score, model)
         if self.task.kind == "survival":
             self._survival_columns(out, score, np.mean(at, axis=0) if at else None, hs)
+            if cifs:  # competing risks: cumulative incidence of each cause at each horizon
+                cif = np.mean(cifs, axis=0)
+                for i, cause in enumerate(self.task.causes):
+                    for j, h in enumerate(hs):
+                        out.insert(len(out.columns) - 2, f"cif_{cause}_at_{h:g}", cif[:, i, j])
         if explain:
             a = np.mean(attrs, axis=0)
             out["explanation"] = [_top(names, row) for row in a]
@@ -217,7 +225,7 @@ class Run:
         out.insert(len(out.columns) - 1, "risk", score[:, 0])
         for j, h in enumerate(hs):
             out.insert(len(out.columns) - 1, f"survival_at_{h:g}", at[:, j])
-        out["survival_curve"] = [row.tolist() for row in score[:, 1:]]
+        out["survival_curve"] = [row.tolist() for row in score[:, 1:1 + len(self.task.grid)]]
         out.attrs["grid"] = self.task.state["grid"]
         out.attrs["time_unit"] = self.task.time_unit
 

@@ -170,8 +170,11 @@ def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, 
     if task.kind == "survival":
         out["time"], out["event"], out["y_true"] = y[:, 0], y[:, 1], y[:, 1]
         out["score"] = score[:, 0]
-        for j in range(score.shape[1] - 1):
+        g = len(task.grid)
+        for j in range(g):
             out[f"surv_{j}"] = score[:, 1 + j]
+        for j, cause in enumerate(task.causes if score.shape[1] > 1 + g else []):
+            out[f"cause_{cause}"] = score[:, 1 + g + j]
     else:
         out["y_true"] = y
     if task.kind == "multiclass":

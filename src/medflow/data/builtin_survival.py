@@ -15,7 +15,7 @@ from medflow.data.dataset import Dataset
 from medflow.data.sources.tabular import dataset_from_frame
 from medflow.registry import register_dataset
 
-__all__ = ["gbsg2", "veterans", "flchain", "breast_cancer_genomic"]
+__all__ = ["gbsg2", "veterans", "flchain", "breast_cancer_genomic", "bmt", "cgvhd"]
 
 
 def _frame(loader: Callable, prefix: str, event: str, time: str, drop: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -94,3 +94,39 @@ def breast_cancer_genomic() -> Dataset:
                      "Shipped with scikit-survival."), label_hint="time,event")
     ds.meta["blocks"] = {"clinical": ["age", "er", "grade", "size"], "genomic": genes}
     return ds
+
+
+def _competing(loader: Callable, prefix: str) -> pd.DataFrame:
+    frame = _frame(loader, prefix, "status", "ftime")
+    return frame
+
+
+@register_dataset("bmt")
+@_with_info(task="survival, competing risks: time, event (1 relapse, 2 transplant-related death)",
+            size="35 patients, 1 feature", source="scikit-survival (Scrucca et al. 2007), real data")
+def bmt() -> Dataset:
+    """Bone-marrow transplant for acute leukaemia: relapse vs transplant-related mortality (competing risks)."""
+    from sksurv.datasets import load_bmt
+
+    return dataset_from_frame(
+        _competing(load_bmt, "bmt"), source="builtin:bmt", name="bmt", patient_id="patient_id",
+        types={"dis": "categorical"},
+        description=("Scrucca, Santucci & Aversa 2007: 35 patients with acute leukaemia after bone-marrow "
+                     "transplant; event 1 = relapse, 2 = transplant-related death (competing), 0 = censored; "
+                     "time in months; feature: disease (0 ALL, 1 AML). Shipped with scikit-survival."),
+        label_hint="time,event")
+
+
+@register_dataset("cgvhd")
+@_with_info(task="survival, competing risks: time, event (1 chronic GvHD, 2 relapse, 3 death)",
+            size="100 patients, 4 features", source="scikit-survival (Pintilie 2006), real data")
+def cgvhd() -> Dataset:
+    """Chronic graft-versus-host disease after transplant, with relapse and death as competing events."""
+    from sksurv.datasets import load_cgvhd
+
+    return dataset_from_frame(
+        _competing(load_cgvhd, "cgvhd"), source="builtin:cgvhd", name="cgvhd", patient_id="patient_id",
+        description=("Pintilie 2006: 100 patients after stem-cell transplant for leukaemia; event 1 = chronic "
+                     "graft-versus-host disease, 2 = relapse, 3 = death (competing events), 0 = censored; time "
+                     "in years; diagnosis, graft type, extent of acute GvHD, age. Shipped with scikit-survival."),
+        label_hint="time,event")

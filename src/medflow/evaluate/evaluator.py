@@ -97,7 +97,8 @@ def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
     """The prediction column(s) of a predictions table, as the metric functions take them."""
     if task_kind == "survival":
         cols = sorted((c for c in frame.columns if c.startswith("surv_")), key=lambda c: int(c[5:]))
-        return frame[["score", *cols]].to_numpy(dtype=float)
+        causes = sorted((c for c in frame.columns if c.startswith("cause_")), key=lambda c: int(c[6:]))
+        return frame[["score", *cols, *causes]].to_numpy(dtype=float)
     if task_kind == "multiclass":
         cols = sorted((c for c in frame.columns if c.startswith("prob_")), key=lambda c: int(c[5:]))
         return frame[cols].to_numpy(dtype=float)

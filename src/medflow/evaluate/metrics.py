@@ -48,6 +48,8 @@ def metric_info(name: str) -> tuple[str, bool]:
     """Display name and direction of a metric, including the bound survival ones (auc@<h>, ibs, c_uno)."""
     if name.startswith("auc@"):
         return f"AUC at {name[4:]}", True
+    if name.startswith("c_cause_"):
+        return f"C-index (cause {name[8:]})", True
     fixed = {"ibs": ("Integrated Brier", False), "c_uno": ("C-index (Uno)", True)}
     if name in fixed:
         return fixed[name]

@@ -53,7 +53,8 @@ def _ibs(reference: np.ndarray, grid: np.ndarray):
         if mask.sum() < 2:
             return float("nan")
         try:
-            return float(integrated_brier_score(structured(reference), structured(y), s[:, 1:][:, mask], grid[mask]))
+            curves = s[:, 1:1 + len(grid)][:, mask]
+            return float(integrated_brier_score(structured(reference), structured(y), curves, grid[mask]))
         except ValueError:
             return float("nan")
 
@@ -86,7 +87,25 @@ def survival_metrics(state: dict[str, Any], reference: np.ndarray) -> list[Metri
     for h in state["horizons"]:
         name = f"auc@{h:g}"
         out.append(Metric(name, _auc_at(reference, float(h)), True, f"AUC at {h:g}"))
+    if state.get("competing_risks"):
+        for i, cause in enumerate(state["causes"]):
+            out.append(Metric(f"c_cause_{cause}", _cause_c(cause, 1 + len(grid) + i), True, f"C-index (cause {cause})"))
     return out
+
+
+def _cause_c(cause: int, column: int):
+    """Cause-specific Harrell's C: events of other causes count as censored at their time (a simplification
+    of Wolbers et al.'s competing-risks C-index, documented in docs/survival.md)."""
+    def c(y, s, t=0.5):
+        from sksurv.metrics import concordance_index_censored
+
+        y, s = np.asarray(y, dtype=float), np.asarray(s, dtype=float)
+        hit = np.abs(y[:, 1] - cause) < 0.5
+        if s.ndim != 2 or s.shape[1] <= column or not hit.any() or np.isnan(s[:, column]).any():
+            return float("nan")  # a model without cause-specific predictions
+        return float(concordance_index_censored(hit, y[:, 0], s[:, column])[0])
+
+    return c
 
 
 def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ class Survival(Task):
     time_unit: str = "days"
     horizons: list[float] = Field(default_factory=list)
     grid_size: int = Field(40, ge=5, le=500)
+    competing_risks: bool = False  # event holds 0 (censored) or a cause 1..K; see docs/survival.md
     monitor_metric: ClassVar[str] = "c_harrell"
     primary_metric: ClassVar[str] = "c_harrell"
 
@@ -49,7 +50,8 @@ class Survival(Task):
     @property
     def default_metrics(self) -> list[str]:  # type: ignore[override]
         hs = self._state.get("horizons", self.horizons)
-        return ["c_harrell", "c_uno", "ibs"] + [f"auc@{_fmt(h)}" for h in hs]
+        causes = [f"c_cause_{k}" for k in self.causes] if self.competing_risks else []
+        return ["c_harrell", "c_uno", "ibs"] + [f"auc@{_fmt(h)}" for h in hs] + causes
 
     def _column(self, frame: pd.DataFrame, col: str, source: str, role: str) -> pd.Series:
         if col not in frame.columns:
@@ -74,15 +76,31 @@ class Survival(Task):
             raise DataError(f"{source}: time column '{self.time}' is negative ({parsed.iloc[row]}) at row {row + 1}; "
                             "times are durations from the origin and must be >= 0.")
         e = self._column(frame, self.event, source, "event")
-        codes = e.map(_event_code)
+        codes = e.map(self._code)
         if codes.isna().any():
             bad = e[codes.isna()]
+            expected = ("0 = censored or a cause code 1, 2, ... (competing risks)" if self.competing_risks else
+                        "1/0 (or true/false): 1 = event observed, 0 = censored; for several event types set "
+                        "task.competing_risks: true")
             raise DataError(f"{source}: event column '{self.event}' holds {shown(bad.iloc[0])} at row "
-                            f"{int(bad.index[0]) + 1}; expected 1/0 (or true/false): 1 = event observed, "
-                            "0 = censored.")
+                            f"{int(bad.index[0]) + 1}; expected {expected}.")
         if codes.sum() == 0:
             raise DataError(f"{source}: every record is censored (event column '{self.event}' is 0 throughout); "
                             "no survival model can be fitted without observed events.")
+
+    def _code(self, v: Any) -> float | None:
+        if not self.competing_risks:
+            return _event_code(v)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        return f if f >= 0 and f == int(f) else None
+
+    @property
+    def causes(self) -> list[int]:
+        """Event types (competing risks): [1] for a single event."""
+        return list(self._state.get("causes", [1]))
 
     def fit(self, frame: pd.DataFrame) -> Survival:
         y = self.encode(frame)
@@ -94,16 +112,18 @@ class Survival(Task):
         grid = np.union1d(np.linspace(lo, max(hi, lo * 1.01 + 1e-9), self.grid_size), hs)  # horizons on the grid
         self._state = {"grid": grid.tolist(),
                        "horizons": hs, "max_time": float(times.max()),
-                       "max_event_time": float(event_times.max()), "event_rate": float(events.mean())}
+                       "max_event_time": float(event_times.max()), "event_rate": float(events.mean()),
+                       "causes": sorted({int(c) for c in y[:, 1] if c > 0}) if self.competing_risks else [1],
+                       "competing_risks": self.competing_risks}
         return self
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         t = pd.to_numeric(frame[self.time]).to_numpy(dtype=float)
-        e = frame[self.event].map(_event_code).to_numpy(dtype=float)
+        e = frame[self.event].map(self._code).to_numpy(dtype=float)
         return np.column_stack([t, e])
 
     def strata(self, frame: pd.DataFrame) -> pd.Series | None:
-        return frame[self.event].map(_event_code)
+        return frame[self.event].map(self._code)
 
     @property
     def grid(self) -> np.ndarray:
@@ -114,7 +134,7 @@ class Survival(Task):
         return 1
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return cox_partial_likelihood(outputs.squeeze(-1), target[:, 0], target[:, 1])
+        return cox_partial_likelihood(outputs.squeeze(-1), target[:, 0], (target[:, 1] > 0.5).to(outputs.dtype))
 
     def predict_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
         """Risk scores and survival curves, with the Breslow baseline of `CoxHead` fitted elsewhere."""
@@ -154,7 +174,7 @@ def breslow_cumulative_hazard(log_h: np.ndarray, time: np.ndarray, event: np.nda
     """Breslow estimate of the baseline cumulative hazard at each distinct event time."""
     risk = np.exp(log_h - log_h.max())
     order = np.argsort(time)
-    t, e, r = time[order], event[order], risk[order]
+    t, e, r = time[order], (event[order] > 0.5).astype(float), risk[order]
     at_risk = np.cumsum(r[::-1])[::-1]
     uniq = np.unique(t[e > 0.5])
     first = np.searchsorted(t, uniq, side="left")
@@ -172,7 +192,8 @@ class CoxHead:
         self.state: dict[str, Any] = {}
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return cox_partial_likelihood(outputs.squeeze(-1), target[:, 0], target[:, 1])
+        # any cause counts as the event (all-cause hazard) when the task has competing risks
+        return cox_partial_likelihood(outputs.squeeze(-1), target[:, 0], (target[:, 1] > 0.5).to(outputs.dtype))
 
     def after_fit(self, outputs: np.ndarray, y: np.ndarray) -> None:
         times, cumhaz = breslow_cumulative_hazard(outputs.reshape(-1), y[:, 0], y[:, 1])
@@ -192,63 +213,87 @@ class CoxHead:
 
 
 class DeepHitHead:
-    """DeepHit (Lee et al., AAAI 2018), single risk: a softmax over discrete time intervals, trained on
-    the discrete-time likelihood plus a ranking loss (alpha weighs the two, sigma scales the ranking)."""
+    """DeepHit (Lee et al., AAAI 2018): a softmax over K causes x `n_bins` time intervals plus "after the
+    last interval", trained on the discrete-time likelihood plus a ranking loss per cause (alpha weighs the
+    two, sigma scales the ranking). K = 1 is single-risk DeepHit; K > 1 needs task.competing_risks."""
 
     def __init__(self, task: Survival, n_bins: int = 30, alpha: float = 0.2, sigma: float = 0.1) -> None:
-        self.task, self.alpha, self.sigma = task, alpha, sigma
-        self.output_dim = n_bins + 1  # the last output is "after the last cut"
+        self.task, self.alpha, self.sigma, self.n_bins = task, alpha, sigma, n_bins
+        self.causes = task.causes
+        self.output_dim = len(self.causes) * n_bins + 1
         # interval ends, equally spaced up to the last training event time (restored from model.json when
-        # loading): bin 0 is [0, cuts[0]), bin j is [cuts[j-1], cuts[j]), the extra last bin is after cuts[-1]
+        # loading): bin 0 is [0, cuts[0]), bin j is [cuts[j-1], cuts[j]), the extra last output is after cuts[-1]
         end = float(task.state.get("max_event_time", 1.0))
-        self.state: dict[str, Any] = {"cuts": np.linspace(end / n_bins, end, n_bins).tolist()}
+        self.state: dict[str, Any] = {"cuts": np.linspace(end / n_bins, end, n_bins).tolist(),
+                                      "causes": list(self.causes)}
 
     def _bins(self, time: torch.Tensor) -> torch.Tensor:
         cuts = torch.as_tensor(self.state["cuts"], dtype=time.dtype)
-        return torch.clamp(torch.searchsorted(cuts, time.contiguous(), right=True), max=self.output_dim - 1)
+        return torch.searchsorted(cuts, time.contiguous(), right=True)  # n_bins = after the last cut
+
+    def _pmf(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities per (cause, bin) and of surviving past the last cut."""
+        logp = torch.log_softmax(outputs, dim=1)
+        return logp[:, :-1].reshape(len(outputs), len(self.causes), self.n_bins), logp[:, -1]
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        time, event = target[:, 0], target[:, 1]
+        time, code = target[:, 0], target[:, 1].round().long()
         idx = self._bins(time)
-        logp = torch.log_softmax(outputs, dim=1)
-        cdf = torch.cumsum(logp.exp(), dim=1)
-        # bin j covers [cuts[j-1], cuts[j]); an event in bin j has probability pmf[j], a record censored in
-        # bin j survived to its start: P(T >= cuts[j-1]) = sum(pmf[j:]) (never zero)
-        log_tail = torch.logcumsumexp(logp.flip(1), dim=1).flip(1)
-        nll = -(event * logp.gather(1, idx[:, None]).squeeze(1)
-                + (1 - event) * log_tail.gather(1, idx[:, None]).squeeze(1)).mean()
-        # ranking: a patient with an event at T_i should have a higher CDF at T_i than anyone still at risk
-        f_i = cdf.gather(1, idx[:, None])                    # (n, 1): F_i(T_i)
-        f_j = cdf[:, idx].T                                   # (n, n): F_j(T_i)
-        ordered = (time[:, None] < time[None, :]).float() * event[:, None]
-        rank = (ordered * torch.exp(-(f_i - f_j) / self.sigma)).sum() / ordered.sum().clamp(min=1.0)
-        return self.alpha * nll + (1 - self.alpha) * rank
+        logp, log_after = self._pmf(outputs)
+        n, k = len(outputs), len(self.causes)
+        # an event of cause c in bin j has probability pmf[c, j]; a record censored in bin j survived to its
+        # start: the mass of every cause at bins >= j plus "after" (never zero)
+        cause_index = torch.as_tensor([self.causes.index(int(c)) if c > 0 else 0 for c in code.tolist()])
+        inside = torch.clamp(idx, max=self.n_bins - 1)
+        event_logp = logp[torch.arange(n), cause_index, inside]
+        event_logp = torch.where(idx >= self.n_bins, log_after, event_logp)
+        tail = torch.logcumsumexp(torch.logsumexp(logp, dim=1).flip(1), dim=1).flip(1)  # (n, bins): bins >= j
+        tail = torch.cat([tail, torch.zeros(n, 1, dtype=tail.dtype) - torch.inf], dim=1)
+        censored_logp = torch.logaddexp(tail[torch.arange(n), idx], log_after)
+        event = (code > 0).to(outputs.dtype)
+        nll = -(event * event_logp + (1 - event) * censored_logp).mean()
+        cdf = torch.cumsum(logp.exp(), dim=2)  # (n, K, bins): cumulative incidence per cause
+        rank = outputs.new_zeros(())
+        for c in range(k):
+            cif = torch.cat([cdf[:, c], cdf[:, c, -1:]], dim=1)  # bin index n_bins reads the last value
+            f_i = cif.gather(1, idx[:, None])                    # F_c,i(T_i)
+            f_j = cif[:, idx].T                                  # F_c,j(T_i)
+            ordered = (time[:, None] < time[None, :]).to(outputs.dtype) * (cause_index == c)[:, None] * event[:, None]
+            rank = rank + (ordered * torch.exp(-(f_i - f_j) / self.sigma)).sum() / ordered.sum().clamp(min=1.0)
+        return self.alpha * nll + (1 - self.alpha) * rank / k
 
     def after_fit(self, outputs: np.ndarray, y: np.ndarray) -> None:
         return None
 
-    def _surv_at_cuts(self, outputs: np.ndarray) -> np.ndarray:
-        z = outputs - outputs.max(axis=1, keepdims=True)
-        pmf = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        return 1 - np.cumsum(pmf, axis=1)[:, :-1]
+    def _cif_at_cuts(self, outputs: np.ndarray) -> np.ndarray:
+        logp, _ = self._pmf(torch.as_tensor(outputs, dtype=torch.float64))
+        return torch.cumsum(logp.exp(), dim=2).numpy()  # (n, K, bins)
+
+    def cif(self, outputs: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Cumulative incidence of each cause at `times`: (n, K, len(times))."""
+        cuts = np.asarray(self.state["cuts"])
+        c = np.concatenate([np.zeros((len(outputs), len(self.causes), 1)), self._cif_at_cuts(outputs)], axis=2)
+        idx = np.searchsorted(cuts, np.asarray(times, dtype=float), side="right")
+        return c[:, :, np.clip(idx, 0, c.shape[2] - 1)]
 
     def survival(self, outputs: np.ndarray, times: np.ndarray) -> np.ndarray:
-        cuts = np.asarray(self.state["cuts"])
-        s = np.column_stack([np.ones(len(outputs)), self._surv_at_cuts(outputs)])
-        idx = np.searchsorted(cuts, np.asarray(times, dtype=float), side="right")
-        return s[:, np.clip(idx, 0, s.shape[1] - 1)]
+        return np.clip(1 - self.cif(outputs, times).sum(axis=1), 0, 1)
 
     def risk(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Minus the restricted mean survival time up to the last cut (differentiable, for attributions)."""
+        """Minus the restricted mean event-free time up to the last cut (differentiable, for attributions)."""
         cuts = torch.as_tensor(self.state["cuts"], dtype=outputs.dtype)
-        pmf = torch.softmax(outputs, dim=1)
-        surv = 1 - torch.cumsum(pmf, dim=1)[:, :-1]
-        widths = torch.diff(torch.cat([cuts, cuts[-1:]]))
-        return -(surv * widths).sum(dim=1)
+        logp, _ = self._pmf(outputs)
+        surv = 1 - torch.cumsum(logp.exp().sum(dim=1), dim=1)
+        widths = torch.diff(torch.cat([cuts.new_zeros(1), cuts]))
+        return -(torch.cat([surv.new_ones(len(outputs), 1), surv[:, :-1]], dim=1) * widths).sum(dim=1)
 
     def predict_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """Risk, S(grid), then (competing risks only) each cause's incidence by the last cut."""
         risk = self.risk(torch.as_tensor(outputs, dtype=torch.float64)).numpy()
-        return np.column_stack([risk, self.survival(outputs, self.task.grid)])
+        cols = [risk[:, None], self.survival(outputs, self.task.grid)]
+        if self.task.competing_risks:
+            cols.append(self._cif_at_cuts(outputs)[:, :, -1])
+        return np.column_stack(cols)
 
 
 class _Head(nn.Module):
