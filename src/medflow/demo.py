@@ -41,7 +41,7 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
          "task": {"kind": "survival", "time": "time", "event": "event", "horizons": [365, 730, 1825]},
          "models": ["deepsurv", "deephit", "cox_ph", "random_survival_forest", "kaplan_meier"],
          "split": {"kind": "holdout", "test": 0.25, "valid": 0.15}, "train": train,
-         "evaluate": {"n_bootstrap": 100 if fast else 300, "subgroups": ["menostat", "horTh"]}},
+         "evaluate": {"n_bootstrap": 100 if fast else 200, "subgroups": ["menostat"]}},
     ]
 
 
