@@ -29,7 +29,7 @@ def test_cox_ph_matches_lifelines():
 
     x, y, _ = _cohort(400)
     task = _task(y)
-    est = build_estimator("cox_ph", {"alpha": 0.0}, task).fit(x, y, x[:0], y[:0], TrainConfig(), seed=0)
+    est = build_estimator("cox_ph", {"alpha": 1e-9}, task).fit(x, y, x[:0], y[:0], TrainConfig(), seed=0)
     df = pd.DataFrame(x, columns=list("abcd")).assign(T=y[:, 0], E=y[:, 1])
     ref = CoxPHFitter().fit(df, "T", "E")
     assert np.allclose(est.model.coef_, ref.params_.to_numpy(), atol=1e-4)
@@ -57,6 +57,18 @@ def test_deephit_learns_and_curves_are_valid():
     assert get_metric("c_harrell")(y[1200:], p) > get_metric("c_harrell")(y[1200:], lp[1200:, None]) - 0.06
     s = est.predict_survival(x[1200:], np.array([0.0, 50.0, 100.0, 1e6]))
     assert (s[:, 0] == 1).all() and (np.diff(s, axis=1) <= 1e-12).all()
+
+
+def test_unpenalized_cox_is_refused_and_fit_failures_name_the_model():
+    from medflow.errors import ConfigError, ModelError
+
+    x, y, _ = _cohort(100)
+    with pytest.raises(ConfigError, match=r"model 'cox_ph' params: alpha: Input should be greater than 0"):
+        build_estimator("cox_ph", {"alpha": 0}, _task(y))
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ModelError, match="model 'cox_ph' could not be fitted"):
+        build_estimator("cox_ph", {}, _task(y)).fit(bad, y, x[:0], y[:0], TrainConfig(), 0)
 
 
 @pytest.mark.parametrize("name", ["cox_ph", "random_survival_forest"])

@@ -28,7 +28,7 @@ from medflow.train.callbacks import Checkpoint, EarlyStopping, ProgressBar
 from medflow.train.trainer import TrainConfig, Trainer
 
 __all__ = ["ModelSpec", "Estimator", "DeepEstimator", "SklearnEstimator", "build_estimator", "load_estimator",
-           "atomic_write_bytes"]
+           "atomic_write_bytes", "fit_or_explain"]
 
 
 @dataclass(frozen=True)
@@ -246,13 +246,22 @@ def _target(y: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(y, dtype=torch.long if y.dtype.kind in "iub" else torch.float32)
 
 
+def fit_or_explain(name: str, fit: Callable[[], Any]) -> Any:
+    """Run a library's fit; numerical failures become a ModelError that names the model."""
+    try:
+        return fit()
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+        raise ModelError(f"model '{name}' could not be fitted ({type(exc).__name__}: {exc}). Try more "
+                         "regularization in its params, or check for constant or duplicated columns.") from exc
+
+
 class SklearnEstimator(Estimator):
     """A scikit-learn model fitted on the training split (the validation split is not used)."""
 
     def fit(self, x_train, y_train, x_valid, y_valid, train: TrainConfig, seed: int, workdir: Path | None = None):
         self.in_dim = x_train.shape[1]
         self.model = self.spec.build(task=self.task, seed=seed, **self.params.model_dump())
-        self.model.fit(x_train, y_train)
+        fit_or_explain(self.spec.name, lambda: self.model.fit(x_train, y_train))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:

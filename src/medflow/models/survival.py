@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import BaseEstimator
 
-from medflow.models.base import SklearnEstimator
+from medflow.models.base import SklearnEstimator, fit_or_explain
 from medflow.models.tabular import MLPConfig
 from medflow.tasks.base import Task
 from medflow.tasks.survival import DeepHitHead, structured
@@ -24,10 +24,14 @@ __all__ = ["CoxPHConfig", "RSFConfig", "KMConfig", "DeepHitConfig", "SurvivalSkl
 
 
 class CoxPHConfig(BaseModel):
-    """Ridge-penalized Cox proportional hazards (Breslow ties); `alpha` = 0 is the plain Cox model."""
+    """Ridge-penalized Cox proportional hazards (Breslow ties).
+
+    `alpha` must be > 0: a one-hot block sums to 1, which the baseline hazard already absorbs, so an
+    unpenalized fit is singular; a tiny alpha (1e-6) is the plain Cox model for practical purposes.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    alpha: float = Field(0.1, ge=0)
+    alpha: float = Field(0.1, gt=0)
 
 
 class RSFConfig(BaseModel):
@@ -131,7 +135,7 @@ class SurvivalSklearnEstimator(SklearnEstimator):
         params = self.params.model_dump()
         self.model = self.spec.build(task=self.task, seed=seed, **params)
         y = _coarsen(np.asarray(y_train, float), params["time_bins"]) if "time_bins" in params else y_train
-        self.model.fit(x_train, structured(y))
+        fit_or_explain(self.spec.name, lambda: self.model.fit(x_train, structured(y)))
         self.summary = self._summary(x_train, np.asarray(y_train, float))
         return self
 
