@@ -180,3 +180,42 @@ def test_bad_survival_input(tmp_path, case, change, message):
         frame.loc[3, list(change)[0]] = list(change.values())[0]
     res = _bad(tmp_path, SURV, {"d.csv": frame})
     assert message in " ".join(res.stderr.split()), res.stderr
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """Kill `medflow run` (SIGKILL) mid-training, resume it, and get the weights of an uninterrupted run."""
+    import os
+    import signal
+    import time
+
+    from medflow.data.builtin import frame_of
+
+    yaml = ("name: k\ndata: {path: bc.csv, patient_id: patient_id}\ntask: {kind: binary, label: malignant}\n"
+            "models: [mlp]\ntrain: {max_epochs: 400, patience: 1000, progress: false}\n"
+            "evaluate: {n_bootstrap: 50}\n")
+    dirs = {}
+    for name in ("reference", "killed"):
+        d = tmp_path / name
+        d.mkdir()
+        frame_of("breast_cancer").to_csv(d / "bc.csv", index=False)
+        (d / "s.yaml").write_text(yaml)
+        dirs[name] = d
+    assert medflow("run", "s.yaml", cwd=dirs["reference"]).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "medflow", "run", "s.yaml"], cwd=dirs["killed"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(dirs["killed"].glob("runs/k/*.incomplete/checkpoints/fold_0/mlp/last.pt")):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(1.0)  # let it train some more epochs past the first checkpoint
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    work = next(dirs["killed"].glob("runs/k/*.incomplete"))
+    assert not (work / "manifest.json").exists()
+    res = medflow("run", "s.yaml", "--resume", work, cwd=dirs["killed"])
+    assert res.returncode == 0, res.stderr
+    weights = [next(d.glob("runs/k/*/fold_0/mlp/model.safetensors")).read_bytes() for d in dirs.values()]
+    assert weights[0] == weights[1]
+    meta = [json.loads(next(d.glob("runs/k/*/fold_0/mlp/model.json")).read_text()) for d in dirs.values()]
+    assert meta[0]["resumed_from"] is None and 0 <= meta[1]["resumed_from"] < 399  # really resumed mid-way
+    assert meta[0]["history"] == meta[1]["history"]

@@ -155,6 +155,8 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             est.sources = feat.output_sources
             est.fit(xs["train"], ys["train"], xs["valid"], ys["valid"], cfg.train, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
+            if getattr(est, "resumed_from", None) is not None:
+                console.print(f"  {entry.name}: resumed from the checkpoint after epoch {est.resumed_from + 1}")
             est.save(model_dir)
         timings[entry.name] = time.perf_counter() - start
         for part, idx in (("valid", fold.valid), ("test", fold.test)):

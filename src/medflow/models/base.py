@@ -74,6 +74,7 @@ class Estimator(ABC):
         self.in_dim: int | None = None
         self.history: list[dict[str, float]] = []
         self.sources: list[str] | None = None  # raw column of each input column, set by the caller
+        self.resumed_from: int | None = None  # the epoch a killed training resumed after, if it did
 
     @abstractmethod
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
@@ -104,7 +105,8 @@ class Estimator(ABC):
         """Write weights, then `model.json` last (its presence marks a complete model)."""
         self._save_weights(directory)
         meta = {"name": self.spec.name, "params": self.params.model_dump(), "in_dim": self.in_dim,
-                "sources": self.sources, "history": self.history, "extra": self.extra_state()}
+                "sources": self.sources, "history": self.history, "resumed_from": self.resumed_from,
+                "extra": self.extra_state()}
         atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=1).encode())
 
 
@@ -205,6 +207,8 @@ class DeepEstimator(Estimator):
                             _tensor(x_valid), _target(y_valid), None if metric is None else val_metric)
         self.history = state.history
         self.best_epoch = callbacks[0].best_epoch
+        resumed = [cb.resumed_from for cb in callbacks if isinstance(cb, Checkpoint)]
+        self.resumed_from = resumed[0] if resumed else None
         if hasattr(self.head, "after_fit"):
             self.head.after_fit(self.outputs(x_train), np.asarray(y_train))
         return self
