@@ -142,3 +142,14 @@ def test_survival_horizon_beyond_follow_up_is_warned_and_not_reported(tmp_path):
     assert "n/a" in (run.path / "report.html").read_text()
     curve = run.predict(frame.head(2))["survival_curve"].iloc[0]
     assert len(curve) == len(run.task.grid)
+
+
+def test_survival_kfold_folds_share_the_time_grid(tmp_path):
+    frame = make_frame(240, kind="survival")
+    ds = mf.data.sources.tabular.dataset_from_frame(frame, "memory", "kf", patient_id="pid")
+    run = mf.Study(dataset=ds, task=mf.tasks.Survival(time="time", event="event"), model=["cox_ph"],
+                   split=mf.splits.KFold(k=3), evaluate={"n_bootstrap": 50}, output_dir=tmp_path).fit()
+    grids = [json.loads((run.path / f"fold_{i}" / "task.json").read_text())["state"]["grid"] for i in range(3)]
+    assert grids[0] == grids[1] == grids[2]
+    ibs = run.metrics.data["models"]["cox_ph"]["metrics"]["ibs"]
+    assert 0 < ibs["value"] < 0.25

@@ -133,10 +133,15 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
 
 
 def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], work: Path,
-              entries: list[ModelEntry], subgroups: pd.DataFrame, console: Console) -> tuple[list, dict]:
+              entries: list[ModelEntry], subgroups: pd.DataFrame, console: Console,
+              first: dict | None) -> tuple[list, dict]:
     frame = ds.frame
     train, valid, test = (frame.iloc[idx] for idx in (fold.train, fold.valid, fold.test))
     task = cfg.task.model_copy(deep=True).fit(train)
+    if first is not None and task.kind == "survival":
+        # pooled out-of-fold curves must share their time points: every fold predicts on fold 0's grid
+        shared = first["task"].state
+        task.load_state({**task.state, "grid": shared["grid"], "horizons": shared["horizons"]})
     feat = TabularFeaturizer({c: ds.feature_types[c] for c in features}).fit(train)
     fold_dir = work / f"fold_{fold.index}"
     write_json(fold_dir / "featurizer.json", feat.to_dict())
@@ -234,7 +239,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     rows, timings, first = [], {}, None
     _warn_horizons(cfg, ds, console)
     for fold in folds:
-        fold_rows, info = _fit_fold(cfg, ds, fold, features, work, entries, subgroups, console)
+        fold_rows, info = _fit_fold(cfg, ds, fold, features, work, entries, subgroups, console, first)
         rows += fold_rows
         for k, v in info["timings"].items():
             timings[k] = timings.get(k, 0.0) + v
