@@ -96,11 +96,6 @@ def breast_cancer_genomic() -> Dataset:
     return ds
 
 
-def _competing(loader: Callable, prefix: str) -> pd.DataFrame:
-    frame = _frame(loader, prefix, "status", "ftime")
-    return frame
-
-
 @register_dataset("bmt")
 @_with_info(task="survival, competing risks: time, event (1 relapse, 2 transplant-related death)",
             size="35 patients, 1 feature", source="scikit-survival (Scrucca et al. 2007), real data")
@@ -109,7 +104,7 @@ def bmt() -> Dataset:
     from sksurv.datasets import load_bmt
 
     return dataset_from_frame(
-        _competing(load_bmt, "bmt"), source="builtin:bmt", name="bmt", patient_id="patient_id",
+        _frame(load_bmt, "bmt", "status", "ftime"), source="builtin:bmt", name="bmt", patient_id="patient_id",
         types={"dis": "categorical"},
         description=("Scrucca, Santucci & Aversa 2007: 35 patients with acute leukaemia after bone-marrow "
                      "transplant; event 1 = relapse, 2 = transplant-related death (competing), 0 = censored; "
@@ -125,7 +120,7 @@ def cgvhd() -> Dataset:
     from sksurv.datasets import load_cgvhd
 
     return dataset_from_frame(
-        _competing(load_cgvhd, "cgvhd"), source="builtin:cgvhd", name="cgvhd", patient_id="patient_id",
+        _frame(load_cgvhd, "cgvhd", "status", "ftime"), source="builtin:cgvhd", name="cgvhd", patient_id="patient_id",
         description=("Pintilie 2006: 100 patients after stem-cell transplant for leukaemia; event 1 = chronic "
                      "graft-versus-host disease, 2 = relapse, 3 = death (competing events), 0 = censored; time "
                      "in years; diagnosis, graft type, extent of acute GvHD, age. Shipped with scikit-survival."),
