@@ -50,9 +50,10 @@ def metric_info(name: str) -> tuple[str, bool]:
         return f"AUC at {name[4:]}", True
     if name.startswith("c_cause_"):
         return f"C-index (cause {name[8:]})", True
-    fixed = {"ibs": ("Integrated Brier", False), "c_uno": ("C-index (Uno)", True)}
-    if name in fixed:
-        return fixed[name]
+    from medflow.evaluate.survival import BOUND_METRICS
+
+    if name in BOUND_METRICS:
+        return BOUND_METRICS[name]
     m = get_metric(name)
     return m.display, m.higher_is_better
 

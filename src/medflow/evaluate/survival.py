@@ -15,7 +15,10 @@ import numpy as np
 from medflow.evaluate.metrics import Metric, _metric
 from medflow.tasks.survival import structured
 
-__all__ = ["survival_metrics", "survival_calibration", "kaplan_meier"]
+__all__ = ["survival_metrics", "survival_calibration", "kaplan_meier", "BOUND_METRICS"]
+
+# metrics that need the task's grid and a censoring reference: name -> (display, higher is better)
+BOUND_METRICS = {"c_uno": ("C-index (Uno)", True), "ibs": ("Integrated Brier", False)}
 
 
 @_metric("c_harrell", "C-index (Harrell)", True)
@@ -82,8 +85,9 @@ def survival_metrics(state: dict[str, Any], reference: np.ndarray) -> list[Metri
     from medflow.evaluate.metrics import get_metric
 
     grid = np.asarray(state["grid"])
-    out = [get_metric("c_harrell"), Metric("c_uno", _uno(reference), True, "C-index (Uno)"),
-           Metric("ibs", _ibs(reference, grid), False, "Integrated Brier")]
+    bound = {"c_uno": _uno(reference), "ibs": _ibs(reference, grid)}
+    out = [get_metric("c_harrell")] + [Metric(name, fn, BOUND_METRICS[name][1], BOUND_METRICS[name][0])
+                                       for name, fn in bound.items()]
     for h in state["horizons"]:
         name = f"auc@{h:g}"
         out.append(Metric(name, _auc_at(reference, float(h)), True, f"AUC at {h:g}"))
