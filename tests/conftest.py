@@ -43,3 +43,49 @@ def binary_frame() -> pd.DataFrame:
 @pytest.fixture
 def fast_train() -> TrainConfig:
     return TrainConfig(max_epochs=15, patience=5, batch_size=32, progress=False)
+
+
+def make_events(n: int = 240, seed: int = 0, kind: str = "binary", plant_after: bool = False):
+    """EventData + samples: the label depends on how often code SIG occurs before the prediction time.
+
+    With `plant_after=True` a perfectly predictive code LEAK is added one hour *after* each positive
+    sample's prediction time (and never before it): a leak-free featurizer must not let a model use it.
+    """
+    import polars as pl
+
+    from medflow.data.sources.meds import EventData
+
+    rng = np.random.default_rng(seed)
+    day = 86_400_000_000
+    rows = {"subject_id": [], "time": [], "code": [], "numeric_value": []}
+    pts, ys = [], []
+    for s in range(n):
+        n_sig = rng.integers(0, 3)
+        m = int(rng.integers(3, 12))
+        t = 1_600_000_000_000_000 + np.sort(rng.integers(0, 300, m + n_sig)) * day
+        codes = list(rng.choice(["A", "B", "C", "LAB//K"], m)) + ["SIG"] * n_sig
+        rng.shuffle(codes)
+        rows["subject_id"] += [s] * (len(t) + 1)
+        rows["time"] += [None] + t.tolist()
+        rows["code"] += ["GENDER//" + ("F" if s % 2 else "M")] + codes
+        rows["numeric_value"] += [None] + [float(rng.normal(4, 1)) if c == "LAB//K" else None for c in codes]
+        pt = int(t[-1]) + day
+        if kind == "binary":
+            y = int(n_sig > 0) if not plant_after else int(rng.random() < 0.5)
+        elif kind == "multiclass":
+            y = ["none", "one", "two"][int(n_sig)]
+        else:
+            y = float(n_sig) + rng.normal(0, 0.1)
+        if plant_after and y == 1:
+            rows["subject_id"].append(s)
+            rows["time"].append(pt + 3_600_000_000)
+            rows["code"].append("LEAK")
+            rows["numeric_value"].append(None)
+        pts.append(pt)
+        ys.append(y)
+    ev = pl.DataFrame(rows, schema={"subject_id": pl.Int64, "time": pl.Int64, "code": pl.String,
+                                    "numeric_value": pl.Float32})
+    ev = ev.with_columns(pl.col("time").cast(pl.Datetime("us"))).sort(["subject_id", "time"], nulls_last=False)
+    samples = pl.DataFrame({"subject_id": np.arange(n, dtype=np.int64), "prediction_time": pts, "y": ys}).with_columns(
+        pl.col("prediction_time").cast(pl.Datetime("us")))
+    return EventData(events=ev, source="test-events"), samples

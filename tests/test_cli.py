@@ -121,7 +121,7 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
      "unknown model 'xgboostt'"),
     ("unknown dataset", "data: {dataset: breast_cancr}\n" + TASK, {},
      "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: bmt, breast_cancer, "
-     "breast_cancer_genomic, cgvhd, diabetes, flchain, gbsg2, veterans"),
+     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, gbsg2, veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),
 ])

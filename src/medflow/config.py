@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medflow.data.cohort import Cohort
 from medflow.data.dataset import FeatureType
 from medflow.data.splits import ByPatient, KFold
 from medflow.errors import ConfigError, did_you_mean
@@ -24,12 +25,51 @@ TaskField = Annotated[Binary | Multiclass | Regression | Survival, Field(discrim
 SplitField = Annotated[ByPatient | KFold, Field(discriminator="kind")]
 
 
+class EventTableConfig(BaseModel):
+    """A CSV/Parquet table of events (one row per event) and which column holds what."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    subject_id: str = "subject_id"
+    time: str = "time"
+    code: str = "code"
+    value: str | None = "numeric_value"
+    code_prefix: str | None = None
+
+
+class SequenceFeatures(BaseModel):
+    """How event histories become model inputs (YAML: `data.sequence:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_count: int = Field(1, ge=1, description="codes seen fewer times in training become <unknown>")
+    max_len: int = Field(256, ge=4, le=100_000, description="most recent events kept per sample")
+    lookback_days: float | None = Field(None, gt=0, description="observation window before the prediction time")
+
+
+class SimulateConfig(BaseModel):
+    """Size of the built-in simulated EHR cohort (`data.dataset: ehr_sim`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    patients: int = Field(2000, ge=50, le=10_000_000)
+    seed: int = 0
+    bias_group: str | None = None
+
+
 class DataConfig(BaseModel):
-    """Where the records come from: a built-in `dataset` or a CSV/Parquet `path`."""
+    """Where the records come from: a built-in `dataset`, a CSV/Parquet `path`, or event data
+    (`meds`, `fhir`, `events`) with a `cohort` definition or a MEDS `labels` file."""
 
     model_config = ConfigDict(extra="forbid")
     dataset: str | None = None
     path: str | None = None
+    meds: str | None = None
+    fhir: str | None = None
+    events: EventTableConfig | None = None
+    cohort: str | Cohort | None = None
+    labels: str | None = None
+    sequence: SequenceFeatures = SequenceFeatures()
+    simulate: SimulateConfig = SimulateConfig()
+    use_source_splits: bool = True
     patient_id: str | None = None
     types: dict[str, FeatureType] = {}
     drop: list[str] = []
@@ -37,9 +77,16 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        if self.dataset and self.path:
-            raise ValueError("give either data.dataset or data.path, not both")
+        given = [k for k in ("dataset", "path", "meds", "fhir", "events") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
+        if self.cohort is not None and self.labels is not None:
+            raise ValueError("give either data.cohort or data.labels (a MEDS label file), not both")
         return self
+
+    @property
+    def is_events(self) -> bool:
+        return bool(self.meds or self.fhir or self.events or self.dataset == "ehr_sim")
 
 
 class ModelEntry(BaseModel):
@@ -149,8 +196,12 @@ def load_config(path: str | Path) -> StudyConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({exc}).") from exc
     cfg = parse_config(raw or {}, str(p))
-    if cfg.data.path and not Path(cfg.data.path).is_absolute():
-        cfg.data.path = str((p.parent / cfg.data.path).resolve())
+    for key in ("path", "meds", "fhir", "labels"):
+        value = getattr(cfg.data, key)
+        if value and not Path(value).is_absolute():
+            setattr(cfg.data, key, str((p.parent / value).resolve()))
+    if cfg.data.events and not Path(cfg.data.events.path).is_absolute():
+        cfg.data.events.path = str((p.parent / cfg.data.events.path).resolve())
     return cfg
 
 

@@ -42,6 +42,20 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
          "models": ["deepsurv", "deephit", "cox_ph", "random_survival_forest", "kaplan_meier"],
          "split": {"kind": "holdout", "test": 0.25, "valid": 0.15}, "train": train,
          "evaluate": {"n_bootstrap": 100 if fast else 200, "subgroups": ["menostat"]}},
+        {"name": "demo-ehr-readmission", "output_dir": str(output_dir),
+         "intended_use": ("Research demonstration on SYNTHETIC patients: 30-day readmission at discharge from the "
+                          "event history (MEDS events from medflow's simulator, oracle AUROC known). "
+                          "Not for clinical use."),
+         "data": {"dataset": "ehr_sim", "cohort": "readmission_30d",
+                  "simulate": {"patients": 800 if fast else 3000, "seed": 0},
+                  "sequence": {"max_len": 64 if fast else 128}},
+         "task": {"kind": "binary", "label": "readmission_30d"},
+         "models": ["gru", "retain", "logistic_regression", "gradient_boosting"] if fast else
+                   ["gru", "retain", "transformer", "bag_of_codes_mlp", "logistic_regression", "gradient_boosting"],
+         "train": {"max_epochs": 4 if fast else 30, "patience": 2 if fast else 5, "batch_size": 64,
+                   "progress": not fast},
+         "evaluate": {"n_bootstrap": 100 if fast else 500, "subgroups": ["sex", "race"]},
+         "explain": {"max_records": 100, "n_repeats": 2, "examples": 3}},
     ]
 
 

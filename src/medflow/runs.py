@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from medflow.errors import DataError, ModelError
+from medflow.features import featurizer_from_dict
 from medflow.features.tabular import TabularFeaturizer
 from medflow.models.base import Estimator, atomic_write_bytes, load_estimator
 from medflow.tasks.base import Binary, Multiclass, Regression, Task
@@ -104,7 +105,7 @@ class Run:
         self.metrics = Metrics(read_json(self.path / "metrics.json"))
         self._folds: list[tuple[TabularFeaturizer, Task, dict[str, Path]]] = []
         for fold_dir in sorted(self.path.glob("fold_*")):
-            feat = TabularFeaturizer.from_dict(read_json(fold_dir / "featurizer.json"))
+            feat = featurizer_from_dict(read_json(fold_dir / "featurizer.json"))
             task = task_from_dict(read_json(fold_dir / "task.json"))
             self._folds.append((feat, task, {p.name: p for p in fold_dir.iterdir() if (p / "model.json").exists()}))
         self._cache: dict[tuple[int, str], Estimator] = {}
@@ -159,6 +160,11 @@ class Run:
         from medflow.explain.tabular import attributions, method_name
 
         model = model or self.metrics.selected_model
+        if getattr(records, "events", None) is not None:
+            return self._predict_events(records, model, explain)
+        if getattr(self.featurizer(), "name", "") == "codes-v1":
+            raise DataError(f"{source}: this run reads event histories; predict on an event Dataset, e.g. "
+                            "run.predict(mf.data.event_dataset(mf.data.read_meds(path), cohort=...)).")
         frame = self._frame(records, source)
         extra = self.featurizer().check_columns(frame, source)
         label_cols = set(self.task.label_columns) | {self.config["data"].get("patient_id") or ""}
@@ -192,6 +198,26 @@ class Run:
             a = np.mean(attrs, axis=0)
             out["explanation"] = [_top(names, row) for row in a]
             out["explanation_method"] = method_name(self.estimator(model, 0))
+        return out
+
+    def _predict_events(self, ds: Any, model: str, explain: bool) -> pd.DataFrame:
+        """Predictions for the samples of an event Dataset (each sees its events up to its prediction time)."""
+        from medflow.data.ehr import samples_frame
+
+        samples = samples_frame(ds.frame)
+        scores, contribs = [], []
+        for fold in range(len(self._folds)):
+            est = self.estimator(model, fold)
+            x = self.featurizer(fold).transform(ds.events, samples)
+            scores.append(est.predict(x))
+            if explain and fold == 0:
+                contribs = _event_explanations(est, x)
+        out = self._prediction_frame(ds.frame[["subject_id", "prediction_time"]].reset_index(drop=True),
+                                     np.mean(scores, axis=0), model)
+        out.insert(0, "subject_id", ds.frame["subject_id"].to_numpy())
+        out.insert(1, "prediction_time", ds.frame["prediction_time"].to_numpy())
+        if explain:
+            out["explanation"] = contribs
         return out
 
     def _prediction_frame(self, frame: pd.DataFrame, score: np.ndarray, model: str) -> pd.DataFrame:
@@ -242,6 +268,25 @@ class Run:
 def _top(names: list[str], row: np.ndarray, k: int = 10) -> list[dict[str, float]]:
     order = np.argsort(-np.abs(row))[:k]
     return [{"feature": names[i], "attribution": float(row[i])} for i in order]
+
+
+def _event_explanations(est: Estimator, x: Any, k: int = 10) -> list[list[dict[str, Any]]]:
+    """Top events per sample (sequence models) or top count features (tabular models on counts)."""
+    if est.spec.inputs == "events":
+        from medflow.explain.sequence import event_attributions
+
+        attr, valid, _ = event_attributions(est, x)
+        pos, _ = x.positions(np.arange(len(x)))
+        out = []
+        for i in range(len(x)):
+            v = np.flatnonzero(valid[i])
+            top = v[np.argsort(-np.abs(attr[i][v]))[:k]]
+            out.append([{"code": x.code_names[x.codes[pos[i][j]]], "attribution": float(attr[i][j])} for j in top])
+        return out
+    from medflow.explain.tabular import attributions
+
+    names, a = attributions(est, x.to_matrix(), x.matrix_names())
+    return [_top(names, row, k) for row in a]
 
 
 def load_run(path: str | Path) -> Run:

@@ -79,14 +79,45 @@ class Study:
 
 def _data_config(ds: Dataset) -> dict[str, Any]:
     pid = None if ds.patient_id == "__row__" else ds.patient_id
+    if ds.events is not None and not ds.source.startswith("builtin:"):
+        return {"meds": ds.source if Path(ds.source).is_dir() else None, "synthetic": ds.synthetic}
     if ds.source.startswith("builtin:"):
         return {"dataset": ds.source.split(":", 1)[1], "patient_id": pid, "synthetic": ds.synthetic}
     return {"path": ds.source if Path(ds.source).exists() else None, "patient_id": pid, "synthetic": ds.synthetic,
             "types": {k: v.value for k, v in ds.feature_types.items()}}
 
 
+def load_event_data(data: DataConfig) -> Dataset:
+    """An event Dataset: events from MEDS, FHIR, an event table or the simulator, samples from a cohort or labels."""
+    from medflow.data.ehr import event_dataset, simulated_ehr
+
+    if data.dataset == "ehr_sim":
+        if data.labels:
+            raise ConfigError("data.labels: the simulated cohort computes its own labels; choose data.cohort.")
+        sim = data.simulate
+        return simulated_ehr(sim.patients, sim.seed, data.cohort or "readmission_30d", sim.bias_group)
+    if data.meds:
+        from medflow.data.sources.meds import read_meds
+
+        events = read_meds(data.meds)
+    elif data.fhir:
+        from medflow.data.sources.fhir import read_fhir
+
+        events = read_fhir(data.fhir)
+    else:
+        from medflow.data.sources.event_table import read_event_table
+
+        assert data.events is not None
+        e = data.events
+        events = read_event_table(e.path, e.subject_id, e.time, e.code, e.value, e.code_prefix)
+    events.synthetic = events.synthetic or data.synthetic
+    return event_dataset(events, data.cohort, data.labels, label_name="label")
+
+
 def load_study_data(data: DataConfig) -> Dataset:
     """The Dataset a study's `data:` section names."""
+    if data.is_events:
+        return load_event_data(data)
     if data.dataset:
         ds = load_dataset(data.dataset)
         if data.types:
@@ -99,6 +130,8 @@ def load_study_data(data: DataConfig) -> Dataset:
 
 
 def _feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
+    if ds.events is not None:  # the features are the events; the frame holds samples and demographics
+        return []
     for col in cfg.data.drop:
         if col not in ds.frame.columns:
             raise DataError(f"{ds.source}: data.drop names column '{col}', which is not in the data.")
@@ -142,11 +175,11 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
         # pooled out-of-fold curves must share their time points: every fold predicts on fold 0's grid
         shared = first["task"].state
         task.load_state({**task.state, "grid": shared["grid"], "horizons": shared["horizons"]})
-    feat = TabularFeaturizer({c: ds.feature_types[c] for c in features}).fit(train)
+    feat = make_featurizer(cfg, ds, features, train)
     fold_dir = work / f"fold_{fold.index}"
     write_json(fold_dir / "featurizer.json", feat.to_dict())
     write_json(fold_dir / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
-    xs = {part: feat.transform(df) for part, df in (("train", train), ("valid", valid), ("test", test))}
+    xs = {part: featurize(feat, ds, df) for part, df in (("train", train), ("valid", valid), ("test", test))}
     ys = {part: task.encode(df) for part, df in (("train", train), ("valid", valid), ("test", test))}
     rows, timings = [], {}
     for entry in entries:
@@ -157,7 +190,7 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             console.print(f"  [dim]{entry.name}: already trained (resumed run)[/dim]")
         else:
             est = build_estimator(entry.name, entry.params, task)
-            est.sources = feat.output_sources
+            est.sources = input_names(est, feat, xs["train"])
             est.fit(xs["train"], ys["train"], xs["valid"], ys["valid"], cfg.train, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
             if getattr(est, "resumed_from", None) is not None:
@@ -168,6 +201,32 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             rows.append(_prediction_rows(ds, task, est.predict(xs[part]), ys[part], idx, part, fold.index,
                                          entry.name, subgroups))
     return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys}
+
+
+def make_featurizer(cfg: StudyConfig, ds: Dataset, features: list[str], train: pd.DataFrame):
+    """The featurizer of the dataset's modality, fitted on the training rows only."""
+    if ds.events is not None:
+        from medflow.data.ehr import samples_frame
+        from medflow.features.codes import EventFeaturizer
+
+        seq = cfg.data.sequence
+        return EventFeaturizer(seq.min_count, seq.max_len, seq.lookback_days).fit(ds.events, samples_frame(train))
+    return TabularFeaturizer({c: ds.feature_types[c] for c in features}).fit(train)
+
+
+def featurize(feat: Any, ds: Dataset, frame: pd.DataFrame) -> Any:
+    if ds.events is not None:
+        from medflow.data.ehr import samples_frame
+
+        return feat.transform(ds.events, samples_frame(frame))
+    return feat.transform(frame)
+
+
+def input_names(est: Any, feat: Any, x: Any) -> list[str]:
+    """The name of each input column a model sees (count features when a tabular model reads events)."""
+    if est.spec.inputs == "tabular" and hasattr(x, "matrix_names"):
+        return x.matrix_names()
+    return feat.output_sources
 
 
 def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
@@ -199,15 +258,23 @@ def _explain(cfg: StudyConfig, run_dir: Path, fold_info: dict, entries: list[Mod
 
     task, feat, xs, ys = fold_info["task"], fold_info["featurizer"], fold_info["xs"], fold_info["ys"]
     metric = get_metric(task.primary_metric)
-    x = xs["test"][: cfg.explain.max_records]
     out: dict[str, Any] = {}
     for entry in entries:
         est = load_estimator(run_dir / "fold_0" / entry.name, task)
-        names, attr = attributions(est, x, feat.output_sources)
+        if est.spec.inputs == "events":
+            from medflow.explain.sequence import explain_events
+
+            out[entry.name] = explain_events(est, xs["test"], ys["test"], metric, cfg.explain.max_records,
+                                             cfg.explain.examples)
+            continue
+        x_all = est.inputs(xs["test"])
+        x = x_all[: cfg.explain.max_records]
+        sources = input_names(est, feat, xs["test"])
+        names, attr = attributions(est, x, sources)
         out[entry.name] = {
             "method": method_name(est),
             "permutation_importance": permutation_importance(
-                est.predict, xs["test"], ys["test"], feat.output_sources, metric, metric.higher_is_better,
+                est.predict, x_all, ys["test"], sources, metric, metric.higher_is_better,
                 cfg.explain.n_repeats, cfg.seed),
             "mean_abs_attribution": dict(sorted(zip(names, np.abs(attr).mean(axis=0).tolist(), strict=True),
                                                 key=lambda kv: -kv[1])),
@@ -227,10 +294,14 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     cfg.task.check(ds.frame, ds.source)
     features = _feature_columns(ds, cfg)
     entries = _check_models(cfg)
+    for e in entries:
+        if model_registry.get(e.name).inputs == "events" and ds.events is None:
+            raise ConfigError(f"model '{e.name}' reads event sequences, but {ds.source} is a table. Use event data "
+                              "(data.meds, data.fhir, data.events, or data.dataset: ehr_sim) or a tabular model.")
     subgroups = pd.DataFrame({SUBGROUP_PREFIX + s.label: subgroup_labels(ds.frame, s, ds.source)
                               for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
     strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
-    folds = cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
+    folds = _source_folds(cfg, ds, console) or cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
     work = _resume_dir(resume, cfg) if resume else _new_run_dir(cfg)
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
     console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {len(features)} features,"
@@ -267,6 +338,27 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     final = work.with_name(work.name[: -len(INCOMPLETE)])
     os.replace(work, final)
     return Run(final)
+
+
+def _source_folds(cfg: StudyConfig, ds: Dataset, console: Console) -> list[Fold] | None:
+    """The source's own subject splits (MEDS subject_splits: train / tuning / held_out), when it has them."""
+    from medflow.data.ehr import SPLIT_COLUMN
+
+    if SPLIT_COLUMN not in ds.frame.columns or not cfg.data.use_source_splits:
+        return None
+    if cfg.split.kind != "holdout":
+        console.print("[yellow]note:[/yellow] the data declare subject splits, but split.kind is "
+                      f"{cfg.split.kind}; using medflow's patient folds instead.")
+        return None
+    split = ds.frame[SPLIT_COLUMN].fillna("train").astype(str).to_numpy()
+    parts = {p: np.flatnonzero(split == p) for p in ("train", "tuning", "held_out")}
+    if not len(parts["held_out"]) or not len(parts["train"]):
+        console.print("[yellow]note:[/yellow] the source's subject splits have no train or held_out samples "
+                      "for this task; splitting by patient instead.")
+        return None
+    console.print(f"using the source's subject splits: {len(parts['train'])} train, {len(parts['tuning'])} tuning "
+                  f"(validation), {len(parts['held_out'])} held-out (test) samples")
+    return [Fold(0, parts["train"], parts["tuning"], parts["held_out"])]
 
 
 def _warn_horizons(cfg: StudyConfig, ds: Dataset, console: Console) -> None:

@@ -18,7 +18,21 @@ PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16}}  #
 SOURCES: list[str] = []
 
 
-def _data(kind):
+def _event_data(kind):
+    from medflow.features.codes import EventFeaturizer
+    from tests.conftest import make_events
+
+    data, samples = make_events(240, kind=kind)
+    frame = samples.to_pandas()
+    task = TASKS[kind](label="y").fit(frame.iloc[:160])
+    feat = EventFeaturizer(max_len=32).fit(data, samples[:160])
+    x, y = feat.transform(data, samples), task.encode(frame)
+    return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
+
+
+def _data(kind, name=None):
+    if name is not None and registry.get(name).inputs == "events":
+        return _event_data(kind)
     frame = make_frame(240, kind=kind)
     feat = TabularFeaturizer({"x1": FeatureType.NUMERIC, "x2": FeatureType.NUMERIC,
                               "cat": FeatureType.CATEGORICAL}).fit(frame.iloc[:160])
@@ -36,7 +50,7 @@ def _build(name, task):
 
 @pytest.mark.parametrize("name,kind", CASES)
 def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
-    task, xtr, ytr, xva, yva, xte, yte = _data(kind)
+    task, xtr, ytr, xva, yva, xte, yte = _data(kind, name)
     est = _build(name, task).fit(xtr, ytr, xva, yva, fast_train, seed=0)
     p = est.predict(xte)
     if kind == "binary":
@@ -68,7 +82,7 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
 
 @pytest.mark.parametrize("name,kind", CASES)
 def test_same_seed_same_predictions(name, kind, fast_train):
-    task, xtr, ytr, xva, yva, xte, _ = _data(kind)
+    task, xtr, ytr, xva, yva, xte, _ = _data(kind, name)
     a = _build(name, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
     b = _build(name, task).fit(xtr, ytr, xva, yva, fast_train, seed=1).predict(xte)
     assert np.array_equal(a, b)

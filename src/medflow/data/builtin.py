@@ -83,6 +83,17 @@ def diabetes() -> Dataset:
     )
 
 
+@register_dataset("ehr_sim")
+@_with_info(task="binary: readmission_30d (data.cohort picks another)",
+            size="2,000 simulated patients, ~100k events (data.simulate.patients)",
+            source="medflow EHR simulator (SYNTHETIC, known oracle AUROC), MEDS events")
+def ehr_sim() -> Dataset:
+    """Simulated inpatient EHR (SYNTHETIC): admissions, ICD-10-CM, LOINC labs, RxNorm, 30-day readmission."""
+    from medflow.data.ehr import simulated_ehr
+
+    return simulated_ehr()
+
+
 def _register_survival() -> None:
     import medflow.data.builtin_survival  # noqa: F401  (registers gbsg2, veterans, flchain, ...)
 

@@ -50,6 +50,7 @@ class Dataset:
     description: str = ""
     label_hint: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    events: Any = None  # EventData for event datasets: the frame then holds one row per prediction sample
 
     def __post_init__(self) -> None:
         if self.patient_id not in self.frame.columns:
@@ -82,6 +83,8 @@ class Dataset:
         h = hashlib.sha256()
         h.update(repr(list(zip(self.frame.columns, map(str, self.frame.dtypes), strict=True))).encode())
         h.update(pd.util.hash_pandas_object(self.frame, index=False).to_numpy().tobytes())
+        if self.events is not None:
+            h.update(self.events.events.hash_rows(seed=0).to_numpy().tobytes())
         return h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
@@ -93,6 +96,8 @@ class Dataset:
             "columns": len(self.frame.columns),
             "synthetic": self.synthetic,
             "description": self.description,
+            **({"events": self.events.n_events, "event_subjects": self.events.n_subjects}
+               if self.events is not None else {}),
         }
 
 

@@ -1,6 +1,6 @@
 """Models: torch modules by family plus scikit-learn baselines, all in one registry."""
 
-from medflow.models import baselines, survival, tabular
+from medflow.models import baselines, sequence, survival, tabular
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
 
@@ -36,11 +36,23 @@ for _spec in (
               "random survival forest (scikit-survival)", estimator=survival.SurvivalSklearnEstimator),
     ModelSpec("kaplan_meier", "baseline", _SURV, survival.KMConfig, survival.build_km,
               "no-skill reference: one Kaplan-Meier curve for everyone", estimator=survival.SurvivalSklearnEstimator),
+    ModelSpec("gru", "deep", _ALL, sequence.SequenceConfig, sequence.RNNClassifier,
+              "GRU over the event sequence (code + value + time embedding)", inputs="events"),
+    ModelSpec("lstm", "deep", _ALL, sequence.SequenceConfig, sequence.build_lstm,
+              "LSTM over the event sequence", inputs="events"),
+    ModelSpec("transformer", "deep", _ALL, sequence.TransformerConfig, sequence.TransformerClassifier,
+              "Transformer encoder over events (pre-norm, padding mask, mean pooling)", inputs="events"),
+    ModelSpec("retain", "deep", _ALL, sequence.SequenceConfig, sequence.RETAIN,
+              "RETAIN (Choi et al. 2016): reverse-time attention; per-event contributions explain each "
+              "prediction", inputs="events"),
+    ModelSpec("bag_of_codes_mlp", "deep", _ALL, sequence.SequenceConfig, sequence.BagOfCodesMLP,
+              "order-free baseline: mean code/value embedding into an MLP", inputs="events"),
 ):
     _registry.register(_spec.name)(_spec)
 
 
 def describe() -> list[dict[str, str]]:
     """One row per registered model, for `medflow models`."""
-    return [{"name": n, "family": s.family, "tasks": ", ".join(sorted(s.task_kinds)), "description": s.description}
+    return [{"name": n, "family": s.family, "inputs": s.inputs, "tasks": ", ".join(sorted(s.task_kinds)),
+             "description": s.description}
             for n, s in _registry.items()]

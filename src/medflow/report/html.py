@@ -149,12 +149,28 @@ def _explain_section(expl: dict, selected: str) -> str:
         rows.append([f"test record {ex['row']}", ", ".join(f"{_e(k)} {v:+.3f}" for k, v in top)])
     parts.append("<p>Per-record attributions (top 5) for example test records:</p>"
                  + _table(["record", "attributions"], rows))
+    if e["examples"] and "events" in e["examples"][0]:
+        how = ("RETAIN's own decomposition: attention (alpha) x gated embedding, summing to the logit"
+               if e["method"] == "retain_contributions" else "Integrated Gradients on the code embeddings")
+        parts.append(f"<p>Events behind each example prediction ({how}); visits group events by day before the "
+                     "prediction time:</p>")
+        rows = []
+        for ex in e["examples"]:
+            ev = "; ".join(_event_text(x) for x in ex["events"][:6])
+            visits = sorted(ex["visits"].items(), key=lambda kv: -abs(kv[1]))[:3]
+            rows.append([f"test sample {ex['row']}", ev, ", ".join(f"{_e(k)} {v:+.3f}" for k, v in visits)])
+        parts.append(_table(["sample", "top events", "top visits"], rows))
     others = [m for m in expl if m != selected]
     if others:
         rows = [[_e(m), ", ".join(_e(k) for k in list(expl[m]["permutation_importance"])[:5])] for m in others]
         parts.append("<p>Top features of the other models (permutation importance):</p>"
                      + _table(["model", "top 5"], rows))
     return "".join(parts)
+
+
+def _event_text(x: dict) -> str:
+    when = "static" if x["days_before"] is None else f"{x['days_before']:.1f} d before"
+    return f"{_e(x['code'])} ({when}) {x['attribution']:+.3f}"
 
 
 def _quality_section(q: dict, manifest: dict) -> str:
@@ -244,9 +260,9 @@ def _hazard_ratios(run_dir: Path) -> str:
 
 
 def _output_names(featurizer: dict) -> list[str]:
-    from medflow.features.tabular import TabularFeaturizer
+    from medflow.features import featurizer_from_dict
 
-    return TabularFeaturizer.from_dict(featurizer).output_names
+    return list(getattr(featurizer_from_dict(featurizer), "output_names", []))
 
 
 def render_report(run_dir: Path) -> str:

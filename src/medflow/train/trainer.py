@@ -1,8 +1,9 @@
 """The Trainer: owns the loop, optimizer, schedule, seeds and callbacks; the task owns the loss.
 
-Data are in-memory tensors; batches are drawn with a seeded generator, so the same seed
-gives bit-identical weights on CPU, and a run resumed from a checkpoint continues the
-exact sequence of batches and dropout masks of an uninterrupted one.
+Data are in-memory tensors, or any input with `len()` and `batch(indices)` returning what the module's
+forward takes (e.g. `features.codes.EventTensors`, which builds padded event batches); batches are drawn
+with a seeded generator, so the same seed gives bit-identical weights on CPU, and a run resumed from
+a checkpoint continues the exact sequence of batches and dropout masks of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,24 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-__all__ = ["TrainConfig", "Trainer", "TrainState"]
+__all__ = ["TrainConfig", "Trainer", "TrainState", "take", "predict_outputs"]
+
+
+def take(x: Any, idx: torch.Tensor | np.ndarray) -> Any:
+    """Rows `idx` of an input: a tensor's rows, or `x.batch(idx)` for batchable inputs (event windows)."""
+    if hasattr(x, "batch"):
+        return x.batch(idx.numpy() if isinstance(idx, torch.Tensor) else idx)
+    return x[idx]
+
+
+@torch.no_grad()
+def predict_outputs(module: nn.Module, x: Any, batch_size: int = 4096) -> torch.Tensor:
+    """Raw outputs of `module` in eval mode over all rows of `x`, in batches."""
+    module.eval()
+    n = len(x)
+    if hasattr(x, "batch"):
+        batch_size = min(batch_size, 512)  # padded event windows are n x L x d
+    return torch.cat([module(take(x, torch.arange(i, min(i + batch_size, n)))) for i in range(0, n, batch_size)])
 
 
 class TrainConfig(BaseModel):
@@ -110,7 +128,7 @@ class Trainer:
                 if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a batch of one
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(module(x_train[idx]), y_train[idx])
+                loss = loss_fn(module(take(x_train, idx)), y_train[idx])
                 loss.backward()
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
@@ -138,11 +156,10 @@ class Trainer:
         return self.state
 
     @torch.no_grad()
-    def predict_outputs(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    def predict_outputs(self, x: Any, batch_size: int = 4096) -> torch.Tensor:
         """Raw outputs in eval mode, batched."""
         assert self.module is not None
-        self.module.eval()
-        return torch.cat([self.module(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return predict_outputs(self.module, x, batch_size)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where training stopped."""

@@ -1,0 +1,1 @@
+"""Simulators with known ground truth (every output marked synthetic)."""

@@ -1,0 +1,254 @@
+"""Event featurization: a code vocabulary fitted on training patients, per-sample event windows, batches.
+
+`EventFeaturizer.fit` learns, from training subjects' events at or before their prediction times only:
+the code vocabulary (codes seen at least `min_count` times; id 0 = padding, 1 = unknown) and each
+code's numeric-value mean and standard deviation. `transform` turns events + samples into
+`EventTensors`: flat arrays (code id, time, normalized value) over all events of the samples' subjects,
+sorted by subject then time, plus per-sample offsets. A sample's window is its subject's static events
+and its timed events **at or before the prediction time** (found with one as-of join), the most recent
+`max_len` kept; nothing after the prediction time can enter a batch or a count.
+
+Batches are built from those arrays with NumPy fancy indexing (no Python loop over patients):
+codes, normalized values, a has-value flag, log1p(days before the prediction time) and log1p(days since
+the previous event), left-aligned with a length per sample. `to_matrix()` gives the count features the
+baselines use (MEDS-Tab style): log1p(count) per code over the whole window and the mean normalized value
+of each numeric code, plus age.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from medflow.data.sources.meds import EventData
+from medflow.errors import DataError
+
+__all__ = ["EventFeaturizer", "EventTensors", "PAD", "UNKNOWN"]
+
+PAD, UNKNOWN = 0, 1
+US_PER_DAY = 86_400 * 1_000_000
+_MIN_TIME = -(2**62)
+
+
+class EventTensors:
+    """Model-ready event windows of n samples; `shape` is (n, vocabulary size) for the estimators."""
+
+    def __init__(self, codes: np.ndarray, times: np.ndarray, values: np.ndarray, has_value: np.ndarray,
+                 static_start: np.ndarray, n_static: np.ndarray, end: np.ndarray, timed_start: np.ndarray,
+                 pred_time: np.ndarray, n_codes: int, max_len: int, extra: np.ndarray | None = None,
+                 code_names: list[str] | None = None, numeric_codes: np.ndarray | None = None) -> None:
+        self.codes, self.times, self.values, self.has_value = codes, times, values, has_value
+        self.static_start, self.n_static, self.end, self.timed_start = static_start, n_static, end, timed_start
+        self.pred_time, self.n_codes, self.max_len = pred_time, n_codes, max_len
+        self.extra = extra  # per-sample numeric extras for the count matrix (age)
+        self.code_names = code_names or [str(i) for i in range(n_codes)]
+        self.numeric_codes = numeric_codes if numeric_codes is not None else np.zeros(0, np.int64)
+        self._matrix: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.end)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self), self.n_codes)
+
+    def subset(self, idx: np.ndarray) -> EventTensors:
+        idx = np.asarray(idx)
+        return EventTensors(self.codes, self.times, self.values, self.has_value, self.static_start[idx],
+                            self.n_static[idx], self.end[idx], self.timed_start[idx], self.pred_time[idx],
+                            self.n_codes, self.max_len, None if self.extra is None else self.extra[idx],
+                            self.code_names, self.numeric_codes)
+
+    def __getitem__(self, idx: Any) -> EventTensors:
+        return self.subset(np.arange(len(self))[idx])
+
+    def positions(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Event positions (n x L, left-aligned) and the valid mask for samples `idx`."""
+        ns = np.minimum(self.n_static[idx], self.max_len // 4)
+        k = np.minimum(self.end[idx] - self.timed_start[idx], self.max_len - ns)
+        total = ns + k
+        width = max(int(total.max()) if len(total) else 1, 1)
+        j = np.arange(width)[None, :]
+        pos = np.where(j < ns[:, None], self.static_start[idx][:, None] + j,
+                       (self.end[idx] - k)[:, None] + (j - ns[:, None]))
+        valid = j < total[:, None]
+        return np.where(valid, pos, 0), valid
+
+    def batch(self, idx: Any) -> dict[str, torch.Tensor]:
+        idx = np.asarray(idx)
+        pos, valid = self.positions(idx)
+        codes = np.where(valid, self.codes[pos], PAD)
+        t = self.times[pos]
+        static = t == _MIN_TIME
+        pt = self.pred_time[idx][:, None]
+        days_before = np.where(static | ~valid, 0.0, (pt - t) / US_PER_DAY)
+        prev = np.concatenate([t[:, :1], t[:, :-1]], axis=1)
+        gap = np.where(static | (prev == _MIN_TIME) | ~valid, 0.0, (t - prev) / US_PER_DAY)
+        gap[:, 0] = 0.0
+        lengths = valid.sum(axis=1)
+        return {
+            "codes": torch.from_numpy(codes.astype(np.int64)),
+            "values": torch.from_numpy(np.where(valid, self.values[pos], 0.0).astype(np.float32)),
+            "has_value": torch.from_numpy((valid & self.has_value[pos]).astype(np.float32)),
+            "dt": torch.from_numpy(np.log1p(np.maximum(days_before, 0)).astype(np.float32)),
+            "gap": torch.from_numpy(np.log1p(np.maximum(gap, 0)).astype(np.float32)),
+            "mask": torch.from_numpy(valid),
+            "lengths": torch.from_numpy(np.maximum(lengths, 1).astype(np.int64)),
+        }
+
+    def window(self, i: int) -> dict[str, np.ndarray]:
+        """The events a sample's model sees (positions into the flat arrays), for explanations."""
+        pos, valid = self.positions(np.array([i]))
+        p = pos[0][valid[0]]
+        return {"pos": p, "codes": self.codes[p], "times": self.times[p], "values": self.values[p]}
+
+    def to_matrix(self) -> np.ndarray:
+        """Count features over each sample's whole window (not truncated): log1p counts, mean values, age."""
+        if self._matrix is not None:
+            return self._matrix
+        n, v = len(self), self.n_codes
+        starts = np.minimum(self.static_start, self.timed_start)
+        lengths = np.where(self.n_static > 0, self.n_static, 0) + (self.end - self.timed_start)
+        sample = np.repeat(np.arange(n), lengths)
+        seg_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        # static rows first, then timed rows from timed_start
+        offset = np.arange(lengths.sum()) - seg_start
+        ns = np.repeat(self.n_static, lengths)
+        pos = np.where(offset < ns, np.repeat(self.static_start, lengths) + offset,
+                       np.repeat(self.timed_start, lengths) + offset - ns)
+        del starts
+        flat = sample * v + self.codes[pos]
+        counts = np.bincount(flat, minlength=n * v).reshape(n, v).astype(np.float32)
+        has = self.has_value[pos]
+        sums = np.bincount(flat[has], weights=self.values[pos][has], minlength=n * v).reshape(n, v)
+        nval = np.bincount(flat[has], minlength=n * v).reshape(n, v)
+        means = np.where(nval > 0, sums / np.maximum(nval, 1), 0.0)[:, self.numeric_codes].astype(np.float32)
+        parts = [np.log1p(counts[:, 2:]), means]
+        if self.extra is not None:
+            parts.append(self.extra.astype(np.float32))
+        self._matrix = np.ascontiguousarray(np.concatenate(parts, axis=1))
+        return self._matrix
+
+    def matrix_names(self) -> list[str]:
+        names = [f"count:{c}" for c in self.code_names[2:]] + [f"mean:{self.code_names[i]}" for i in self.numeric_codes]
+        return names + (["age"] if self.extra is not None else [])
+
+
+class EventFeaturizer:
+    """Fit a code vocabulary and value scales on training samples; turn samples into EventTensors."""
+
+    name = "codes-v1"
+
+    def __init__(self, min_count: int = 1, max_len: int = 256, lookback_days: float | None = None) -> None:
+        if max_len < 4:
+            raise DataError(f"data.sequence.max_len must be at least 4, got {max_len}.")
+        self.min_count, self.max_len, self.lookback_days = min_count, max_len, lookback_days
+        self.vocab: list[str] = []
+        self.value_mean: dict[str, float] = {}
+        self.value_std: dict[str, float] = {}
+
+    @property
+    def n_codes(self) -> int:
+        return len(self.vocab) + 2
+
+    @property
+    def code_names(self) -> list[str]:
+        return ["<pad>", "<unknown>"] + self.vocab
+
+    def fit(self, data: EventData, samples: pl.DataFrame) -> EventFeaturizer:
+        """Learn from the events of `samples`' subjects at or before each subject's last prediction time."""
+        cut = samples.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_cut"))
+        ev = (data.events.lazy().join(cut.lazy(), on="subject_id", how="inner")
+              .filter(pl.col("time").is_null() | (pl.col("time") <= pl.col("_cut"))))
+        stats = (ev.group_by("code").agg(pl.len().alias("n"), pl.col("numeric_value").mean().alias("mean"),
+                                         pl.col("numeric_value").std().alias("std"),
+                                         pl.col("numeric_value").count().alias("n_values"))
+                 .filter(pl.col("n") >= self.min_count).sort("code").collect())
+        if stats.height == 0:
+            raise DataError(f"{data.source}: no codes seen at least {self.min_count} times in the training "
+                            "patients' histories; lower data.sequence.min_count.")
+        self.vocab = stats["code"].to_list()
+        numeric = stats.filter(pl.col("n_values") > 0)
+        self.value_mean = dict(zip(numeric["code"].to_list(), numeric["mean"].to_list(), strict=True))
+        stds = numeric["std"].fill_null(1.0).to_list()
+        names = numeric["code"].to_list()
+        self.value_std = {c: (s if s and s > 1e-8 else 1.0) for c, s in zip(names, stds, strict=True)}
+        return self
+
+    def _vocab_frame(self) -> pl.DataFrame:
+        return pl.DataFrame({"code": self.vocab, "_id": np.arange(2, self.n_codes, dtype=np.int32),
+                             "_mean": [self.value_mean.get(c, 0.0) for c in self.vocab],
+                             "_std": [self.value_std.get(c, 1.0) for c in self.vocab]},
+                            schema={"code": pl.String, "_id": pl.Int32, "_mean": pl.Float64, "_std": pl.Float64})
+
+    def transform(self, data: EventData, samples: pl.DataFrame) -> EventTensors:
+        """EventTensors of `samples` (rows in the given order)."""
+        if not self.vocab:
+            raise DataError("the event featurizer is not fitted; call fit() on the training samples first.")
+        subjects = samples.select("subject_id").unique()
+        ev = (data.events.lazy().join(subjects.lazy(), on="subject_id", how="semi", maintain_order="left")
+              .join(self._vocab_frame().lazy(), on="code", how="left", maintain_order="left")
+              .select("subject_id",
+                      pl.col("time").cast(pl.Int64).fill_null(_MIN_TIME).alias("t"),
+                      pl.col("_id").fill_null(UNKNOWN).alias("id"),
+                      ((pl.col("numeric_value") - pl.col("_mean").fill_null(pl.col("numeric_value")))
+                       / pl.col("_std").fill_null(1.0)).clip(-10, 10).alias("v"))
+              .collect())
+        n_ev = ev.height
+        sid = ev["subject_id"].to_numpy()
+        t = ev["t"].to_numpy()
+        is_static = t == _MIN_TIME
+        first = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if n_ev else np.zeros(0, np.int64)
+        n_static_sub = np.add.reduceat(is_static.astype(np.int64), first) if n_ev else np.zeros(0, np.int64)
+        per_subject = pl.DataFrame({"subject_id": sid[first] if n_ev else np.zeros(0, np.int64),
+                                    "_start": first.astype(np.int64), "_n_static": n_static_sub})
+        events_idx = pl.DataFrame({"subject_id": sid, "_t": t, "_row": np.arange(n_ev, dtype=np.int64)})
+        s = samples.select("subject_id", pl.col("prediction_time").cast(pl.Int64).alias("_pt")).with_row_index("_i")
+        s = s.join(per_subject, on="subject_id", how="left", maintain_order="left")
+        missing = s.filter(pl.col("_start").is_null())
+        if missing.height:
+            raise DataError(f"{data.source}: subject {missing['subject_id'][0]} has a prediction time but no "
+                            f"events at all ({missing.height} sample(s) like this); drop those samples.")
+        s = s.sort(["subject_id", "_pt"]).join_asof(events_idx, left_on="_pt", right_on="_t", by="subject_id",
+                                                   strategy="backward", check_sortedness=False)
+        if self.lookback_days is not None:
+            lb = int(self.lookback_days * US_PER_DAY)
+            s = s.with_columns((pl.col("_pt") - lb).alias("_from")).sort(["subject_id", "_from"]).join_asof(
+                events_idx.filter(pl.col("_t") > _MIN_TIME).rename({"_row": "_first", "_t": "_tf"}),
+                left_on="_from", right_on="_tf", by="subject_id", strategy="forward", check_sortedness=False)
+        s = s.sort("_i")
+        start = s["_start"].to_numpy().astype(np.int64)
+        n_static = s["_n_static"].to_numpy().astype(np.int64)
+        end = np.where(s["_row"].is_null().to_numpy(), start, s["_row"].fill_null(0).to_numpy() + 1).astype(np.int64)
+        end = np.maximum(end, start + n_static)
+        timed_start = start + n_static
+        if self.lookback_days is not None:
+            first_in = s["_first"].fill_null(np.iinfo(np.int64).max).to_numpy()
+            timed_start = np.clip(np.maximum(timed_start, first_in), None, end)
+        values = ev["v"].to_numpy(allow_copy=True)
+        has_value = ~np.isnan(values) if values.dtype.kind == "f" else np.zeros(n_ev, bool)
+        values = np.nan_to_num(values.astype(np.float32))
+        age = samples["age"].fill_null(strategy="mean").fill_null(0).to_numpy()[:, None] / 100 \
+            if "age" in samples.columns else None
+        numeric_codes = np.array([i + 2 for i, c in enumerate(self.vocab) if c in self.value_mean], dtype=np.int64)
+        return EventTensors(ev["id"].to_numpy().astype(np.int64), t, values, has_value, start, n_static, end,
+                            timed_start, s["_pt"].to_numpy(), self.n_codes, self.max_len, age, self.code_names,
+                            numeric_codes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.name, "min_count": self.min_count, "max_len": self.max_len,
+                "lookback_days": self.lookback_days, "vocab": self.vocab, "value_mean": self.value_mean,
+                "value_std": self.value_std}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EventFeaturizer:
+        f = cls(d["min_count"], d["max_len"], d.get("lookback_days"))
+        f.vocab, f.value_mean, f.value_std = list(d["vocab"]), dict(d["value_mean"]), dict(d["value_std"])
+        return f
+
+    @property
+    def output_sources(self) -> list[str]:
+        return self.code_names
