@@ -4,12 +4,15 @@
     copy): medflow (read + validate MEDS, cohort labels at the prediction time, vocabulary fitted on the
     training subjects, per-sample windows with offsets) against the bare Polars pass
     (`polars_floor.py`), each in a child process for peak RSS.
+    Then the simulator's 1M patients through the streamed path (`features.codes.stream_meds`, one shard in
+    memory at a time), peak RSS of each child process.
 (b) Training throughput of the GRU and the Transformer (patients per second) and the share of each epoch
     spent building batches.
 (c) Accuracy against the truth: AUROC of each model on the simulator's held-out subjects, beside the oracle
     AUROC (the simulator's own probabilities) on the same samples, with patient-bootstrap CIs.
 
     python benchmarks/bench_ehr.py tensors --patients 10000 100000
+    python benchmarks/bench_ehr.py stream --patients 1000000
     python benchmarks/bench_ehr.py training
     python benchmarks/bench_ehr.py accuracy --patients 20000
 """
@@ -45,6 +48,37 @@ dt = time.perf_counter() - t0
 print(json.dumps({"events": data.n_events, "samples": len(x), "vocab": feat.n_codes, "seconds": dt,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+
+
+STREAM = r"""
+import json, resource, sys, time
+from medflow.features.codes import EventFeaturizer, stream_meds
+t0 = time.perf_counter()
+x, samples, feat = stream_meds(sys.argv[1], "readmission_30d", EventFeaturizer(max_len=256))
+dt = time.perf_counter() - t0
+print(json.dumps({"events": int(len(x.codes)), "samples": len(x), "vocab": feat.n_codes, "seconds": dt,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+SIMULATE = r"""
+import json, resource, sys, time
+from medflow.data.simulate.ehr import simulate_ehr
+t0 = time.perf_counter()
+simulate_ehr(sys.argv[1], patients=int(sys.argv[2]), seed=0, overwrite=True)
+print(json.dumps({"seconds": time.perf_counter() - t0,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def stream(patients: int = 1_000_000) -> dict:
+    """Simulate `patients` (streamed to shards) and build all tensors shard by shard, each in a child process."""
+    root = WORK / f"sim_{patients}"
+    sim, _ = _child([sys.executable, "-c", SIMULATE, str(root), str(patients)])
+    out, _ = _child([sys.executable, "-c", STREAM, str(root)])
+    row = {"patients": patients, "simulate": json.loads(sim), "tensors": json.loads(out)}
+    row["tensors"]["events_per_s"] = row["tensors"]["events"] / row["tensors"]["seconds"]
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def _child(code: list[str]) -> tuple[str, float]:
@@ -198,13 +232,15 @@ def accuracy(patients: int = 20000, models: tuple[str, ...] = ("gru", "transform
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["tensors", "training", "accuracy"])
+    ap.add_argument("part", choices=["tensors", "stream", "training", "accuracy"])
     ap.add_argument("--patients", type=int, nargs="*")
     ap.add_argument("--epochs", type=int, default=12)
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if a.part == "tensors":
         tensors(a.patients or [10_000])
+    elif a.part == "stream":
+        stream((a.patients or [1_000_000])[0])
     elif a.part == "training":
         training((a.patients or [5000])[0])
     else:

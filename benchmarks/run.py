@@ -83,6 +83,11 @@ def ehr_section() -> list[str]:
         lines.append(f"| {r['patients']:,} | {r['events']:,} | {r['floor_s']:.2f} | {r['floor_events_per_s']:,.0f} | "
                      f"{r['floor_rss_mb']:.0f} | {r['medflow_s']:.2f} | {r['medflow_events_per_s']:,.0f} | "
                      f"{r['medflow_rss_mb']:.0f} | **{r['time_ratio']:.2f}x** | **{r['rss_ratio']:.2f}x** |")
+    st = bench_ehr.stream(1_000_000)
+    lines += ["", f"1,000,000 simulated patients, streamed: simulation {st['simulate']['seconds']:.0f} s at "
+              f"{st['simulate']['peak_rss_mb']:.0f} MB peak; tensors shard by shard {st['tensors']['seconds']:.0f} s "
+              f"({st['tensors']['events']:,} events, {st['tensors']['events_per_s']:,.0f} events/s) at "
+              f"{st['tensors']['peak_rss_mb']:.0f} MB peak RSS (goal: under 4 GiB)."]
     lines += ["", "### Training throughput (simulated cohort, 5,000 patients, batch 64, max_len 256)", "",
               "| model | samples | samples/s | share of the epoch building batches |", "|---|---|---|---|"]
     for r in bench_ehr.training(5000):

@@ -145,3 +145,20 @@ def test_bias_group_gets_noisier_creatinine(tmp_path):
     assert med["B"] > 2 * med["W"]
     meta = json.loads((tmp_path / "b" / "metadata" / "dataset.json").read_text())["medflow"]
     assert meta["bias_group"] == "B"
+
+
+def test_streaming_shard_by_shard_equals_the_in_memory_path(sim):
+    from medflow.features.codes import stream_meds
+
+    x, s, feat = stream_meds(str(sim), "readmission_30d", EventFeaturizer(max_len=64))
+    data = read_meds(sim)
+    s2 = extract_samples(data, "readmission_30d")
+    train = s2.join(data.splits.filter(pl.col("split") == "train"), on="subject_id", how="semi")
+    feat2 = EventFeaturizer(max_len=64).fit(data, train)
+    assert feat.vocab == feat2.vocab
+    assert all(abs(feat.value_std[c] - feat2.value_std[c]) < 1e-4 for c in feat.value_std)
+    x2 = feat2.transform(data, s2)
+    o = np.lexsort((x.pred_time, s["subject_id"].to_numpy()))
+    o2 = np.lexsort((x2.pred_time, s2["subject_id"].to_numpy()))
+    b, b2 = x.batch(o), x2.batch(o2)
+    assert all(np.allclose(b[k].float().numpy(), b2[k].float().numpy(), atol=1e-4) for k in b)

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from medflow.data.sources.meds import EventData
 from medflow.errors import DataError
@@ -65,6 +64,11 @@ class EventTensors:
     def __getitem__(self, idx: Any) -> EventTensors:
         return self.subset(np.arange(len(self))[idx])
 
+    def sizes(self) -> np.ndarray:
+        """Window length of every sample (what a batch pads to), for length-bucketed batching."""
+        ns = np.minimum(self.n_static, self.max_len // 4)
+        return ns + np.minimum(self.end - self.timed_start, self.max_len - ns)
+
     def positions(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Event positions (n x L, left-aligned) and the valid mask for samples `idx`."""
         ns = np.minimum(self.n_static[idx], self.max_len // 4)
@@ -77,7 +81,10 @@ class EventTensors:
         valid = j < total[:, None]
         return np.where(valid, pos, 0), valid
 
-    def batch(self, idx: Any) -> dict[str, torch.Tensor]:
+    def batch(self, idx: Any) -> dict[str, Any]:
+        """Padded torch tensors for samples `idx` (torch is imported here, so preprocessing never loads it)."""
+        import torch
+
         idx = np.asarray(idx)
         pos, valid = self.positions(idx)
         codes = np.where(valid, self.codes[pos], PAD)
@@ -252,3 +259,85 @@ class EventFeaturizer:
     @property
     def output_sources(self) -> list[str]:
         return self.code_names
+
+
+def stream_meds(root: str, cohort: Any, featurizer: EventFeaturizer | None = None,
+                train_split: str = "train") -> tuple[EventTensors, pl.DataFrame, EventFeaturizer]:
+    """MEDS folder -> (EventTensors, samples, featurizer), one shard in memory at a time.
+
+    MEDS keeps each subject's events in one shard, so the cohort and the windows are computed shard by
+    shard. Pass 1 (only when `featurizer` is None or unfitted) fits the vocabulary and value scales from
+    the training subjects (`subject_splits`, or shards under `data/<train_split>/`) up to their prediction
+    times; pass 2 builds each shard's windows and appends its arrays. Peak memory is the model-ready arrays
+    (about 17 bytes per event) plus one shard.
+    """
+    from pathlib import Path
+
+    from medflow.data.cohort import extract_samples
+    from medflow.data.sources.meds import _check_schema, _scan
+
+    root_p = Path(root)
+    files = sorted((root_p / "data").rglob("*.parquet"))
+    if not files:
+        raise DataError(f"{root}: no MEDS shards under data/.")
+    splits_path = root_p / "metadata" / "subject_splits.parquet"
+    train_ids = (pl.read_parquet(splits_path).filter(pl.col("split") == train_split).select(
+        pl.col("subject_id").cast(pl.Int64)) if splits_path.exists() else None)
+
+    def shard(f: Any) -> EventData | None:
+        tz, _ = _check_schema(f)
+        return EventData(events=_scan(f, tz).collect(), source=str(f))
+
+    feat = featurizer or EventFeaturizer()
+    if not feat.vocab:
+        stats = []
+        for f in files:
+            if train_ids is None and train_split not in f.parts:
+                continue
+            data = shard(f)
+            try:
+                samples = extract_samples(data, cohort)
+            except DataError:
+                continue
+            if train_ids is not None:
+                samples = samples.join(train_ids, on="subject_id", how="semi")
+            cut = samples.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_cut"))
+            ev = data.events.join(cut, on="subject_id").filter(pl.col("time").is_null()
+                                                                | (pl.col("time") <= pl.col("_cut")))
+            v = pl.col("numeric_value").cast(pl.Float64)
+            stats.append(ev.group_by("code").agg(pl.len().alias("n"), v.count().alias("k"), v.sum().alias("s"),
+                                                 (v * v).sum().alias("ss")))
+        if not stats:
+            raise DataError(f"{root}: no training samples found in any shard for this cohort.")
+        total = pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()).filter(
+            pl.col("n") >= feat.min_count).sort("code")
+        feat.vocab = total["code"].to_list()
+        num = total.filter(pl.col("k") > 0).with_columns((pl.col("s") / pl.col("k")).alias("mean"))
+        num = num.with_columns(((pl.col("ss") / pl.col("k") - pl.col("mean") ** 2).clip(0, None)
+                                * pl.col("k") / (pl.col("k") - 1).clip(1, None)).sqrt().alias("std"))
+        feat.value_mean = dict(zip(num["code"].to_list(), num["mean"].to_list(), strict=True))
+        feat.value_std = {c: (s if s and s > 1e-8 else 1.0)
+                          for c, s in zip(num["code"].to_list(), num["std"].to_list(), strict=True)}
+    parts: list[EventTensors] = []
+    sample_parts: list[pl.DataFrame] = []
+    for f in files:
+        data = shard(f)
+        try:
+            samples = extract_samples(data, cohort)
+        except DataError:
+            continue
+        parts.append(feat.transform(data, samples))
+        sample_parts.append(samples)
+        del data
+    shift = np.cumsum([0] + [len(p.codes) for p in parts[:-1]])
+    cat = np.concatenate
+    x = EventTensors(cat([p.codes.astype(np.int32) for p in parts]), cat([p.times for p in parts]),
+                     cat([p.values for p in parts]), cat([p.has_value for p in parts]),
+                     cat([p.static_start + s for p, s in zip(parts, shift, strict=True)]),
+                     cat([p.n_static for p in parts]),
+                     cat([p.end + s for p, s in zip(parts, shift, strict=True)]),
+                     cat([p.timed_start + s for p, s in zip(parts, shift, strict=True)]),
+                     cat([p.pred_time for p in parts]), feat.n_codes, feat.max_len,
+                     cat([p.extra for p in parts]) if parts[0].extra is not None else None, feat.code_names,
+                     parts[0].numeric_codes)
+    return x, pl.concat(sample_parts, how="diagonal_relaxed"), feat

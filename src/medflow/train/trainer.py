@@ -121,10 +121,8 @@ class Trainer:
             if self.state.should_stop:  # resumed from a checkpoint written after the stop decision
                 break
             module.train()
-            perm = torch.randperm(n, generator=self.generator)
             total, batches = 0.0, 0
-            for start in range(0, n, bs):
-                idx = perm[start:start + bs]
+            for idx in self._batches(x_train, n, bs):
                 if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a batch of one
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
@@ -154,6 +152,26 @@ class Trainer:
             cb.on_fit_end(self)
         module.eval()
         return self.state
+
+    def _batches(self, x: Any, n: int, bs: int) -> list[torch.Tensor]:
+        """Shuffled batches; inputs with `sizes()` (event windows) are bucketed by length.
+
+        Bucketing: the shuffled order is cut into chunks of 50 batches, each chunk sorted by window length
+        and cut into batches, and the batches shuffled, so a batch pads to similar lengths (much less
+        padding for RNNs and attention) while every epoch still sees a new random order.
+        """
+        perm = torch.randperm(n, generator=self.generator)
+        if not hasattr(x, "sizes"):
+            return [perm[i:i + bs] for i in range(0, n, bs)]
+        sizes = torch.as_tensor(x.sizes())
+        chunk = bs * 50
+        out = []
+        for i in range(0, n, chunk):
+            part = perm[i:i + chunk]
+            part = part[torch.argsort(sizes[part], stable=True)]
+            out += [part[j:j + bs] for j in range(0, len(part), bs)]
+        order = torch.randperm(len(out), generator=self.generator)
+        return [out[k] for k in order.tolist()]
 
     @torch.no_grad()
     def predict_outputs(self, x: Any, batch_size: int = 4096) -> torch.Tensor:
