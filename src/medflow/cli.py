@@ -200,6 +200,20 @@ def models() -> None:
     out.print(t)
 
 
+@app.command()
+def embed(run_dir: Annotated[Path, typer.Argument(help="a finished run on event data")],
+          dim: Annotated[int, typer.Option(help="embedding width")] = 16,
+          epochs: Annotated[int, typer.Option(help="most training epochs (early stopping on validation)")] = 20,
+          top: Annotated[int, typer.Option(help="anomalous samples listed in the report")] = 20) -> None:
+    """Patient embeddings and anomaly scores (autoencoder over event histories) for an event-data run."""
+    from medflow.embed import embed_run
+    from medflow.models.autoencoder import AutoencoderConfig
+
+    path = embed_run(run_dir, AutoencoderConfig(dim=dim, max_epochs=epochs), top=top, console=err)
+    out.print(f"embeddings and anomaly scores: {path / 'embeddings.parquet'}\nReport: {path / 'anomalies.html'}",
+              soft_wrap=True, highlight=False)
+
+
 simulate_app = typer.Typer(no_args_is_help=True, help="Write simulated data with known ground truth (SYNTHETIC).")
 app.add_typer(simulate_app, name="simulate")
 

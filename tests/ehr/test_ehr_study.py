@@ -60,6 +60,13 @@ def test_meds_study_end_to_end_with_predict(cohort):
     p = pd.read_csv(cohort / "p.csv")
     assert {"subject_id", "prediction_time", "probability", "explanation"} <= set(p.columns)
     assert p["probability"].between(0, 1).all()
+    # embeddings and anomaly scores of the same run (`medflow embed`)
+    r = medflow("embed", run, "--dim", 8, "--epochs", 3, "--top", 5, cwd=cohort)
+    assert r.returncode == 0, r.stderr
+    emb = pd.read_parquet(run / "embedding" / "embeddings.parquet")
+    assert {"subject_id", "anomaly_score", "z_0", "z_7"} <= set(emb.columns) and emb["anomaly_score"].gt(0).all()
+    html = (run / "embedding" / "anomalies.html").read_text()
+    assert "SYNTHETIC" in html and html.count("<tr>") == 6
 
 
 def test_fhir_study_end_to_end(cohort, tmp_path):
@@ -122,3 +129,28 @@ def test_sequence_model_on_a_table_is_refused(tmp_path):
     _study(tmp_path, "  path: bc.csv\n  patient_id: patient_id", "{kind: binary, label: malignant}", "[gru]")
     r = medflow("run", "study.yaml", cwd=tmp_path)
     assert r.returncode == 1 and "model 'gru' reads event sequences" in r.stderr
+
+
+def test_autoencoder_ranks_planted_anomalies_first():
+    import numpy as np
+
+    from medflow.features.codes import EventFeaturizer
+    from medflow.models.autoencoder import AutoencoderConfig, embed_and_score, fit_autoencoder
+    from tests.conftest import make_events
+
+    data, samples = make_events(400, seed=4)
+    odd = np.arange(390, 400)  # ten subjects get rare codes the others rarely or never have together
+    rare = pl.DataFrame({"subject_id": np.repeat(odd, 4), "time": [None] * 40,
+                         "code": ["R1", "R2", "R3", "R4"] * 10, "numeric_value": [None] * 40},
+                        schema=data.events.schema)
+    seen = pl.DataFrame({"subject_id": [0, 1, 2, 3], "time": [None] * 4, "code": ["R1", "R2", "R3", "R4"],
+                         "numeric_value": [None] * 4}, schema=data.events.schema)
+    data.events = pl.concat([data.events, rare, seen]).sort(["subject_id", "time"], nulls_last=False,
+                                                            maintain_order=True)
+    feat = EventFeaturizer().fit(data, samples[:300])
+    x = feat.transform(data, samples)
+    model = fit_autoencoder(x.subset(np.arange(300)), x.subset(np.arange(300, 350)),
+                            AutoencoderConfig(dim=8, max_epochs=15), seed=0)
+    _, score = embed_and_score(model, x)
+    normal = score[350:390]
+    assert score[odd].min() > np.quantile(normal, 0.9)
