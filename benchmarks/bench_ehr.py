@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("part", choices=["tensors", "stream", "training", "accuracy"])
     ap.add_argument("--patients", type=int, nargs="*")
     ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--models", nargs="*")
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if a.part == "tensors":
@@ -244,7 +245,10 @@ def main() -> None:
     elif a.part == "training":
         training((a.patients or [5000])[0])
     else:
-        accuracy((a.patients or [20_000])[0], max_epochs=a.epochs)
+        if a.models:
+            accuracy((a.patients or [20_000])[0], tuple(a.models), max_epochs=a.epochs)
+        else:
+            accuracy((a.patients or [20_000])[0], max_epochs=a.epochs)
     print(json.dumps({"self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -47,12 +47,11 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
                           "event history (MEDS events from medflow's simulator, oracle AUROC known). "
                           "Not for clinical use."),
          "data": {"dataset": "ehr_sim", "cohort": "readmission_30d",
-                  "simulate": {"patients": 800 if fast else 3000, "seed": 0},
-                  "sequence": {"max_len": 64 if fast else 128}},
+                  "simulate": {"patients": 800 if fast else 2000, "seed": 0},
+                  "sequence": {"max_len": 64 if fast else 96}},
          "task": {"kind": "binary", "label": "readmission_30d"},
-         "models": ["gru", "retain", "logistic_regression", "gradient_boosting"] if fast else
-                   ["gru", "retain", "transformer", "bag_of_codes_mlp", "logistic_regression", "gradient_boosting"],
-         "train": {"max_epochs": 4 if fast else 30, "patience": 2 if fast else 5, "batch_size": 64,
+         "models": ["gru", "retain", "logistic_regression", "gradient_boosting"],
+         "train": {"max_epochs": 4 if fast else 12, "patience": 2 if fast else 3, "batch_size": 64,
                    "progress": not fast},
          "evaluate": {"n_bootstrap": 100 if fast else 500, "subgroups": ["sex", "race"]},
          "explain": {"max_records": 100, "n_repeats": 2, "examples": 3}},
