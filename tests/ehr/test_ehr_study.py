@@ -49,7 +49,7 @@ def test_meds_study_end_to_end_with_predict(cohort):
     assert expl["gru"]["method"] == "integrated_gradients" and expl["gru"]["examples"][0]["events"]
     assert next(iter(expl["logistic_regression"]["permutation_importance"])).startswith(("count:", "mean:", "age"))
     html = (run / "report.html").read_text()
-    assert "SYNTHETIC" in html and "retain" in html
+    assert "SYNTHETIC" in html and "Events behind example predictions of <b>retain" in html
     # test subjects are exactly the MEDS held_out split
     preds = pd.read_parquet(run / "predictions.parquet")
     splits = pl.read_parquet(cohort / "cohort" / "metadata" / "subject_splits.parquet").to_pandas()

@@ -149,13 +149,15 @@ def _explain_section(expl: dict, selected: str) -> str:
         rows.append([f"test record {ex['row']}", ", ".join(f"{_e(k)} {v:+.3f}" for k, v in top)])
     parts.append("<p>Per-record attributions (top 5) for example test records:</p>"
                  + _table(["record", "attributions"], rows))
-    if e["examples"] and "events" in e["examples"][0]:
+    for name, m in sorted(expl.items(), key=lambda kv: (kv[0] != selected, kv[1]["method"] != "retain_contributions")):
+        if not (m["examples"] and "events" in m["examples"][0]):
+            continue
         how = ("RETAIN's own decomposition: attention (alpha) x gated embedding, summing to the logit"
-               if e["method"] == "retain_contributions" else "Integrated Gradients on the code embeddings")
-        parts.append(f"<p>Events behind each example prediction ({how}); visits group events by day before the "
-                     "prediction time:</p>")
+               if m["method"] == "retain_contributions" else "Integrated Gradients on the code embeddings")
+        parts.append(f"<p>Events behind example predictions of <b>{_e(name)}</b> ({how}); visits group events by "
+                     "day before the prediction time:</p>")
         rows = []
-        for ex in e["examples"]:
+        for ex in m["examples"]:
             ev = "; ".join(_event_text(x) for x in ex["events"][:6])
             visits = sorted(ex["visits"].items(), key=lambda kv: -abs(kv[1]))[:3]
             rows.append([f"test sample {ex['row']}", ev, ", ".join(f"{_e(k)} {v:+.3f}" for k, v in visits)])
