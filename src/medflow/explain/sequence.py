@@ -25,15 +25,14 @@ from medflow.models.base import DeepEstimator, Estimator
 __all__ = ["event_attributions", "code_occlusion_importance", "explain_events"]
 
 
-def _forward(est: DeepEstimator, x: EventTensors) -> tuple[Callable, dict[str, torch.Tensor]]:
+def _forward(est: DeepEstimator, keys: list[str]) -> Callable:
+    """The model as a function of the code tensor first (what Captum attributes), other batch fields after."""
     module = est.explain_module().eval()
-    b = x.batch(np.arange(len(x)))
-    keys = [k for k in b if k != "codes"]
 
     def f(codes: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         return module({"codes": codes, **dict(zip(keys, rest, strict=True))})
 
-    return f, b
+    return f
 
 
 def event_attributions(est: Estimator, x: EventTensors, n_steps: int = 24) -> tuple[np.ndarray, np.ndarray, str]:
@@ -46,8 +45,9 @@ def event_attributions(est: Estimator, x: EventTensors, n_steps: int = 24) -> tu
         return contrib.numpy(), b["mask"].numpy(), "retain_contributions"
     from captum.attr import LayerIntegratedGradients
 
-    f, b = _forward(est, x)
-    rest = tuple(v for k, v in b.items() if k != "codes")
+    keys = [k for k in b if k != "codes"]
+    f = _forward(est, keys)
+    rest = tuple(b[k] for k in keys)
     target = 0
     if est.task.kind == "multiclass":
         target = torch.as_tensor(est.predict(x).argmax(axis=1))

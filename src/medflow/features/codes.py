@@ -117,8 +117,7 @@ class EventTensors:
         if self._matrix is not None:
             return self._matrix
         n, v = len(self), self.n_codes
-        starts = np.minimum(self.static_start, self.timed_start)
-        lengths = np.where(self.n_static > 0, self.n_static, 0) + (self.end - self.timed_start)
+        lengths = self.n_static + (self.end - self.timed_start)
         sample = np.repeat(np.arange(n), lengths)
         seg_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
         # static rows first, then timed rows from timed_start
@@ -126,7 +125,6 @@ class EventTensors:
         ns = np.repeat(self.n_static, lengths)
         pos = np.where(offset < ns, np.repeat(self.static_start, lengths) + offset,
                        np.repeat(self.timed_start, lengths) + offset - ns)
-        del starts
         flat = sample * v + self.codes[pos]
         counts = np.bincount(flat, minlength=n * v).reshape(n, v).astype(np.float32)
         has = self.has_value[pos]

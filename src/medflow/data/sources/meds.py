@@ -282,9 +282,3 @@ def write_meds_labels(labels: pl.DataFrame, path: str | Path) -> Path:
     labels.select(cols).write_parquet(tmp)
     os.replace(tmp, path)
     return path
-
-
-def shard_schema_ok(path: Path) -> bool:
-    """True when a Parquet file has the MEDS data columns (used to skip unrelated files)."""
-    names = set(pq.read_schema(path).names)
-    return set(EVENT_SCHEMA) <= names
