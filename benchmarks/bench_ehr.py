@@ -15,6 +15,8 @@
     python benchmarks/bench_ehr.py stream --patients 1000000
     python benchmarks/bench_ehr.py training
     python benchmarks/bench_ehr.py accuracy --patients 20000
+    python benchmarks/bench_ehr.py study --patients 1000000          # a streamed study end to end
+    python benchmarks/bench_ehr.py study --patients 100000 --compare  # and the same study in memory
 """
 
 from __future__ import annotations
@@ -77,6 +79,40 @@ def stream(patients: int = 1_000_000) -> dict:
     out, _ = _child([sys.executable, "-c", STREAM, str(root)])
     row = {"patients": patients, "simulate": json.loads(sim), "tensors": json.loads(out)}
     row["tensors"]["events_per_s"] = row["tensors"]["events"] / row["tensors"]["seconds"]
+    print(json.dumps(row), flush=True)
+    return row
+
+
+STUDY = r"""
+import json, resource, sys, time
+from medflow.config import parse_config
+from medflow.study import run_study
+t0 = time.perf_counter()
+cfg = parse_config({
+    "name": "bench-stream", "output_dir": sys.argv[2],
+    "data": {"meds": sys.argv[1], "cohort": "readmission_30d", "stream": sys.argv[3] == "stream",
+             "sequence": {"max_len": 64}},
+    "task": {"kind": "binary", "label": "readmission_30d"}, "models": ["bag_of_codes_mlp"],
+    "train": {"max_epochs": 1, "batch_size": 512, "progress": False},
+    "evaluate": {"n_bootstrap": 100}, "explain": {"max_records": 50, "n_repeats": 1, "examples": 1}})
+run = run_study(cfg)
+auc = run.metrics.data["models"]["bag_of_codes_mlp"]["metrics"]["auroc"]
+print(json.dumps({"seconds": time.perf_counter() - t0, "samples": int(run.manifest["data"]["rows"]),
+                  "events": int(run.manifest["data"]["events"]), "test_auroc": auc,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def stream_study(patients: int = 1_000_000, compare_in_memory: bool = False) -> dict:
+    """A whole study (`medflow run` with `data.stream: true`) on the simulated cohort, peak RSS of the child;
+    optionally the same study in memory, for the ratio."""
+    root = WORK / f"sim_{patients}"
+    if not (root / "metadata" / "dataset.json").exists():
+        _child([sys.executable, "-c", SIMULATE, str(root), str(patients)])
+    row = {"patients": patients}
+    for mode in ("stream", "memory") if compare_in_memory else ("stream",):
+        out, _ = _child([sys.executable, "-c", STUDY, str(root), str(WORK / f"runs_{mode}"), mode])
+        row[mode] = json.loads(out)
     print(json.dumps(row), flush=True)
     return row
 
@@ -232,7 +268,8 @@ def accuracy(patients: int = 20000, models: tuple[str, ...] = ("gru", "transform
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["tensors", "stream", "training", "accuracy"])
+    ap.add_argument("part", choices=["tensors", "stream", "training", "accuracy", "study"])
+    ap.add_argument("--compare", action="store_true", help="study: also run it in memory")
     ap.add_argument("--patients", type=int, nargs="*")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--models", nargs="*")
@@ -244,6 +281,8 @@ def main() -> None:
         stream((a.patients or [1_000_000])[0])
     elif a.part == "training":
         training((a.patients or [5000])[0])
+    elif a.part == "study":
+        stream_study((a.patients or [1_000_000])[0], a.compare)
     else:
         if a.models:
             accuracy((a.patients or [20_000])[0], tuple(a.models), max_epochs=a.epochs)

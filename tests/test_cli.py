@@ -78,12 +78,19 @@ def test_predict_evaluate_report(finished):
     assert res.returncode == 0 and (root / "card.html").stat().st_size > 10_000
 
 
-def test_listings(tmp_path):
+def test_listings(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow, piped terminal: names a user types are never cut
     res = medflow("datasets", cwd=tmp_path)
-    assert "breast_cancer" in res.stdout and "diabetes" in res.stdout
+    assert "breast_cancer_genomic " in res.stdout and "diabetes" in res.stdout and "…" not in res.stdout
     res = medflow("models", cwd=tmp_path)
-    for name in ("mlp", "resnet_mlp", "logistic_regression", "gradient_boosting"):
-        assert name in res.stdout
+    for name in ("mlp", "resnet_mlp", "logistic_regression", "gradient_boosting", "random_survival_forest"):
+        assert f" {name} " in res.stdout
+    res = medflow("models", "--json", cwd=tmp_path)
+    rows = json.loads(res.stdout)
+    assert {"random_survival_forest", "retain"} <= {r["name"] for r in rows}
+    assert {r["name"]: r["complexity"] for r in rows}["logistic_regression"] == "1"
+    listed = json.loads(medflow("datasets", "--json", cwd=tmp_path).stdout)
+    assert "breast_cancer_genomic" in {r["name"] for r in listed}
 
 
 def _bad(tmp_path: Path, yaml: str, files: dict | None = None) -> subprocess.CompletedProcess:

@@ -37,14 +37,24 @@ def metrics_table(metrics: dict, title: str) -> Table:
             cells.append("n/a" if v["value"] != v["value"] else f"{v['value']:.3f}\n({v['low']:.3f}-{v['high']:.3f})")
         table.add_row(metric_info(n)[0], *cells)
     level = int(round(metrics.get("level", 0.95) * 100))
+    rule = (metrics.get("selection") or {}).get("rule", "")
     table.caption = (f"test split; {level}% CI from {metrics['n_bootstrap']} patient bootstrap resamples; "
-                     f"* = selected on validation {metrics['primary_metric']}")
+                     f"* = selected on validation {metrics['primary_metric']} ({rule})")
     return table
 
 
 def _show_run(run, label: str | None = None) -> None:
     title = (label or run.config["name"]) + (" [SYNTHETIC DATA]" if run.synthetic else "")
     out.print(metrics_table(run.metrics.data, title))
+    _say_selection(run.metrics.data)
+
+
+def _say_selection(metrics: dict) -> None:
+    sel = metrics.get("selection") or {}
+    if sel.get("reason"):
+        out.print(f"selected: {sel['reason']}", soft_wrap=True, highlight=False)
+    if sel.get("warning"):
+        err.print(f"[yellow]warning:[/yellow] {sel['warning']}", soft_wrap=True, highlight=False)
 
 
 def _say_report(path: Path) -> None:
@@ -64,24 +74,70 @@ def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go
 @app.command()
 def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
         resume: Annotated[Path | None, typer.Option(help="an interrupted run folder (*.incomplete) to finish")] = None,
-        output_dir: Annotated[Path | None, typer.Option(help="override the YAML's output_dir")] = None) -> None:
+        output_dir: Annotated[Path | None, typer.Option(help="override the YAML's output_dir")] = None,
+        nproc: Annotated[int, typer.Option(help="training processes on this machine (DDP under torchrun; "
+                                                "gloo on CPU, NCCL on GPUs)")] = 1,
+        nnodes: Annotated[int, typer.Option(help="machines taking part (each runs this command)")] = 1,
+        node_rank: Annotated[int, typer.Option(help="this machine's index among --nnodes")] = 0,
+        master_addr: Annotated[str, typer.Option(help="address of node 0 (several machines)")] = "127.0.0.1",
+        master_port: Annotated[int, typer.Option(help="port on node 0 (several machines)")] = 29500) -> None:
     """Run a study described in YAML: train, evaluate, explain, report."""
-    from medflow.study import Study
+    import os
 
+    from medflow.study import Study
+    from medflow.train import distributed
+
+    if nproc < 1 or nnodes < 1:
+        raise ConfigError(f"--nproc and --nnodes must be at least 1, got {nproc} and {nnodes}.")
+    if (nproc > 1 or nnodes > 1) and "WORLD_SIZE" not in os.environ:
+        _relaunch_under_torchrun(study, resume, output_dir, nproc, nnodes, node_rank, master_addr, master_port)
+        return
+    distributed.init_from_env()
     s = Study.from_yaml(study)
     if output_dir is not None:
         s.config.output_dir = str(output_dir)
-    result = s.fit(resume=resume, console=err)
+    console = err if distributed.is_main() else Console(stderr=True, quiet=True)
+    result = s.fit(resume=resume, console=console)
+    if result is None:  # a non-zero rank: rank 0 reports
+        return
     _show_run(result)
     _say_report(result.path / "report.html")
+
+
+def _relaunch_under_torchrun(study: Path, resume: Path | None, output_dir: Path | None, nproc: int, nnodes: int,
+                             node_rank: int, master_addr: str, master_port: int) -> None:
+    """Start `nproc` copies of this command under torch.distributed.run and wait for them."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={nnodes}"]
+    cmd += (["--standalone"] if nnodes == 1 else
+            [f"--node-rank={node_rank}", f"--master-addr={master_addr}", f"--master-port={master_port}"])
+    cmd += ["-m", "medflow", "run", str(study)]
+    cmd += ["--resume", str(resume)] if resume else []
+    cmd += ["--output-dir", str(output_dir)] if output_dir else []
+    err.print(f"launching {nproc} training process(es) x {nnodes} node(s) under torchrun", highlight=False)
+    code = subprocess.run(cmd).returncode
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
 def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
              n_bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples")] = None,
              sensitivity: Annotated[float | None, typer.Option(help="threshold for this sensitivity")] = None,
-             save: Annotated[bool, typer.Option(help="rewrite metrics.json and the report")] = False) -> None:
-    """Recompute metrics with CIs from a run's saved predictions."""
+             save: Annotated[bool, typer.Option(help="rewrite metrics.json and the report")] = False,
+             data: Annotated[Path | None, typer.Option(help="external validation: a CSV/Parquet table, or a MEDS "
+                                                       "folder / FHIR export for event runs")] = None,
+             name: Annotated[str | None, typer.Option(help="external validation: a name for the new data "
+                                                      "(default: the file's name)")] = None,
+             recalibrate: Annotated[str | None, typer.Option(help="external validation: logistic | isotonic "
+                                                             "(binary) or linear (regression), fitted on part of "
+                                                             "the new patients, reported on the rest")] = None,
+             recalibrate_fraction: Annotated[float, typer.Option(help="share of new patients that fit the "
+                                                                 "recalibration")] = 0.5,
+             labels: Annotated[Path | None, typer.Option(help="event runs: MEDS label file of the samples")] = None,
+             ) -> None:
+    """Recompute metrics from a run's saved predictions, or validate the run on external data (--data)."""
     from medflow.config import parse_config
     from medflow.evaluate.evaluator import evaluate_predictions
     from medflow.runs import load_run, write_json
@@ -91,14 +147,71 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
     ev = cfg.evaluate.model_copy(deep=True)
     if n_bootstrap is not None:
         ev.n_bootstrap = n_bootstrap
+    if data is not None:
+        if sensitivity is not None:
+            raise ConfigError("--sensitivity re-chooses the threshold on internal validation data; external "
+                              "validation keeps the run's threshold. Run them separately.")
+        _external(r, data, name, recalibrate, recalibrate_fraction, labels, ev, cfg.seed)
+        return
     if sensitivity is not None:
         ev.threshold = type(ev.threshold)(method="sensitivity", value=sensitivity)
     metrics = evaluate_predictions(r.predictions(), r.task, ev, cfg.seed)
-    metrics["fit_seconds"] = r.metrics.data.get("fit_seconds", {})
+    for key in ("fit_seconds", "tuning"):  # facts of training, not of evaluation
+        if key in r.metrics.data:
+            metrics[key] = r.metrics.data[key]
     out.print(metrics_table(metrics, cfg.name + (" [SYNTHETIC DATA]" if r.synthetic else "")))
+    _say_selection(metrics)
     if save:
         write_json(r.path / "metrics.json", metrics)
         _say_report(r.report())
+
+
+def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction: float, labels: Path | None,
+              ev, seed: int) -> None:
+    from medflow.data.sources.tabular import read_frame
+    from medflow.evaluate.external import external_name, external_validation
+    from medflow.runs import write_json, write_parquet
+
+    if recalibrate not in (None, "logistic", "isotonic", "linear"):
+        raise ConfigError(f"--recalibrate {recalibrate!r}: choose logistic, isotonic (binary) or linear "
+                          "(regression).")
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--recalibrate-fraction {fraction}: give a share of patients between 0 and 1.")
+    if not data.exists():
+        raise ConfigError(f"--data {data}: no such file or folder.")
+    records = _event_input(r, data, labels) if _is_event_input(data) else read_frame(data)
+    label = external_name(name or data.stem)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result, preds = external_validation(r, records, label, str(data), recalibrate, fraction, ev, seed)
+    for w in {str(w.message): w for w in caught}.values():
+        err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
+    folder = r.path / "external" / label
+    write_parquet(folder / "predictions.parquet", preds)
+    write_json(folder / "metrics.json", result)
+    title = f"EXTERNAL validation of {r.config['name']} on {label}" + (" [SYNTHETIC DATA]" if r.synthetic else "")
+    table = metrics_table(result, title)
+    table.caption = (f"{result['external']['n_patients']} patients in {data}; the run's thresholds, unchanged; "
+                     f"95% CI from {ev.n_bootstrap} patient bootstrap resamples")
+    out.print(table)
+    for m, e in result["models"].items():
+        c = e.get("calibration_fit")
+        if c:
+            out.print(f"{m}: calibration-in-the-large {c['citl']['value']:+.3f} ({c['citl']['low']:+.3f} to "
+                      f"{c['citl']['high']:+.3f}), slope {c['slope']['value']:.3f} ({c['slope']['low']:.3f}-"
+                      f"{c['slope']['high']:.3f})", highlight=False)
+    for flag in result["drift"]["flagged"]:
+        err.print(f"[yellow]drift:[/yellow] {flag}", highlight=False)
+    if "recalibration" in result:
+        rc = result["recalibration"]
+        for m, e in rc["models"].items():
+            b, a = e["before"]["calibration_fit"], e["after"]["calibration_fit"]
+            out.print(f"{m} recalibrated ({rc['method']}, fitted on {rc['n_fit_patients']} patients, reported on "
+                      f"{rc['n_report_patients']}): slope {b['slope']['value']:.3f} -> {a['slope']['value']:.3f}, "
+                      f"calibration-in-the-large {b['citl']['value']:+.3f} -> {a['citl']['value']:+.3f}",
+                      highlight=False)
+    out.print(f"external validation written to {folder}", soft_wrap=True, highlight=False)
+    _say_report(r.report())
 
 
 @app.command()
@@ -134,8 +247,9 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
         preds = preds.drop(columns=["survival_curve"])
     for w in caught:
         err.print(f"[yellow]warning:[/yellow] {w.message}")
-    if explain:
-        preds["explanation"] = [json.dumps(e) for e in preds["explanation"]]
+    for col in preds.columns:  # explanations and conformal sets: JSON text in the file
+        if len(preds) and isinstance(preds[col].iloc[0], list):
+            preds[col] = [json.dumps(v, default=str) for v in preds[col]]
     if output.suffix.lower() in (".parquet", ".pq"):
         write_parquet(output, preds)
     else:
@@ -174,30 +288,36 @@ def _horizons(text: str | None) -> list[float] | None:
     return values
 
 
+def _listing(rows: list[dict[str, str]], columns: list[str], as_json: bool) -> None:
+    """A table whose first column (a name the user types) is never cut; or JSON for scripts."""
+    import json
+
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    t = Table()
+    t.add_column(columns[0], no_wrap=True, min_width=max(len(r[columns[0]]) for r in rows))
+    for col in columns[1:]:
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(*(str(r.get(c, "")) for c in columns))
+    out.print(t)
+
+
 @app.command()
-def datasets() -> None:
+def datasets(as_json: Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")] = False) -> None:
     """List the built-in datasets."""
     from medflow.data.builtin import describe
 
-    t = Table("name", "task", "size", "source")
-    for row in describe():
-        t.add_row(row["name"], row.get("task", ""), row.get("size", ""), row.get("source", ""))
-    out.print(t)
+    _listing(describe(), ["name", "task", "size", "source"], as_json)
 
 
 @app.command()
-def models() -> None:
+def models(as_json: Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")] = False) -> None:
     """List the registered models."""
     from medflow.models import describe
 
-    t = Table()
-    for col in ("name", "family", "inputs"):
-        t.add_column(col, no_wrap=True)
-    t.add_column("tasks")
-    t.add_column("description")
-    for row in describe():
-        t.add_row(row["name"], row["family"], row["inputs"], row["tasks"], row["description"])
-    out.print(t)
+    _listing(describe(), ["name", "family", "inputs", "tasks", "complexity", "description"], as_json)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from medflow.fusion import BlocksConfig
 from medflow.tasks.base import Binary, Multiclass, Regression
 from medflow.tasks.survival import Survival
 from medflow.train.trainer import TrainConfig
+from medflow.tuning import TuneConfig
 
 __all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
 
@@ -70,9 +71,11 @@ class DataConfig(BaseModel):
     sequence: SequenceFeatures = SequenceFeatures()
     simulate: SimulateConfig = SimulateConfig()
     use_source_splits: bool = True
+    stream: bool = False
     patient_id: str | None = None
     types: dict[str, FeatureType] = {}
     drop: list[str] = []
+    encoding: str | None = None
     synthetic: bool = False
 
     @model_validator(mode="after")
@@ -82,6 +85,8 @@ class DataConfig(BaseModel):
             raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
         if self.cohort is not None and self.labels is not None:
             raise ValueError("give either data.cohort or data.labels (a MEDS label file), not both")
+        if self.stream and not self.meds:
+            raise ValueError("data.stream reads a MEDS folder one shard at a time; it needs data.meds")
         return self
 
     @property
@@ -120,6 +125,7 @@ class StudyConfig(BaseModel):
     evaluate: EvaluateConfig = EvaluateConfig()
     explain: ExplainConfig = ExplainConfig()
     compare_blocks: BlocksConfig | None = None
+    tune: TuneConfig | None = None
     seed: int = 0
     output_dir: str = "runs"
 

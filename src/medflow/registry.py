@@ -11,7 +11,8 @@ from typing import Generic, TypeVar
 
 from medflow.errors import ConfigError, did_you_mean
 
-__all__ = ["Registry", "datasets", "models", "metrics", "register_dataset", "register_model", "register_metric"]
+__all__ = ["Registry", "datasets", "models", "metrics", "register_dataset", "register_model", "register_metric",
+           "dataset_info"]
 
 T = TypeVar("T")
 
@@ -61,5 +62,15 @@ models: Registry = Registry("model")
 metrics: Registry = Registry("metric")
 
 register_dataset = datasets.register
+
+
+def dataset_info(**info: str) -> Callable[[T], T]:
+    """Attach the task, size and source shown by `medflow datasets` to a dataset factory."""
+
+    def wrap(fn: T) -> T:
+        fn.info = info  # type: ignore[attr-defined]
+        return fn
+
+    return wrap
 register_model = models.register
 register_metric = metrics.register

@@ -7,8 +7,6 @@ docs/run-directory.md.
 
 from __future__ import annotations
 
-import io
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from medflow.artifacts import read_json, write_json, write_parquet, write_text
 from medflow.errors import DataError, ModelError
 from medflow.features import featurizer_from_dict
 from medflow.features.tabular import TabularFeaturizer
-from medflow.models.base import Estimator, atomic_write_bytes, load_estimator
+from medflow.models.base import Estimator, load_estimator
 from medflow.tasks.base import Binary, Multiclass, Regression, Task
 from medflow.tasks.survival import Survival
 
@@ -28,34 +27,6 @@ __all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read
 
 INCOMPLETE = ".incomplete"
 _TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression, "survival": Survival}
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default).encode())
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def task_from_dict(d: dict[str, Any]) -> Task:
@@ -135,6 +106,25 @@ class Run:
 
     def predictions(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "predictions.parquet")
+
+    def scores(self, records: Any, model: str | None = None, source: str = "input") -> np.ndarray:
+        """A model's raw outputs for records or an event Dataset, as predictions.parquet holds them
+        (probabilities, values, or [risk, S(grid)...]); k-fold runs average the fold models."""
+        model = model or self.metrics.selected_model
+        out = []
+        if getattr(records, "events", None) is not None:
+            from medflow.data.ehr import samples_frame
+
+            samples = samples_frame(records.frame)
+            for fold in range(len(self._folds)):
+                out.append(self.estimator(model, fold).predict(self.featurizer(fold).transform(records.events,
+                                                                                               samples)))
+            return np.mean(out, axis=0)
+        frame = self._frame(records, source)
+        self.featurizer().check_columns(frame, source)
+        for fold in range(len(self._folds)):
+            out.append(self.estimator(model, fold).predict(self.featurizer(fold).transform(frame, source)))
+        return np.mean(out, axis=0)
 
     def _frame(self, records: Any, source: str) -> pd.DataFrame:
         if isinstance(records, pd.DataFrame):
@@ -236,10 +226,30 @@ class Run:
             out["prediction"] = [task.classes[j] for j in score.argmax(axis=1)]
         elif task.kind == "regression":
             out["prediction"] = score
+        self._conformal_columns(out, score, model)
         out["model"] = model
         if self.synthetic:
             out["synthetic"] = True
         return out
+
+    def _conformal_columns(self, out: pd.DataFrame, score: np.ndarray, model: str) -> None:
+        """The conformal prediction set (classification, survival at the horizons) or interval (regression)."""
+        from medflow.evaluate.conformal import apply_conformal
+
+        fitted = self.metrics.data["models"].get(model, {}).get("conformal")
+        if not fitted:
+            return
+        task, pct = self.task, f"{fitted['coverage']:.0%}"
+        if task.kind == "regression":
+            out[f"interval_low_{pct}"], out[f"interval_high_{pct}"] = apply_conformal(fitted, score, task.kind)
+        elif task.kind in ("binary", "multiclass"):
+            sets = apply_conformal(fitted, score, task.kind)
+            out[f"prediction_set_{pct}"] = [[task.classes[j] for j in np.flatnonzero(r)] for r in sets]
+        elif task.kind == "survival":
+            sets = apply_conformal(fitted, score, task.kind, np.asarray(task.state["grid"], dtype=float))
+            for h, r in sets.items():  # status sets: "event" and/or "no event" by the horizon
+                out[f"event_by_{h}_set_{pct}"] = [[lab for lab, keep in zip(("no event", "event"), row, strict=True)
+                                                   if keep] for row in r]
 
     def _survival_columns(self, out: pd.DataFrame, score: np.ndarray, at: np.ndarray | None, hs: list) -> None:
         limit = self.task.state["max_time"]

@@ -22,13 +22,20 @@ from medflow.data.quality import quality_summary
 from medflow.data.sources.tabular import read_table
 from medflow.data.splits import ByPatient, Fold, KFold
 from medflow.errors import ConfigError, DataError
-from medflow.evaluate.evaluator import SUBGROUP_PREFIX, EvaluateConfig, evaluate_predictions, subgroup_labels
+from medflow.evaluate.evaluator import (
+    SUBGROUP_PREFIX,
+    EvaluateConfig,
+    evaluate_predictions,
+    prediction_table,
+    subgroup_labels,
+)
 from medflow.explain.tabular import attributions, method_name, permutation_importance
-from medflow.features.tabular import TabularFeaturizer
+from medflow.features import featurize, input_names, make_featurizer
 from medflow.models.base import build_estimator, load_estimator
 from medflow.registry import models as model_registry
 from medflow.runs import INCOMPLETE, Run, write_json, write_parquet, write_text
 from medflow.tasks.base import Task
+from medflow.train import distributed
 from medflow.train.trainer import TrainConfig
 
 __all__ = ["Study", "run_study"]
@@ -72,8 +79,8 @@ class Study:
     def from_yaml(cls, path: str | Path) -> Study:
         return cls(config=load_config(path))
 
-    def fit(self, resume: str | Path | None = None, console: Console | None = None) -> Run:
-        """Train and evaluate every model; returns the finished Run."""
+    def fit(self, resume: str | Path | None = None, console: Console | None = None) -> Run | None:
+        """Train and evaluate every model; returns the finished Run (None on non-zero ranks under torchrun)."""
         return run_study(self.config, dataset=self.dataset, resume=resume, console=console)
 
 
@@ -96,7 +103,11 @@ def load_event_data(data: DataConfig) -> Dataset:
             raise ConfigError("data.labels: the simulated cohort computes its own labels; choose data.cohort.")
         sim = data.simulate
         return simulated_ehr(sim.patients, sim.seed, data.cohort or "readmission_30d", sim.bias_group)
-    if data.meds:
+    if data.meds and data.stream:
+        from medflow.data.sources.meds import StreamedEvents
+
+        events = StreamedEvents.open(data.meds)
+    elif data.meds:
         from medflow.data.sources.meds import read_meds
 
         events = read_meds(data.meds)
@@ -123,7 +134,8 @@ def load_study_data(data: DataConfig) -> Dataset:
         if data.types:
             raise ConfigError("data.types applies to files (data.path), not to built-in datasets.")
     elif data.path:
-        ds = read_table(data.path, patient_id=data.patient_id, types=dict(data.types), synthetic=data.synthetic)
+        ds = read_table(data.path, patient_id=data.patient_id, types=dict(data.types), synthetic=data.synthetic,
+                        encoding=data.encoding)
     else:
         raise ConfigError("the study has no data: set data.dataset (a built-in name) or data.path (a file).")
     return ds
@@ -162,6 +174,14 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
         raise ConfigError(f"models: each model may appear once, got {names}.")
     for e in entries:
         build_estimator(e.name, e.params, cfg.task)  # unknown names, bad params, wrong task kind
+    if cfg.tune is not None:
+        from medflow.tuning import search_space
+
+        for model, raw in cfg.tune.space.items():
+            if model not in names:
+                raise ConfigError(f"tune.space names model '{model}', which is not under models: {names}.")
+            search_space(model, raw, list(model_registry.get(model).params.model_fields),
+                         list(TrainConfig.model_fields))
     return entries
 
 
@@ -175,13 +195,13 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
         # pooled out-of-fold curves must share their time points: every fold predicts on fold 0's grid
         shared = first["task"].state
         task.load_state({**task.state, "grid": shared["grid"], "horizons": shared["horizons"]})
-    feat = make_featurizer(cfg, ds, features, train)
+    feat = make_featurizer(ds, features, train, cfg.data.sequence)
     fold_dir = work / f"fold_{fold.index}"
     write_json(fold_dir / "featurizer.json", feat.to_dict())
     write_json(fold_dir / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
     xs = {part: featurize(feat, ds, df) for part, df in (("train", train), ("valid", valid), ("test", test))}
     ys = {part: task.encode(df) for part, df in (("train", train), ("valid", valid), ("test", test))}
-    rows, timings = [], {}
+    rows, timings, tuning = [], {}, {}
     for entry in entries:
         model_dir = fold_dir / entry.name
         start = time.perf_counter()
@@ -189,9 +209,10 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             est = load_estimator(model_dir, task)
             console.print(f"  [dim]{entry.name}: already trained (resumed run)[/dim]")
         else:
-            est = build_estimator(entry.name, entry.params, task)
+            params, train_cfg = _tuned(cfg, ds, fold, task, features, entry, model_dir, console, tuning)
+            est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xs["train"])
-            est.fit(xs["train"], ys["train"], xs["valid"], ys["valid"], cfg.train, cfg.seed,
+            est.fit(xs["train"], ys["train"], xs["valid"], ys["valid"], train_cfg, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
             if getattr(est, "resumed_from", None) is not None:
                 console.print(f"  {entry.name}: resumed from the checkpoint after epoch {est.resumed_from + 1}")
@@ -200,54 +221,36 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
         for part, idx in (("valid", fold.valid), ("test", fold.test)):
             rows.append(_prediction_rows(ds, task, est.predict(xs[part]), ys[part], idx, part, fold.index,
                                          entry.name, subgroups))
-    return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys}
+    return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys, "tuning": tuning}
 
 
-def make_featurizer(cfg: StudyConfig, ds: Dataset, features: list[str], train: pd.DataFrame):
-    """The featurizer of the dataset's modality, fitted on the training rows only."""
-    if ds.events is not None:
-        from medflow.data.ehr import samples_frame
-        from medflow.features.codes import EventFeaturizer
+def _tuned(cfg: StudyConfig, ds: Dataset, fold: Fold, task: Task, features: list[str], entry: ModelEntry,
+           model_dir: Path, console: Console, tuning: dict) -> tuple[dict, TrainConfig]:
+    """The model's parameters and training options: as configured, or the best of a nested search."""
+    if cfg.tune is None or entry.name not in cfg.tune.space:
+        return entry.params, cfg.train
+    from medflow.runs import read_json
+    from medflow.tuning import search_space, tune_model
 
-        seq = cfg.data.sequence
-        return EventFeaturizer(seq.min_count, seq.max_len, seq.lookback_days).fit(ds.events, samples_frame(train))
-    return TabularFeaturizer({c: ds.feature_types[c] for c in features}).fit(train)
-
-
-def featurize(feat: Any, ds: Dataset, frame: pd.DataFrame) -> Any:
-    if ds.events is not None:
-        from medflow.data.ehr import samples_frame
-
-        return feat.transform(ds.events, samples_frame(frame))
-    return feat.transform(frame)
-
-
-def input_names(est: Any, feat: Any, x: Any) -> list[str]:
-    """The name of each input column a model sees (count features when a tabular model reads events)."""
-    if est.spec.inputs == "tabular" and hasattr(x, "matrix_names"):
-        return x.matrix_names()
-    return feat.output_sources
+    saved = model_dir / "tuning.json"
+    if saved.exists():  # a resumed run: the search finished before the interruption
+        result = read_json(saved)
+    else:
+        space = search_space(entry.name, cfg.tune.space[entry.name],
+                             list(model_registry.get(entry.name).params.model_fields), list(TrainConfig.model_fields))
+        console.print(f"  tuning {entry.name}: {cfg.tune.trials} trials x {cfg.tune.inner_folds} inner folds "
+                      f"on fold {fold.index}'s training and validation patients")
+        result = tune_model(entry, space, cfg, ds, np.r_[fold.train, fold.valid], task, features, cfg.seed,
+                            fold.index, console)
+        write_json(saved, result)
+    tuning[entry.name] = {k: v for k, v in result.items() if k != "trials"}
+    return {**entry.params, **result["model_params"]}, cfg.train.model_copy(update=result["train_params"])
 
 
 def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
                      fold: int, model: str, subgroups: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({"patient_id": ds.frame[ds.patient_id].iloc[idx].astype(str).to_numpy(), "row": idx,
-                        "fold": fold, "split": part, "model": model})
-    if task.kind == "survival":
-        out["time"], out["event"], out["y_true"] = y[:, 0], y[:, 1], y[:, 1]
-        out["score"] = score[:, 0]
-        g = len(task.grid)
-        for j in range(g):
-            out[f"surv_{j}"] = score[:, 1 + j]
-        for j, cause in enumerate(task.causes if score.shape[1] > 1 + g else []):
-            out[f"cause_{cause}"] = score[:, 1 + g + j]
-    else:
-        out["y_true"] = y
-    if task.kind == "multiclass":
-        for j in range(score.shape[1]):
-            out[f"prob_{j}"] = score[:, j]
-    elif task.kind != "survival":
-        out["score"] = score
+    pid = ds.frame[ds.patient_id].iloc[idx].astype(str).to_numpy()
+    out = prediction_table(task, score, y, pid, idx, part, fold, model)
     for col in subgroups.columns:
         out[col] = subgroups[col].iloc[idx].to_numpy()
     return out
@@ -285,8 +288,12 @@ def _explain(cfg: StudyConfig, run_dir: Path, fold_info: dict, entries: list[Mod
 
 
 def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Path | None = None,
-              console: Console | None = None) -> Run:
-    """Run a study end to end and return the finished run (see docs/run-directory.md)."""
+              console: Console | None = None) -> Run | None:
+    """Run a study end to end and return the finished run (see docs/run-directory.md).
+
+    Under `torchrun` (several processes) every process trains, rank 0 alone evaluates and writes the run
+    directory and returns the Run; the other ranks return None.
+    """
     console = console or Console(stderr=True)
     started = time.perf_counter()
     ds = dataset if dataset is not None else load_study_data(cfg.data)
@@ -302,24 +309,36 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
                               for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
     strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
     folds = _source_folds(cfg, ds, console) or cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
-    work = _resume_dir(resume, cfg) if resume else _new_run_dir(cfg)
+    work = _resume_dir(resume, cfg) if resume else (_new_run_dir(cfg) if distributed.is_main() else None)
+    work = Path(distributed.broadcast_object(str(work)))  # multi-process: rank 0 names the folder
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
-    console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {len(features)} features,"
+    inputs = f"{len(features)} features" if ds.events is None else f"{ds.events.n_events:,} events"
+    console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {inputs},"
                   f" {len(folds)} fold(s), models {[e.name for e in entries]}"
                   + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))
-    rows, timings, first = [], {}, None
+    rows, timings, first, tuning = [], {}, None, {}
     _warn_horizons(cfg, ds, console)
     for fold in folds:
         fold_rows, info = _fit_fold(cfg, ds, fold, features, work, entries, subgroups, console, first)
         rows += fold_rows
         for k, v in info["timings"].items():
             timings[k] = timings.get(k, 0.0) + v
+        for k, v in info["tuning"].items():
+            tuning.setdefault(k, {})[str(fold.index)] = v
         first = first or info
+    if distributed.is_distributed():  # training is done: rank 0 evaluates and writes, the others stop here
+        main = distributed.is_main()
+        distributed.barrier()
+        distributed.shutdown()
+        if not main:
+            return None
     preds = pd.concat(rows, ignore_index=True)
     write_parquet(work / "predictions.parquet", preds)
     console.print("evaluating (bootstrap over patients) ...")
     metrics = evaluate_predictions(preds, first["task"], cfg.evaluate, cfg.seed)
     metrics["fit_seconds"] = timings
+    if tuning:
+        metrics["tuning"] = tuning
     write_json(work / "metrics.json", metrics)
     console.print("explaining ...")
     write_json(work / "explanations.json", _explain(cfg, work, first, entries))

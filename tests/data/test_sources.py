@@ -86,3 +86,25 @@ def test_builtin_datasets_are_real():
     db = load("diabetes")
     assert len(db) == 442 and db.feature_types["sex"] == FeatureType.CATEGORICAL
     assert bc.fingerprint() == load("breast_cancer").fingerprint()
+
+
+def test_infinite_values_are_named_at_loading(tmp_path):
+    from medflow.data.sources.tabular import read_table
+
+    (tmp_path / "t.csv").write_text("pid,ratio,y\n1,0.5,0\n2,inf,1\n3,1.2,0\n4,-inf,1\n")
+    with pytest.raises(DataError, match=r"t\.csv: column 'ratio' holds an infinite value \(inf\) in 2 record\(s\), "
+                                        r"row\(s\) 2, 4"):
+        read_table(tmp_path / "t.csv", patient_id="pid")
+
+
+def test_latin1_csv_gets_a_fix_and_reads_with_data_encoding(tmp_path):
+    from medflow.data.sources.tabular import read_table
+
+    (tmp_path / "l.csv").write_bytes("pid,ward,y\n1,Cardiologie,0\n2,Médecine,1\n3,Gériatrie,0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"l\.csv: not UTF-8 text: byte 0xe9 at line 3 \(record 2\).*"
+                                        r"data\.encoding: latin-1"):
+        read_table(tmp_path / "l.csv", patient_id="pid")
+    ds = read_table(tmp_path / "l.csv", patient_id="pid", encoding="latin-1")
+    assert ds.frame["ward"].tolist() == ["Cardiologie", "Médecine", "Gériatrie"]
+    with pytest.raises(DataError, match="unknown encoding 'klingon'"):
+        read_table(tmp_path / "l.csv", patient_id="pid", encoding="klingon")

@@ -111,3 +111,28 @@ def test_event_table_bad_time_and_value(tmp_path):
         read_event_table(tmp_path / "g.csv", "sid", "t", "code", None)
     with pytest.raises(DataError, match="data.events.code names column 'item'"):
         read_event_table(tmp_path / "g.csv", "sid", "t", "item", None)
+
+
+def test_bulk_export_manifest_is_read_and_other_files_are_skipped(meds, tmp_path):
+    folder = write_ndjson(meds.events, tmp_path / "bulk")
+    files = sorted(p.name for p in folder.glob("*.ndjson"))
+    (folder / "manifest.json").write_text(json.dumps({
+        "transactionTime": "2024-01-01T00:00:00Z", "request": "https://ehr.example/$export",
+        "requiresAccessToken": True,
+        "output": [{"type": f[:-7], "url": f"https://ehr.example/files/{f}"} for f in files],
+        "error": [{"type": "OperationOutcome", "url": "https://ehr.example/files/err.ndjson"}]}))
+    (folder / "README.json").write_text(json.dumps({"note": "export notes, not a resource"}))
+    with pytest.warns(UserWarning, match="1 error file"):
+        fhir = read_fhir(folder)
+    assert fhir.metadata["fhir"]["resources"]["Patient"] == 40
+    assert fhir.events.height == read_fhir(write_ndjson(meds.events, tmp_path / "plain")).events.height
+
+    (folder / "manifest.json").unlink()  # without a manifest: every file, non-resources skipped by name
+    with pytest.warns(UserWarning, match=r"README\.json: not a FHIR resource or Bundle"):
+        assert read_fhir(folder).metadata["fhir"]["resources"]["Patient"] == 40
+
+    (folder / "manifest.json").write_text(json.dumps({"output": [{"type": "Patient",
+                                                                  "url": "https://x/files/Missing.ndjson"}]}))
+    with pytest.raises(DataError, match=r"output\[0\] lists 'https://x/files/Missing.ndjson', but no file named "
+                                        r"'Missing.ndjson'"):
+        read_fhir(folder)

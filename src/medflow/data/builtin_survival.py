@@ -10,10 +10,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from medflow.data.builtin import _with_info
 from medflow.data.dataset import Dataset
 from medflow.data.sources.tabular import dataset_from_frame
-from medflow.registry import register_dataset
+from medflow.registry import dataset_info, register_dataset
 
 __all__ = ["gbsg2", "veterans", "flchain", "breast_cancer_genomic", "bmt", "cgvhd"]
 
@@ -32,8 +31,8 @@ def _frame(loader: Callable, prefix: str, event: str, time: str, drop: tuple[str
 
 
 @register_dataset("gbsg2")
-@_with_info(task="survival: time, event (recurrence-free survival)", size="686 patients, 8 features",
-            source="scikit-survival (German Breast Cancer Study Group 2), real data")
+@dataset_info(task="survival: time, event (recurrence-free survival)", size="686 patients, 8 features",
+              source="scikit-survival (German Breast Cancer Study Group 2), real data")
 def gbsg2() -> Dataset:
     """GBSG2: node-positive breast cancer, recurrence-free survival (Schumacher et al. 1994)."""
     from sksurv.datasets import load_gbsg2
@@ -46,8 +45,8 @@ def gbsg2() -> Dataset:
 
 
 @register_dataset("veterans")
-@_with_info(task="survival: time, event (death)", size="137 patients, 6 features",
-            source="scikit-survival (Veterans' Administration lung cancer trial), real data")
+@dataset_info(task="survival: time, event (death)", size="137 patients, 6 features",
+              source="scikit-survival (Veterans' Administration lung cancer trial), real data")
 def veterans() -> Dataset:
     """Veterans' Administration lung cancer trial (Kalbfleisch & Prentice 1980)."""
     from sksurv.datasets import load_veterans_lung_cancer
@@ -61,8 +60,8 @@ def veterans() -> Dataset:
 
 
 @register_dataset("flchain")
-@_with_info(task="survival: time, event (death)", size="7,874 patients, 8 features",
-            source="scikit-survival (Olmsted County serum free light chain study), real data")
+@dataset_info(task="survival: time, event (death)", size="7,874 patients, 8 features",
+              source="scikit-survival (Olmsted County serum free light chain study), real data")
 def flchain() -> Dataset:
     """Serum free light chains and mortality (Dispenzieri et al. 2012). The cause-of-death column
     `chapter` is removed: it is filled only for those who died, so it leaks the outcome."""
@@ -78,8 +77,8 @@ def flchain() -> Dataset:
 
 
 @register_dataset("breast_cancer_genomic")
-@_with_info(task="survival: time, event (distant metastasis)", size="198 patients, 76 genes + 4 clinical",
-            source="scikit-survival (Desmedt et al. 2007, GSE7390), real data")
+@dataset_info(task="survival: time, event (distant metastasis)", size="198 patients, 76 genes + 4 clinical",
+              source="scikit-survival (Desmedt et al. 2007, GSE7390), real data")
 def breast_cancer_genomic() -> Dataset:
     """Node-negative breast cancer: 76 gene-expression features plus age, ER, grade and size."""
     from sksurv.datasets import load_breast_cancer
@@ -97,8 +96,8 @@ def breast_cancer_genomic() -> Dataset:
 
 
 @register_dataset("bmt")
-@_with_info(task="survival, competing risks: time, event (1 relapse, 2 transplant-related death)",
-            size="35 patients, 1 feature", source="scikit-survival (Scrucca et al. 2007), real data")
+@dataset_info(task="survival, competing risks: time, event (1 relapse, 2 transplant-related death)",
+              size="35 patients, 1 feature", source="scikit-survival (Scrucca et al. 2007), real data")
 def bmt() -> Dataset:
     """Bone-marrow transplant for acute leukaemia: relapse vs transplant-related mortality (competing risks)."""
     from sksurv.datasets import load_bmt
@@ -113,8 +112,8 @@ def bmt() -> Dataset:
 
 
 @register_dataset("cgvhd")
-@_with_info(task="survival, competing risks: time, event (1 chronic GvHD, 2 relapse, 3 death)",
-            size="100 patients, 4 features", source="scikit-survival (Pintilie 2006), real data")
+@dataset_info(task="survival, competing risks: time, event (1 chronic GvHD, 2 relapse, 3 death)",
+              size="100 patients, 4 features", source="scikit-survival (Pintilie 2006), real data")
 def cgvhd() -> Dataset:
     """Chronic graft-versus-host disease after transplant, with relapse and death as competing events."""
     from sksurv.datasets import load_cgvhd

@@ -12,7 +12,7 @@ import pandas as pd
 
 from medflow.errors import DataError, shown
 
-__all__ = ["FeatureType", "Dataset", "infer_feature_types", "coerce_types"]
+__all__ = ["FeatureType", "Dataset", "infer_feature_types", "coerce_types", "check_finite"]
 
 ROW_ID = "__row__"
 
@@ -83,7 +83,9 @@ class Dataset:
         h = hashlib.sha256()
         h.update(repr(list(zip(self.frame.columns, map(str, self.frame.dtypes), strict=True))).encode())
         h.update(pd.util.hash_pandas_object(self.frame, index=False).to_numpy().tobytes())
-        if self.events is not None:
+        if getattr(self.events, "streamed", False):
+            h.update(self.events.fingerprint())
+        elif self.events is not None:
             h.update(self.events.events.hash_rows(seed=0).to_numpy().tobytes())
         return h.hexdigest()
 
@@ -96,7 +98,8 @@ class Dataset:
             "columns": len(self.frame.columns),
             "synthetic": self.synthetic,
             "description": self.description,
-            **({"events": self.events.n_events, "event_subjects": self.events.n_subjects}
+            **({"events": self.events.n_events, "streamed": True} if getattr(self.events, "streamed", False) else
+               {"events": self.events.n_events, "event_subjects": self.events.n_subjects}
                if self.events is not None else {}),
         }
 
@@ -140,6 +143,20 @@ def _raise_text_in_numeric(source: str, col: str, bad: pd.Series) -> None:
         f"({len(bad)} such value(s)). Fix the value, leave it empty for missing, "
         f"or declare the column categorical under data.types."
     )
+
+
+def check_finite(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    """Reject +/-inf in numeric columns, naming the column and rows (scikit-learn would fail later, unclearly)."""
+    for col in columns:
+        s = frame[col]
+        if not pd.api.types.is_float_dtype(s):
+            continue
+        bad = np.flatnonzero(np.isinf(s.to_numpy(dtype=float, na_value=np.nan)))
+        if len(bad):
+            rows = ", ".join(str(int(i) + 1) for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
+            raise DataError(f"{source}: column '{col}' holds an infinite value ({shown(s.iloc[bad[0]])}) in "
+                            f"{len(bad)} record(s), row(s) {rows}. Infinity is usually a division by zero "
+                            "upstream: fix the values, or leave them empty for missing.")
 
 
 def coerce_types(frame: pd.DataFrame, types: dict[str, FeatureType], source: str) -> pd.DataFrame:

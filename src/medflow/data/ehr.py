@@ -25,13 +25,13 @@ SPLIT_COLUMN = "source_split"
 def event_dataset(data: EventData, cohort: str | Cohort | dict | None = None, labels: str | Path | None = None,
                   label_name: str = "label", name: str | None = None) -> Dataset:
     """A Dataset of prediction samples over `data`: from a cohort definition or a MEDS label file."""
-    if labels is not None:
+    label = label_name if labels is not None else get_cohort(cohort or "readmission_30d").name
+    if getattr(data, "streamed", False):
+        samples = _streamed_samples(data, cohort, labels, label_name)
+    elif labels is not None:
         samples = labels_from_meds(data, read_meds_labels(labels), label_name, str(labels))
-        label = label_name
     else:
-        c = get_cohort(cohort or "readmission_30d")
-        samples = extract_samples(data, c)
-        label = c.name
+        samples = extract_samples(data, get_cohort(cohort or "readmission_30d"))
     if data.splits is not None:
         samples = samples.join(data.splits.rename({"split": SPLIT_COLUMN}), on="subject_id", how="left",
                                maintain_order="left")
@@ -42,7 +42,8 @@ def event_dataset(data: EventData, cohort: str | Cohort | dict | None = None, la
              for c in frame.columns if c != "subject_id"}
     oracle = data.metadata.get("medflow", {}).get("oracle_auroc", {})
     desc = (f"{samples.height} prediction samples of {samples['subject_id'].n_unique()} subjects, task '{label}', "
-            f"over {data.n_events:,} events from {data.source}.")
+            f"over {data.n_events:,} events from {data.source}"
+            + (", read one shard at a time." if getattr(data, "streamed", False) else "."))
     if data.synthetic:
         desc = "SYNTHETIC (simulated) patients. " + desc
         if label in oracle:
@@ -50,6 +51,34 @@ def event_dataset(data: EventData, cohort: str | Cohort | dict | None = None, la
     return Dataset(frame=frame, name=name or label, patient_id="subject_id", feature_types=types,
                    source=data.source, synthetic=data.synthetic, description=desc, label_hint=label,
                    meta={"kind": "events", "oracle_auroc": oracle}, events=data)
+
+
+def _streamed_samples(data, cohort, labels, label_name: str) -> pl.DataFrame:
+    """Samples computed shard by shard (each subject's events live in one MEDS shard)."""
+    from medflow.errors import DataError
+
+    table = read_meds_labels(labels) if labels is not None else None
+    parts, seen = [], []
+    for shard in data.shards():
+        subjects = shard.events.select("subject_id").unique()
+        seen.append(subjects)
+        if table is not None:
+            mine = table.join(subjects, on="subject_id", how="semi")
+            if mine.height:
+                parts.append(labels_from_meds(shard, mine, label_name, str(labels)))
+        else:
+            try:
+                parts.append(extract_samples(shard, get_cohort(cohort or "readmission_30d")))
+            except DataError:  # a shard with no eligible encounter contributes no sample
+                continue
+    if table is not None:
+        unknown = table.join(pl.concat(seen), on="subject_id", how="anti")
+        if unknown.height:
+            raise DataError(f"{labels}: {unknown.height} label row(s) name subjects with no events in "
+                            f"{data.source}, e.g. subject {unknown['subject_id'][0]}.")
+    if not parts:
+        raise DataError(f"{data.source}: no prediction samples in any shard for this cohort.")
+    return pl.concat(parts, how="diagonal_relaxed").sort(["subject_id", "prediction_time"], maintain_order=True)
 
 
 def simulated_ehr(patients: int = 2000, seed: int = 0, cohort: str | Cohort | dict = "readmission_30d",

@@ -2,31 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from medflow.evaluate.metrics import Metric
 
-__all__ = ["bootstrap_ci", "patient_resamples"]
+__all__ = ["bootstrap_ci", "patient_resamples", "PatientResamples"]
 
 
-def patient_resamples(patient_ids: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Row indices of `n_boot` resamples, each drawing patients with replacement (all their rows)."""
-    rng = np.random.default_rng(seed)
-    uniq, inverse = np.unique(patient_ids, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    counts = np.bincount(inverse, minlength=len(uniq))
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    samples = []
-    one_row_each = bool((counts == 1).all())
-    for _ in range(n_boot):
-        chosen = rng.integers(0, len(uniq), len(uniq))
-        if one_row_each:
-            samples.append(order[chosen])
-        else:
-            samples.append(np.concatenate([order[starts[c]:starts[c] + counts[c]] for c in chosen]))
-    return samples
+class PatientResamples:
+    """Row indices of `n_boot` resamples, each drawing patients with replacement (all their rows).
+
+    Re-iterable and lazy: each pass regenerates the same resamples from the seed, one at a time, so a
+    bootstrap over hundreds of thousands of test rows holds one resample in memory, not all of them.
+    """
+
+    def __init__(self, patient_ids: np.ndarray, n_boot: int, seed: int) -> None:
+        self.n_boot, self.seed = n_boot, seed
+        uniq, inverse = np.unique(np.asarray(patient_ids), return_inverse=True)
+        self.n_patients = len(uniq)
+        self.order = np.argsort(inverse, kind="stable")
+        self.counts = np.bincount(inverse, minlength=len(uniq))
+        self.starts = np.r_[0, np.cumsum(self.counts)[:-1]]
+        self.one_row_each = bool((self.counts == 1).all())
+
+    def __len__(self) -> int:
+        return self.n_boot
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        for _ in range(self.n_boot):
+            chosen = rng.integers(0, self.n_patients, self.n_patients)
+            if self.one_row_each:
+                yield self.order[chosen]
+            else:
+                yield np.concatenate([self.order[self.starts[c]:self.starts[c] + self.counts[c]] for c in chosen])
+
+
+def patient_resamples(patient_ids: np.ndarray, n_boot: int, seed: int) -> PatientResamples:
+    """Row indices of `n_boot` patient-level resamples (re-iterable; see `PatientResamples`)."""
+    return PatientResamples(patient_ids, n_boot, seed)
 
 
 def bootstrap_ci(

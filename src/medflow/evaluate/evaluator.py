@@ -15,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medflow.errors import ConfigError, DataError
 from medflow.evaluate.bootstrap import bootstrap_ci
 from medflow.evaluate.calibration import reliability
+from medflow.evaluate.conformal import ConformalConfig, conformal_summary, fit_conformal
+from medflow.evaluate.decision import DecisionCurveConfig, decision_curve
 from medflow.evaluate.metrics import Metric, get_metric
+from medflow.evaluate.selection import SelectionConfig, select_model
 from medflow.evaluate.threshold import sensitivity_threshold, youden_threshold
 from medflow.tasks.base import Task
 
 __all__ = ["ThresholdConfig", "SubgroupConfig", "EvaluateConfig", "evaluate_predictions", "subgroup_labels",
-           "score_matrix", "SUBGROUP_PREFIX"]
+           "score_matrix", "prediction_table", "SUBGROUP_PREFIX"]
 
 SUBGROUP_PREFIX = "subgroup:"
 BOUNDED = {"c_harrell", "c_uno", "auroc", "auprc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
@@ -65,6 +68,9 @@ class EvaluateConfig(BaseModel):
     subgroups: list[str | SubgroupConfig] = []
     calibration_bins: int = Field(10, ge=2, le=50)
     min_subgroup_size: int = Field(10, ge=1)
+    selection: SelectionConfig = SelectionConfig()
+    conformal: ConformalConfig = ConformalConfig()
+    decision_curve: DecisionCurveConfig = DecisionCurveConfig()
 
     def subgroup_specs(self) -> list[SubgroupConfig]:
         return [SubgroupConfig(column=s) if isinstance(s, str) else s for s in self.subgroups]
@@ -91,6 +97,29 @@ def _band_labels(bands: pd.Series) -> pd.Series:
         return "missing" if not isinstance(iv, pd.Interval) else f"{iv.left:.4g}-{iv.right:.4g}"
 
     return bands.astype(object).map(name)
+
+
+def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: np.ndarray, rows: np.ndarray,
+                     part: str, fold: int, model: str) -> pd.DataFrame:
+    """Rows of a predictions table (the layout of predictions.parquet) for one model, fold and split."""
+    out = pd.DataFrame({"patient_id": np.asarray(patient_ids).astype(str), "row": rows, "fold": fold,
+                        "split": part, "model": model})
+    if task.kind == "survival":
+        out["time"], out["event"], out["y_true"] = y[:, 0], y[:, 1], y[:, 1]
+        out["score"] = score[:, 0]
+        g = len(task.grid)
+        for j in range(g):
+            out[f"surv_{j}"] = score[:, 1 + j]
+        for j, cause in enumerate(task.causes if score.shape[1] > 1 + g else []):
+            out[f"cause_{cause}"] = score[:, 1 + g + j]
+    else:
+        out["y_true"] = y
+    if task.kind == "multiclass":
+        for j in range(score.shape[1]):
+            out[f"prob_{j}"] = score[:, j]
+    elif task.kind != "survival":
+        out["score"] = score
+    return out
 
 
 def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
@@ -150,19 +179,27 @@ def metrics_for(task: Task, preds: pd.DataFrame) -> list[Metric]:
     return [get_metric(n) for n in task.default_metrics]
 
 
-def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, seed: int) -> dict[str, Any]:
-    """Metrics with CIs on the test rows of each model, threshold from its validation rows."""
+def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, seed: int,
+                         fixed: dict[str, dict] | None = None, selected: str | None = None) -> dict[str, Any]:
+    """Metrics with CIs on the test rows of each model, threshold from its validation rows.
+
+    External validation passes `fixed`: per model the run's own threshold and conformal sets, applied
+    unchanged, and `selected`, the model the run selected (nothing is chosen on external data).
+    """
     task_kind, primary = task.kind, task.primary_metric
     metrics = metrics_for(task, preds)
     sg_cols = [c for c in preds.columns if c.startswith(SUBGROUP_PREFIX)]
     out: dict[str, Any] = {"models": {}, "primary_metric": primary, "level": cfg.level,
                            "n_bootstrap": cfg.n_bootstrap, "threshold_method": cfg.threshold.model_dump()}
-    valid_scores = {}
     for model, g in preds.groupby("model", sort=False):
         valid, test = g[g["split"] == "valid"], g[g["split"] == "test"]
         if test.empty:
             raise DataError(f"predictions for model '{model}' have no test rows.")
-        threshold = _threshold(valid, cfg.threshold) if task_kind == "binary" and not valid.empty else 0.5
+        given = (fixed or {}).get(model, {})
+        if given.get("threshold") is not None:
+            threshold = float(given["threshold"])
+        else:
+            threshold = _threshold(valid, cfg.threshold) if task_kind == "binary" and not valid.empty else 0.5
         y, s = truth(test, task_kind), score_matrix(test, task_kind)
         pid = test["patient_id"].astype(str).to_numpy()
         entry: dict[str, Any] = {
@@ -173,19 +210,41 @@ def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, s
             k = 2 if task_kind == "binary" else s.shape[1]
             entry["confusion"] = _confusion(y, s, task_kind, threshold, k)
         entry["calibration"] = _calibration(y, s, task_kind, cfg.calibration_bins, task.state)
+        entry["decision_curve"] = decision_curve(y, s, task_kind, cfg.decision_curve, task.state)
         entry["subgroups"] = {c[len(SUBGROUP_PREFIX):]: _subgroups(test, c, metrics, primary, task_kind,
                                                                   threshold, cfg, seed) for c in sg_cols}
-        if not valid.empty:
-            valid_scores[model] = get_metric(primary)(truth(valid, task_kind), score_matrix(valid, task_kind),
-                                                      threshold)
-            entry["valid_" + primary] = valid_scores[model]
+        if given.get("conformal"):
+            entry["conformal"] = {**given["conformal"], "test": _coverage(given["conformal"], test, task, seed)}
+        elif not valid.empty and fixed is None:
+            fitted = fit_conformal(truth(valid, task_kind), score_matrix(valid, task_kind), task_kind,
+                                   cfg.conformal, task.state)
+            entry["conformal"] = {**fitted, "test": _coverage(fitted, test, task, seed)}
         out["models"][model] = entry
-    if valid_scores:
-        better = max if get_metric(primary).higher_is_better else min
-        out["selected_model"] = better(valid_scores, key=lambda m: valid_scores[m])
-    else:
+    if fixed is not None:
+        out["selected_model"] = selected if selected in out["models"] else next(iter(out["models"]))
+        out["selection"] = {"selected": out["selected_model"], "rule": "fixed", "warning": None,
+                            "reason": f"{out['selected_model']} was selected on the run's own validation data"}
+        return out
+    valid = preds[preds["split"] == "valid"]
+    if valid.empty:
         out["selected_model"] = next(iter(out["models"]))
+        out["selection"] = {"selected": out["selected_model"], "rule": "none", "warning": None,
+                            "reason": "no validation split, so no selection: the first model listed is reported"}
+        return out
+    sel = select_model(valid, get_metric(primary), task_kind, lambda f: truth(f, task_kind),
+                       lambda f: score_matrix(f, task_kind), cfg.selection, cfg.n_bootstrap, cfg.level, seed)
+    for model, row in sel["models"].items():
+        out["models"][model]["valid_" + primary] = row["value"]
+    out["selected_model"], out["selection"] = sel["selected"], sel
     return out
+
+
+def _coverage(fitted: dict, test: pd.DataFrame, task: Task, seed: int) -> dict:
+    """Empirical coverage of calibrated conformal sets on the test rows."""
+    kind, state = task.kind, task.state
+    grid = np.asarray(state["grid"], dtype=float) if kind == "survival" else None
+    return conformal_summary(fitted, truth(test, kind), score_matrix(test, kind),
+                             test["patient_id"].astype(str).to_numpy(), kind, seed, state.get("classes"), grid)
 
 
 def _subgroups(test: pd.DataFrame, col: str, metrics, primary: str, task_kind: str, threshold: float,

@@ -9,32 +9,16 @@ scikit-learn's implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.stats import rankdata
 
 from medflow.errors import ConfigError
-from medflow.registry import metrics, register_metric
+from medflow.evaluate.metric import Metric, metric_function
+from medflow.registry import metrics
 
 __all__ = ["Metric", "get_metric", "validate_binary"]
 
 EPS = 1e-15
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric function with its display name and direction."""
-
-    name: str
-    fn: Callable[[np.ndarray, np.ndarray, float], float]
-    higher_is_better: bool
-    display: str
-    uses_threshold: bool = False
-
-    def __call__(self, y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
-        return float(self.fn(y_true, y_score, threshold))
 
 
 def get_metric(name: str) -> Metric:
@@ -56,14 +40,6 @@ def metric_info(name: str) -> tuple[str, bool]:
         return BOUND_METRICS[name]
     m = get_metric(name)
     return m.display, m.higher_is_better
-
-
-def _metric(name: str, display: str, higher_is_better: bool, uses_threshold: bool = False):
-    def wrap(fn):
-        register_metric(name)(Metric(name, fn, higher_is_better, display, uses_threshold))
-        return fn
-
-    return wrap
 
 
 def validate_binary(y_true: np.ndarray, y_score: np.ndarray) -> None:
@@ -101,12 +77,12 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-@_metric("auroc", "AUROC", True)
+@metric_function("auroc", "AUROC", True)
 def auroc(y, s, t=0.5):
     return _auroc(np.asarray(y), np.asarray(s, dtype=float))
 
 
-@_metric("auprc", "AUPRC", True)
+@metric_function("auprc", "AUPRC", True)
 def auprc(y, s, t=0.5):
     """Average precision, as scikit-learn defines it (step-wise, no interpolation)."""
     y = np.asarray(y)
@@ -123,48 +99,48 @@ def auprc(y, s, t=0.5):
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-@_metric("accuracy", "Accuracy", True, True)
+@metric_function("accuracy", "Accuracy", True, True)
 def accuracy(y, s, t=0.5):
     tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
     return (tp + tn) / len(y)
 
 
-@_metric("sensitivity", "Sensitivity", True, True)
+@metric_function("sensitivity", "Sensitivity", True, True)
 def sensitivity(y, s, t=0.5):
     tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
     return _ratio(tp, tp + fn)
 
 
-@_metric("specificity", "Specificity", True, True)
+@metric_function("specificity", "Specificity", True, True)
 def specificity(y, s, t=0.5):
     tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
     return _ratio(tn, tn + fp)
 
 
-@_metric("ppv", "PPV", True, True)
+@metric_function("ppv", "PPV", True, True)
 def ppv(y, s, t=0.5):
     tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
     return _ratio(tp, tp + fp)
 
 
-@_metric("npv", "NPV", True, True)
+@metric_function("npv", "NPV", True, True)
 def npv(y, s, t=0.5):
     tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
     return _ratio(tn, tn + fn)
 
 
-@_metric("f1", "F1", True, True)
+@metric_function("f1", "F1", True, True)
 def f1(y, s, t=0.5):
     tp, fp, fn, tn = _confusion(np.asarray(y), np.asarray(s), t)
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
-@_metric("brier", "Brier score", False)
+@metric_function("brier", "Brier score", False)
 def brier(y, s, t=0.5):
     return float(np.mean((np.asarray(s, dtype=float) - np.asarray(y)) ** 2))
 
 
-@_metric("log_loss", "Log-loss", False)
+@metric_function("log_loss", "Log-loss", False)
 def log_loss(y, s, t=0.5):
     p = np.clip(np.asarray(s, dtype=float), EPS, 1 - EPS)
     y = np.asarray(y)
@@ -175,7 +151,7 @@ def _onehot(y: np.ndarray, k: int) -> np.ndarray:
     return np.eye(k, dtype=int)[np.asarray(y, dtype=int)]
 
 
-@_metric("auroc_macro", "AUROC (macro)", True)
+@metric_function("auroc_macro", "AUROC (macro)", True)
 def auroc_macro(y, p, t=0.5):
     p = np.asarray(p, dtype=float)
     oh = _onehot(y, p.shape[1])
@@ -183,18 +159,18 @@ def auroc_macro(y, p, t=0.5):
     return float(np.mean(values))  # NaN when a class is absent, as the bootstrap expects
 
 
-@_metric("auroc_micro", "AUROC (micro)", True)
+@metric_function("auroc_micro", "AUROC (micro)", True)
 def auroc_micro(y, p, t=0.5):
     p = np.asarray(p, dtype=float)
     return _auroc(_onehot(y, p.shape[1]).ravel(), p.ravel())
 
 
-@_metric("accuracy_mc", "Accuracy", True)
+@metric_function("accuracy_mc", "Accuracy", True)
 def accuracy_mc(y, p, t=0.5):
     return float(np.mean(np.asarray(p).argmax(axis=1) == np.asarray(y)))
 
 
-@_metric("f1_macro", "F1 (macro)", True)
+@metric_function("f1_macro", "F1 (macro)", True)
 def f1_macro(y, p, t=0.5):
     p = np.asarray(p)
     y = np.asarray(y)
@@ -207,24 +183,24 @@ def f1_macro(y, p, t=0.5):
     return float(np.mean(scores))
 
 
-@_metric("log_loss_mc", "Log-loss", False)
+@metric_function("log_loss_mc", "Log-loss", False)
 def log_loss_mc(y, p, t=0.5):
     p = np.clip(np.asarray(p, dtype=float), EPS, 1)
     p = p / p.sum(axis=1, keepdims=True)
     return float(-np.mean(np.log(p[np.arange(len(p)), np.asarray(y, dtype=int)])))
 
 
-@_metric("rmse", "RMSE", False)
+@metric_function("rmse", "RMSE", False)
 def rmse(y, s, t=0.5):
     return float(np.sqrt(np.mean((np.asarray(y, dtype=float) - np.asarray(s, dtype=float)) ** 2)))
 
 
-@_metric("mae", "MAE", False)
+@metric_function("mae", "MAE", False)
 def mae(y, s, t=0.5):
     return float(np.mean(np.abs(np.asarray(y, dtype=float) - np.asarray(s, dtype=float))))
 
 
-@_metric("r2", "R²", True)
+@metric_function("r2", "R²", True)
 def r2(y, s, t=0.5):
     y = np.asarray(y, dtype=float)
     ss_res = np.sum((y - np.asarray(s, dtype=float)) ** 2)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medflow.evaluate.metrics import Metric, _metric
+from medflow.evaluate.metric import Metric, metric_function
 from medflow.tasks.survival import structured
 
 __all__ = ["survival_metrics", "survival_calibration", "kaplan_meier", "BOUND_METRICS"]
@@ -21,7 +21,7 @@ __all__ = ["survival_metrics", "survival_calibration", "kaplan_meier", "BOUND_ME
 BOUND_METRICS = {"c_uno": ("C-index (Uno)", True), "ibs": ("Integrated Brier", False)}
 
 
-@_metric("c_harrell", "C-index (Harrell)", True)
+@metric_function("c_harrell", "C-index (Harrell)", True)
 def c_harrell(y, s, t=0.5):
     from sksurv.metrics import concordance_index_censored
 
@@ -82,11 +82,11 @@ def _auc_at(reference: np.ndarray, horizon: float):
 
 def survival_metrics(state: dict[str, Any], reference: np.ndarray) -> list[Metric]:
     """C (Harrell, Uno), integrated Brier score and AUC at each horizon, bound to the grid and reference."""
-    from medflow.evaluate.metrics import get_metric
+    from medflow.registry import metrics
 
     grid = np.asarray(state["grid"])
     bound = {"c_uno": _uno(reference), "ibs": _ibs(reference, grid)}
-    out = [get_metric("c_harrell")] + [Metric(name, fn, BOUND_METRICS[name][1], BOUND_METRICS[name][0])
+    out = [metrics.get("c_harrell")] + [Metric(name, fn, BOUND_METRICS[name][1], BOUND_METRICS[name][0])
                                        for name, fn in bound.items()]
     for h in state["horizons"]:
         name = f"auc@{h:g}"

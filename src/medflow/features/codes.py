@@ -164,7 +164,14 @@ class EventFeaturizer:
         return ["<pad>", "<unknown>"] + self.vocab
 
     def fit(self, data: EventData, samples: pl.DataFrame) -> EventFeaturizer:
-        """Learn from the events of `samples`' subjects at or before each subject's last prediction time."""
+        """Learn from the events of `samples`' subjects at or before each subject's last prediction time.
+
+        Streamed MEDS data (`StreamedEvents`) are read one shard at a time; the counts, sums and sums of
+        squares of each shard are added up: the same vocabulary, and the same scales to float rounding."""
+        if getattr(data, "streamed", False):
+            stats = [_shard_stats(shard.events, samples) for shard in data.shards()]
+            self._set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), data.source)
+            return self
         cut = samples.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_cut"))
         ev = (data.events.lazy().join(cut.lazy(), on="subject_id", how="inner")
               .filter(pl.col("time").is_null() | (pl.col("time") <= pl.col("_cut"))))
@@ -189,10 +196,26 @@ class EventFeaturizer:
                              "_std": [self.value_std.get(c, 1.0) for c in self.vocab]},
                             schema={"code": pl.String, "_id": pl.Int32, "_mean": pl.Float64, "_std": pl.Float64})
 
+    def _set_stats(self, total: pl.DataFrame, source: str) -> None:
+        """Vocabulary and value scales from per-code counts n, value counts k, sums s and sums of squares ss."""
+        total = total.filter(pl.col("n") >= self.min_count).sort("code")
+        if total.height == 0:
+            raise DataError(f"{source}: no codes seen at least {self.min_count} times in the training "
+                            "patients' histories; lower data.sequence.min_count.")
+        self.vocab = total["code"].to_list()
+        num = total.filter(pl.col("k") > 0).with_columns((pl.col("s") / pl.col("k")).alias("mean"))
+        num = num.with_columns(((pl.col("ss") / pl.col("k") - pl.col("mean") ** 2).clip(0, None)
+                                * pl.col("k") / (pl.col("k") - 1).clip(1, None)).sqrt().alias("std"))
+        self.value_mean = dict(zip(num["code"].to_list(), num["mean"].to_list(), strict=True))
+        self.value_std = {c: (s if s and s > 1e-8 else 1.0)
+                          for c, s in zip(num["code"].to_list(), num["std"].to_list(), strict=True)}
+
     def transform(self, data: EventData, samples: pl.DataFrame) -> EventTensors:
         """EventTensors of `samples` (rows in the given order)."""
         if not self.vocab:
             raise DataError("the event featurizer is not fitted; call fit() on the training samples first.")
+        if getattr(data, "streamed", False):
+            return self._transform_streamed(data, samples)
         subjects = samples.select("subject_id").unique()
         ev = (data.events.lazy().join(subjects.lazy(), on="subject_id", how="semi", maintain_order="left")
               .join(self._vocab_frame().lazy(), on="code", how="left", maintain_order="left")
@@ -242,6 +265,23 @@ class EventFeaturizer:
         return EventTensors(ev["id"].to_numpy().astype(np.int64), t, values, has_value, start, n_static, end,
                             timed_start, s["_pt"].to_numpy(), self.n_codes, self.max_len, age, self.code_names,
                             numeric_codes)
+
+    def _transform_streamed(self, data: Any, samples: pl.DataFrame) -> EventTensors:
+        """Windows built shard by shard, then put back in the order of `samples`."""
+        indexed = samples.with_row_index("_order")
+        parts, orders = [], []
+        for shard in data.shards():
+            mine = indexed.join(shard.events.select("subject_id").unique(), on="subject_id", how="semi")
+            if mine.height:
+                parts.append(self.transform(shard, mine.drop("_order")))
+                orders.append(mine["_order"].to_numpy())
+        if not parts:
+            raise DataError(f"{data.source}: none of the samples' subjects has events in any shard.")
+        order = np.concatenate(orders)
+        if len(order) != samples.height:
+            raise DataError(f"{data.source}: {samples.height - len(order)} sample(s) name subjects with no events.")
+        x = concat_tensors(parts, self)
+        return x.subset(np.argsort(order, kind="stable"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.name, "min_count": self.min_count, "max_len": self.max_len,
@@ -299,23 +339,10 @@ def stream_meds(root: str, cohort: Any, featurizer: EventFeaturizer | None = Non
                 continue
             if train_ids is not None:
                 samples = samples.join(train_ids, on="subject_id", how="semi")
-            cut = samples.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_cut"))
-            ev = data.events.join(cut, on="subject_id").filter(pl.col("time").is_null()
-                                                                | (pl.col("time") <= pl.col("_cut")))
-            v = pl.col("numeric_value").cast(pl.Float64)
-            stats.append(ev.group_by("code").agg(pl.len().alias("n"), v.count().alias("k"), v.sum().alias("s"),
-                                                 (v * v).sum().alias("ss")))
+            stats.append(_shard_stats(data.events, samples))
         if not stats:
             raise DataError(f"{root}: no training samples found in any shard for this cohort.")
-        total = pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()).filter(
-            pl.col("n") >= feat.min_count).sort("code")
-        feat.vocab = total["code"].to_list()
-        num = total.filter(pl.col("k") > 0).with_columns((pl.col("s") / pl.col("k")).alias("mean"))
-        num = num.with_columns(((pl.col("ss") / pl.col("k") - pl.col("mean") ** 2).clip(0, None)
-                                * pl.col("k") / (pl.col("k") - 1).clip(1, None)).sqrt().alias("std"))
-        feat.value_mean = dict(zip(num["code"].to_list(), num["mean"].to_list(), strict=True))
-        feat.value_std = {c: (s if s and s > 1e-8 else 1.0)
-                          for c, s in zip(num["code"].to_list(), num["std"].to_list(), strict=True)}
+        feat._set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), root)
     parts: list[EventTensors] = []
     sample_parts: list[pl.DataFrame] = []
     for f in files:
@@ -327,15 +354,28 @@ def stream_meds(root: str, cohort: Any, featurizer: EventFeaturizer | None = Non
         parts.append(feat.transform(data, samples))
         sample_parts.append(samples)
         del data
+    return concat_tensors(parts, feat), pl.concat(sample_parts, how="diagonal_relaxed"), feat
+
+
+def _shard_stats(events: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+    """Per-code event counts and value sums of the samples' subjects, up to each one's last prediction time."""
+    cut = samples.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_cut"))
+    ev = events.join(cut, on="subject_id").filter(pl.col("time").is_null() | (pl.col("time") <= pl.col("_cut")))
+    v = pl.col("numeric_value").cast(pl.Float64)
+    return ev.group_by("code").agg(pl.len().alias("n"), v.count().alias("k"), v.sum().alias("s"),
+                                   (v * v).sum().alias("ss"))
+
+
+def concat_tensors(parts: list[EventTensors], feat: EventFeaturizer) -> EventTensors:
+    """One EventTensors from several built with the same featurizer (e.g. one per shard), in order."""
     shift = np.cumsum([0] + [len(p.codes) for p in parts[:-1]])
     cat = np.concatenate
-    x = EventTensors(cat([p.codes.astype(np.int32) for p in parts]), cat([p.times for p in parts]),
-                     cat([p.values for p in parts]), cat([p.has_value for p in parts]),
-                     cat([p.static_start + s for p, s in zip(parts, shift, strict=True)]),
-                     cat([p.n_static for p in parts]),
-                     cat([p.end + s for p, s in zip(parts, shift, strict=True)]),
-                     cat([p.timed_start + s for p, s in zip(parts, shift, strict=True)]),
-                     cat([p.pred_time for p in parts]), feat.n_codes, feat.max_len,
-                     cat([p.extra for p in parts]) if parts[0].extra is not None else None, feat.code_names,
-                     parts[0].numeric_codes)
-    return x, pl.concat(sample_parts, how="diagonal_relaxed"), feat
+    return EventTensors(cat([p.codes.astype(np.int32) for p in parts]), cat([p.times for p in parts]),
+                        cat([p.values for p in parts]), cat([p.has_value for p in parts]),
+                        cat([p.static_start + s for p, s in zip(parts, shift, strict=True)]),
+                        cat([p.n_static for p in parts]),
+                        cat([p.end + s for p, s in zip(parts, shift, strict=True)]),
+                        cat([p.timed_start + s for p, s in zip(parts, shift, strict=True)]),
+                        cat([p.pred_time for p in parts]), feat.n_codes, feat.max_len,
+                        cat([p.extra for p in parts]) if parts[0].extra is not None else None, feat.code_names,
+                        parts[0].numeric_codes)

@@ -153,13 +153,19 @@ def _as_float(s: pd.Series, kind: FeatureType, source: str = "input", col: str =
         days = (t - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds() / 86400.0
         return days.to_numpy(dtype=float, na_value=np.nan)
     if pd.api.types.is_numeric_dtype(s):
-        return s.to_numpy(dtype=float, na_value=np.nan)
-    parsed = pd.to_numeric(s, errors="coerce")
-    bad = s[parsed.isna() & s.notna()]
-    if len(bad):
-        raise DataError(f"{source}: column '{col}' is numeric but row {int(bad.index[0]) + 1} holds "
-                        f"{shown(bad.iloc[0])}. Fix the value or leave it empty for missing.")
-    return parsed.to_numpy(dtype=float, na_value=np.nan)
+        v = s.to_numpy(dtype=float, na_value=np.nan)
+    else:
+        parsed = pd.to_numeric(s, errors="coerce")
+        bad = s[parsed.isna() & s.notna()]
+        if len(bad):
+            raise DataError(f"{source}: column '{col}' is numeric but row {int(bad.index[0]) + 1} holds "
+                            f"{shown(bad.iloc[0])}. Fix the value or leave it empty for missing.")
+        v = parsed.to_numpy(dtype=float, na_value=np.nan)
+    inf = np.flatnonzero(np.isinf(v))
+    if len(inf):
+        raise DataError(f"{source}: column '{col}' holds an infinite value in {len(inf)} record(s), first at row "
+                        f"{int(inf[0]) + 1}. Fix the values or leave them empty for missing.")
+    return v
 
 
 def _binary_positive(values: list[Any]) -> Any:

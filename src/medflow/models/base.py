@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +19,12 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
+from medflow.artifacts import atomic_write_bytes
 from medflow.errors import ConfigError, ModelError
 from medflow.registry import models as model_registry
 from medflow.tasks.base import Task
 from medflow.train.callbacks import Checkpoint, EarlyStopping, ProgressBar
+from medflow.train.distributed import is_main
 from medflow.train.trainer import TrainConfig, Trainer
 
 __all__ = ["ModelSpec", "Estimator", "DeepEstimator", "SklearnEstimator", "build_estimator", "load_estimator",
@@ -44,15 +44,9 @@ class ModelSpec:
     head: Callable[[Task, BaseModel], Any] | None = None  # deep models: a non-default output head
     estimator: type | None = None  # overrides the Estimator class chosen by family
     inputs: str = "tabular"  # "tabular": a feature matrix (event data give count features); "events": windows
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    # model selection prefers the lowest rank among models tied on validation (docs/evaluation.md):
+    # 0 no-skill reference, 1 linear, 2 tree ensembles, 3 MLPs, 4 residual / fusion / sequence networks
+    complexity: int = 3
 
 
 def parse_params(spec: ModelSpec, params: dict[str, Any]) -> BaseModel:
@@ -205,7 +199,7 @@ class DeepEstimator(Estimator):
                                          patience=train.patience)]
         if workdir is not None:
             callbacks.append(Checkpoint(workdir))
-        if train.progress:
+        if train.progress and is_main():
             callbacks.append(ProgressBar(f"{self.spec.name:>18}"))
         trainer = Trainer(train, seed=seed, callbacks=callbacks)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from medflow.artifacts import read_json, write_text
 from medflow.evaluate.evaluator import score_matrix
 from medflow.evaluate.metrics import metric_info
 from medflow.report import plots
-from medflow.runs import read_json, write_text
 
 __all__ = ["write_report", "render_report"]
 
@@ -59,11 +59,48 @@ def _metrics_section(metrics: dict, names: list[str]) -> str:
         classes.append("sel" if sel else "")
     level = int(round(metrics["level"] * 100))
     return (f"<p>Test split, {level}% CIs from {metrics['n_bootstrap']} bootstrap resamples of patients. "
-            f"&#9733; = model selected on the validation split by {_e(metrics['primary_metric'])} "
-            f"(never on the test split)."
+            f"&#9733; = model selected on the validation predictions by {_e(metrics['primary_metric'])} "
+            f"(never on the test split; see Model selection below)."
             + (f" Thresholds were chosen on the validation split ({_e(metrics['threshold_method']['method'])}) "
                "and applied unchanged to the test split." if binary else "") + "</p>"
-            + _table(header, rows, classes))
+            + _table(header, rows, classes) + _selection_section(metrics) + _tuning_section(metrics))
+
+
+def _tuning_section(metrics: dict) -> str:
+    """The nested hyper-parameter search: the best parameters of each tuned model on each outer fold."""
+    tuning = metrics.get("tuning") or {}
+    if not tuning:
+        return ""
+    rows = []
+    for model, folds in tuning.items():
+        for fold, r in folds.items():
+            params = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                               for k, v in r["best_params"].items())
+            rows.append([_e(model), _e(fold), r["n_trials"], f"{r['best_value']:.4f}", _e(params)])
+    first = next(iter(next(iter(tuning.values())).values()))
+    return ("<h3>Hyper-parameter search</h3><p>Optuna (TPE), nested: each trial trained on "
+            f"{first['inner_folds']} inner patient folds of the outer fold's training and validation patients and "
+            f"was scored by the mean inner-fold {_e(first['metric'])}; the test split was never seen. The best "
+            "parameters were then trained on the outer fold.</p>"
+            + _table(["model", "outer fold", "trials", f"best inner {first['metric']}", "best parameters"], rows))
+
+
+def _selection_section(metrics: dict) -> str:
+    """How the starred model was chosen: the rule, its reasoning, every model's validation score."""
+    sel = metrics.get("selection") or {}
+    if not sel.get("models"):
+        return f"<p>{_e(sel.get('reason', ''))}</p>"
+    rows = [[_e(m) + (" &#9733;" if m == sel["selected"] else ""), _ci(r), r["complexity"],
+             "" if r["diff_from_best"] is None else
+             f"{r['diff_from_best']:.3f} <span class='muted'>({r['diff_low']:.3f}&ndash;{r['diff_high']:.3f})</span>",
+             "yes" if r["tied_with_best"] else "no"] for m, r in sel["models"].items()]
+    folds = f" pooled over {sel['n_folds']} folds" if sel["n_folds"] > 1 else ""
+    warn = f"<p class='flag'>Warning: {_e(sel['warning'])}</p>" if sel.get("warning") else ""
+    return (f"<h3>Model selection</h3><p>Validation predictions{folds}: {sel['n_valid_patients']} patients"
+            + (f", {sel['n_valid_events']} events" if sel.get("n_valid_events") is not None else "")
+            + f". Rule <b>{_e(sel['rule'])}</b>: {_e(sel['reason'])}.</p>" + warn
+            + _table(["model", f"validation {_display(sel['metric'])}", "complexity rank",
+                      "behind the best (paired CI)", "tied with the best"], rows))
 
 
 def _display(name: str) -> str:
@@ -113,6 +150,147 @@ def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[
                  "probability and observed frequency over equal-width bins; lower is better).</p>"
                  + _table(["model", "ECE", "non-empty bins"], cal_rows))
     return grid
+
+
+def _decision_section(metrics: dict, kind: str) -> str:
+    """Net benefit curves of every model on the test split (binary; survival at each horizon)."""
+    entries = {m: e["decision_curve"] for m, e in metrics["models"].items() if e.get("decision_curve")}
+    if not entries:
+        return ""
+    first = next(iter(entries.values()))
+    th = first["thresholds"]
+    if kind == "binary":
+        panels = {"": ({m: d["model"] for m, d in entries.items()}, first["treat_all"],
+                       {m: d["useful_range"] for m, d in entries.items()})}
+    else:
+        panels = {h: ({m: d["horizons"][h]["model"] for m, d in entries.items() if h in d["horizons"]},
+                      first["horizons"][h]["treat_all"],
+                      {m: d["horizons"][h]["useful_range"] for m, d in entries.items() if h in d["horizons"]})
+                  for h in first["horizons"]}
+    imgs, rows = [], []
+    for h, (curves, treat_all, useful) in panels.items():
+        title = "Decision curve, test split" + (f", event by {h}" if h else "")
+        imgs.append(_img(plots.decision_curve_plot(th, curves, treat_all, title), "decision curve"))
+        for m, r in useful.items():
+            rows.append([_e(m)] + ([_e(h)] if h else []) + ["none" if r is None else f"{r[0]:.2f}&ndash;{r[1]:.2f}"])
+    return ("<h2>Decision curves</h2><p>Net benefit of treating the patients whose predicted risk is at least the "
+            "threshold probability, against treating everyone and treating no one (Vickers &amp; Elkin 2006). "
+            "The threshold says how many false positives one true positive is worth: pt / (1 - pt). "
+            + ("For survival, risk is the predicted probability of the event by the horizon, and net benefit "
+               "uses the Kaplan-Meier estimate among the treated, so censoring is handled. " if kind == "survival"
+               else "") + "</p><div class='grid'>" + "".join(imgs) + "</div>"
+            + _table(["model"] + (["horizon"] if kind == "survival" else [])
+                     + ["thresholds where the model beats treat-all and treat-none"], rows))
+
+
+def _conformal_section(metrics: dict, kind: str, classes: list) -> str:
+    """Conformal prediction sets or intervals: their target and the empirical coverage on the test split."""
+    entries = {m: e["conformal"] for m, e in metrics["models"].items() if e.get("conformal")}
+    if not entries:
+        return ""
+    first = next(iter(entries.values()))
+    target = first["coverage"]
+    rows = []
+    for m, c in entries.items():
+        t = c["test"]
+        if kind == "regression":
+            rows.append([_e(m), _ci(t["coverage"]), f"&plusmn;{c['qhat']:.4g}", f"{t['mean_width']:.4g}"])
+        elif kind == "survival":
+            for h, r in t["horizons"].items():
+                rows.append([_e(m), _e(h), _ci(r["coverage"]), f"{r['mean_set_size']:.2f}", r["n_known"]])
+        else:
+            by_class = ", ".join(f"{_e(k)}: {v['value']:.3f}" for k, v in t["coverage_by_class"].items())
+            rows.append([_e(m), _ci(t["coverage"]), by_class, f"{t['mean_set_size']:.2f}",
+                         f"{t['singleton_share']:.1%}"])
+    if kind == "regression":
+        header = ["model", "test coverage (95% CI)", "interval half-width", "mean width"]
+        what = "intervals: prediction &plusmn; the calibrated quantile of absolute validation residuals"
+    elif kind == "survival":
+        header = ["model", "horizon", "test coverage (95% CI, IPCW)", "mean set size", "patients with known status"]
+        what = ("sets for the status 'event by the horizon', calibrated on validation patients whose status is "
+                "known, weighted by the inverse probability of censoring")
+    else:
+        header = ["model", "test coverage (95% CI)", "coverage by class", "mean set size", "single-label sets"]
+        what = ("sets of labels: every class whose probability is at least 1 minus the calibrated quantile of "
+                + ("that class's" if "class_conditional" in first["method"] else "the")
+                + " validation non-conformity scores (1 - probability of the true class)")
+    return (f"<h2>Conformal prediction</h2><p>Split conformal {what}, calibrated on the validation predictions "
+            f"({first['n_calibration']} records) for a target coverage of {target:.0%}: in exchangeable data the "
+            "set holds the true outcome at least that often. Empirical coverage on the test split (patient "
+            "bootstrap CI) checks it; a set with more than one label says the model cannot decide for that "
+            "patient. <span class='muted'>Method: " + _e(first["method"]) + ".</span></p>" + _table(header, rows))
+
+
+def _external_section(run_dir: Path, names: list[str]) -> str:
+    """External validations written by `medflow evaluate RUN --data ...`, apart from the internal results."""
+    folders = sorted(p for p in (run_dir / "external").glob("*") if (p / "metrics.json").exists())
+    if not folders:
+        return ""
+    parts = ["<h2>External validation</h2><p>The run's models applied unchanged (same thresholds, same conformal "
+             "sets) to data from outside the training source. These results, not the internal ones above, say "
+             "how the model transports to that site or period.</p>"]
+    for folder in folders:
+        r = read_json(folder / "metrics.json")
+        ext = r["external"]
+        parts.append(f"<h3>{_e(ext['name'])}</h3><p>{_e(ext['source'])}: {ext['n_records']} records, "
+                     f"{ext['n_patients']} patients" + (f"; outcome counts {_e(ext['class_balance'])}"
+                                                       if ext.get("class_balance") else "") + ".</p>")
+        if ext.get("synthetic"):
+            parts.append("<p class='flag'>These external data are SYNTHETIC.</p>")
+        rows = [[_e(m) + (" &#9733;" if m == r["selected_model"] else "")] + [_ci(e["metrics"][n]) for n in names]
+                for m, e in r["models"].items()]
+        parts.append(_table(["model"] + [_display(n) for n in names], rows))
+        cal = [[_e(m), _ci(e["calibration_fit"]["citl"]), _ci(e["calibration_fit"]["slope"]),
+                f"{e['calibration_fit']['oe_ratio']['value']:.3f}"]
+               for m, e in r["models"].items() if e.get("calibration_fit")]
+        if cal:
+            parts.append("<p>Calibration-in-the-large (0 is ideal: the mean prediction matches the outcome rate) "
+                         "and calibration slope (1 is ideal; below 1, predictions are too extreme), "
+                         "with patient-bootstrap 95% CIs:</p>"
+                         + _table(["model", "calibration-in-the-large", "calibration slope", "observed / expected"],
+                                  cal))
+        drift = r.get("drift") or {}
+        flags = "".join(f"<li>{_e(f)}</li>" for f in drift.get("flagged", [])) or "<li>no large shifts</li>"
+        parts.append(f"<p>Input drift against the training data:</p><ul>{flags}</ul>")
+        if drift.get("columns"):
+            rows = [[_e(c["column"]), _e(c["type"]), "" if c.get("missing_train") is None else
+                     f"{c['missing_train']:.1%}", f"{c['missing_new']:.1%}",
+                     f"{c['smd']:+.2f}" if c.get("smd") is not None and c["smd"] == c["smd"] else "",
+                     f"{c['unseen_share']:.1%}" if "unseen_share" in c else ""] for c in drift["columns"]]
+            parts.append("<details><summary>Drift by column</summary>" + _table(
+                ["column", "type", "missing (training)", "missing (new)", "standardized mean difference",
+                 "unseen categories"], rows) + "</details>")
+        rc = r.get("recalibration")
+        if rc:
+            rows = []
+            for m, e in rc["models"].items():
+                for when in ("before", "after"):
+                    c = e[when]["calibration_fit"]
+                    rows.append([_e(m), when, _ci(c["citl"]), _ci(c["slope"])]
+                                + [_ci(e[when]["metrics"][n]) for n in names if n in e[when]["metrics"]][:3])
+            shown = [n for n in names][:3]
+            parts.append(f"<p>Recalibration ({_e(rc['method'])}) fitted on {rc['n_fit_patients']} of the new "
+                         f"patients and reported on the other {rc['n_report_patients']}; the decision threshold "
+                         "moves through the same map:</p>"
+                         + _table(["model", "", "calibration-in-the-large", "calibration slope"]
+                                  + [_display(n) for n in shown], rows))
+    return "".join(parts)
+
+
+def _tripod_section(config: dict, manifest: dict, metrics: dict, quality: dict, run_dir: Path, kind: str) -> str:
+    from medflow.report.tripod import tripod_items
+
+    sets = [{"name": p.name, "recalibrated": "recalibration" in read_json(p / "metrics.json")}
+            for p in sorted((run_dir / "external").glob("*")) if (p / "metrics.json").exists()]
+    rows = tripod_items(config, manifest, metrics, quality, sets, kind)
+    counts = {s: sum(r[2] == s for r in rows) for s in ("reported", "partly", "author", "not applicable")}
+    cls = {"reported": "", "partly": "", "author": "flag", "not applicable": "muted"}
+    body = [[_e(i), _e(topic), f"<span class='{cls[st]}'>{_e(st)}</span>", _e(text)] for i, topic, st, text in rows]
+    return ("<h2>TRIPOD+AI checklist</h2><p>The TRIPOD+AI reporting items (Collins et al., BMJ 2024), answered "
+            f"from this run: {counts['reported']} reported, {counts['partly']} partly, {counts['author']} for the "
+            f"authors to supply, {counts['not applicable']} not applicable.</p>"
+            + "<details><summary>Items</summary>" + _table(["item", "topic", "status", "answer from the run"], body)
+            + "</details>")
 
 
 def _subgroup_section(metrics: dict, names: list[str]) -> str:
@@ -194,10 +372,13 @@ def _quality_section(q: dict, manifest: dict) -> str:
             + "</details><h3>Splits (by patient)</h3>" + _table(["fold", "train", "valid", "test"], split_rows))
 
 
-def _limitations(manifest: dict, metrics: dict, q: dict) -> str:
+def _limitations(manifest: dict, metrics: dict, q: dict, external: list[str] | None = None) -> str:
     items = [
-        "Internal validation only: the test split comes from the same source as the training data; performance at "
-        "another site, time period or population must be established by external validation before clinical use.",
+        (f"Externally validated on {', '.join(external)} (section above); other sites, periods and populations "
+         "still need their own validation before clinical use." if external else
+         "Internal validation only: the test split comes from the same source as the training data; performance "
+         "at another site, time period or population must be established by external validation "
+         "(medflow evaluate RUN --data ...) before clinical use."),
         f"The test split holds {min(e['n_test_patients'] for e in metrics['models'].values())} patients; the CIs "
         "show how much the estimates could move with another sample.",
         "Attributions describe the model, not causal effects of the features on the outcome.",
@@ -288,7 +469,8 @@ def render_report(run_dir: Path) -> str:
     title = f"medflow model card: {config['name']}"
     body = [
         "<div class='synthetic'>SYNTHETIC DATA: these results come from simulated patients.</div>" if synthetic else "",
-        f"<h1>{_e(title)}</h1><p class='muted'>run {_e(run_dir.name)} &middot; finished {_e(manifest['finished_at'])}"
+        f"<h1>{_e(title)}</h1><p class='muted'>run {_e(run_dir.name.removesuffix('.incomplete'))} &middot; "
+        f"finished {_e(manifest['finished_at'])}"
         f" &middot; {_e(kind)} task on {_e(_target_text(task['config']))}</p>",
         "<h2>Intended use</h2><p>" + _e(config.get("intended_use") or
                                        "Not stated. A research model: not for clinical decisions without "
@@ -299,11 +481,16 @@ def render_report(run_dir: Path) -> str:
         "<h2>Performance plots</h2>" + _plots_section(preds, metrics, kind, classes,
                                                       task["config"].get("time_unit", "")),
         _hazard_ratios(run_dir),
+        _decision_section(metrics, kind),
+        _conformal_section(metrics, kind, classes),
         "<h2>Subgroups</h2>" + _subgroup_section(metrics, names),
+        _external_section(run_dir, names),
         _blocks_section(run_dir),
         "<h2>Explanations</h2>" + _explain_section(expl, metrics["selected_model"]),
         ("<h2>Training</h2>" + _img(plots.history_plot(histories), "training curves")) if histories else "",
-        "<h2>Limitations</h2>" + _limitations(manifest, metrics, quality),
+        _tripod_section(config, manifest, metrics, quality, run_dir, kind),
+        "<h2>Limitations</h2>" + _limitations(manifest, metrics, quality, sorted(
+            p.name for p in (run_dir / "external").glob("*") if (p / "metrics.json").exists())),
         "<h2>Study configuration</h2><pre>" + _e(yaml.safe_dump(config, sort_keys=False)) + "</pre>",
         "<h2>Environment</h2>" + _table(["item", "value"], [[_e(k), _e(v)] for k, v in manifest.items()
                                                              if k not in ("data", "splits", "feature_types")]),

@@ -12,7 +12,7 @@ from medflow.evaluate.threshold import roc_points
 
 __all__ = ["km_by_risk_plot", "survival_calibration_plot",
            "roc_plot", "pr_plot", "calibration_plot", "confusion_plot", "importance_plot", "scatter_plot",
-           "history_plot"]
+           "history_plot", "decision_curve_plot"]
 
 
 def _figure(width: float = 5.0, height: float = 4.0):
@@ -139,4 +139,20 @@ def survival_calibration_plot(cal: dict, model: str, unit: str) -> str:
     ax.set(xlabel="predicted survival", ylabel="observed (Kaplan-Meier)", xlim=(0, 1), ylim=(0, 1),
            title=f"Calibration by risk decile ({model})")
     ax.legend(fontsize=7)
+    return _encode(plt, fig)
+
+
+def decision_curve_plot(thresholds: list[float], curves: dict[str, list[float]], treat_all: list[float],
+                        title: str) -> str:
+    """Net benefit against threshold probability, with treat-all and treat-none references."""
+    plt, fig, ax = _figure(5.5, 4.0)
+    th = np.asarray(thresholds)
+    for name, nb in curves.items():
+        ax.plot(th, nb, label=name, lw=1.2)
+    ax.plot(th, treat_all, ls="--", c="grey", lw=0.9, label="treat all")
+    ax.axhline(0, c="black", lw=0.8, label="treat none")
+    top = max([max(v) for v in curves.values()] + [max(treat_all)] + [0.01])
+    ax.set_ylim(-0.05 * top - 0.01, top * 1.1)
+    ax.set(xlabel="threshold probability", ylabel="net benefit", title=title)
+    ax.legend(fontsize=7, loc="upper right")
     return _encode(plt, fig)

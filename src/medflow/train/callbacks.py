@@ -95,6 +95,10 @@ class Checkpoint(Callback):
             self.resumed_from = trainer.state.epoch
 
     def on_epoch_end(self, trainer: Trainer) -> None:
+        from medflow.train.distributed import is_main
+
+        if not is_main():  # one writer; the other processes read the same file when resuming
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         os.close(fd)

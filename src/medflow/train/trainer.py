@@ -18,6 +18,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from medflow.train import distributed
+
 __all__ = ["TrainConfig", "Trainer", "TrainState", "take", "predict_outputs"]
 
 
@@ -115,6 +117,12 @@ class Trainer:
         self.loss_fn = loss_fn
         for cb in self.callbacks:
             cb.on_fit_start(self)
+        world, rank = distributed.world_size(), distributed.rank()
+        forward = module
+        if world > 1:  # after a resume has loaded the weights: DDP starts from rank 0's, identical anyway
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(module)
         n = len(x_train)
         bs = min(cfg.batch_size, n)
         for epoch in range(self.state.epoch + 1, cfg.max_epochs):
@@ -123,15 +131,19 @@ class Trainer:
             module.train()
             total, batches = 0.0, 0
             for idx in self._batches(x_train, n, bs):
-                if len(idx) < 2 and n >= 2:  # BatchNorm cannot train on a batch of one
+                if len(idx) < max(2, world) and n >= 2:  # BatchNorm cannot train on a batch of one
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(module(take(x_train, idx)), y_train[idx])
-                loss.backward()
+                part = torch.tensor_split(idx, world)[rank] if world > 1 else idx
+                loss = loss_fn(forward(take(x_train, part)), y_train[part])
+                share = len(part) / len(idx)
+                # DDP averages gradients over processes; weighting each process's mean loss by its share of
+                # the global batch makes that average the gradient of the global batch's mean loss
+                (loss * (share * world)).backward()
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
                 self.optimizer.step()
-                total += float(loss.detach())
+                total += distributed.all_sum(float(loss.detach()) * share)
                 batches += 1
             self.scheduler.step()
             self.state.epoch = epoch

@@ -23,6 +23,7 @@ resources without a subject, and references to unknown patients are errors that 
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,11 +173,41 @@ class _Reader:
         self.add(res, _Where(file, line, rtype, str(res.get("id", ""))))
 
 
+def _manifest_files(path: Path, manifest: Path) -> list[Path] | None:
+    """The NDJSON files a FHIR Bulk Data manifest lists in `output` (matched by file name in the folder)."""
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{manifest}: not valid JSON ({exc}); a Bulk Data manifest is a JSON object with an "
+                        "'output' list.") from exc
+    if not isinstance(doc, dict) or "output" not in doc:
+        return None
+    files = []
+    for i, item in enumerate(doc.get("output") or []):
+        url = str((item or {}).get("url", ""))
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        local = next(iter(path.rglob(name)), None) if name else None
+        if local is None:
+            raise DataError(f"{manifest}: output[{i}] lists {url!r}, but no file named {name!r} is in {path}; "
+                            "download every file of the export into this folder.")
+        files.append(local)
+    if doc.get("error"):
+        warnings.warn(f"{manifest}: the export reports {len(doc['error'])} error file(s) (OperationOutcome); "
+                      "they are not read.", stacklevel=3)
+    if not files:
+        raise DataError(f"{manifest}: the Bulk Data manifest lists no output files.")
+    return sorted(set(files))
+
+
 def _files(path: Path) -> list[Path]:
     if not path.exists():
         raise DataError(f"{path}: no such FHIR file or folder.")
     if path.is_file():
         return [path]
+    if (path / "manifest.json").is_file():
+        listed = _manifest_files(path, path / "manifest.json")
+        if listed is not None:
+            return listed
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".json", ".ndjson"))
     if not files:
         raise DataError(f"{path}: no .json (Bundle) or .ndjson (bulk export) files found.")
@@ -203,6 +234,9 @@ def read_fhir(path: str | Path) -> EventData:
                 res = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{f}: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno}).") from exc
+            if f != root and not (isinstance(res, dict) and "resourceType" in res):
+                warnings.warn(f"{f}: not a FHIR resource or Bundle (no resourceType); skipped.", stacklevel=2)
+                continue
             reader.resource(res, f, None)
     if reader.aware and reader.naive:
         raise DataError(f"{reader.naive}: a dateTime without a time-zone offset, while {reader.aware} has one. "

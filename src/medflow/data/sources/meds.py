@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from medflow.errors import DataError
 
-__all__ = ["EventData", "read_meds", "write_meds", "read_meds_labels", "write_meds_labels", "EVENT_SCHEMA",
-           "atomic_dir"]
+__all__ = ["EventData", "StreamedEvents", "read_meds", "write_meds", "read_meds_labels", "write_meds_labels",
+           "EVENT_SCHEMA", "atomic_dir"]
 
 EVENT_SCHEMA = {"subject_id": pl.Int64, "time": pl.Datetime("us"), "code": pl.String,
                 "numeric_value": pl.Float32}
@@ -151,6 +151,14 @@ def read_meds(root: str | Path, check_order: bool = True) -> EventData:
     events = pl.concat(parts, how="vertical", rechunk=True) if len(parts) > 1 else parts[0]
     if len(parts) > 1:  # a subject may span shards only in non-standard exports; keep global order
         events = events.sort(["subject_id", "time"], nulls_last=False, maintain_order=True)
+    metadata, splits, codes = _read_metadata(root)
+    synthetic = bool(metadata.get("medflow", {}).get("synthetic", False))
+    return EventData(events=events, splits=splits, metadata=metadata, source=str(root), synthetic=synthetic,
+                     codes=codes)
+
+
+def _read_metadata(root: Path) -> tuple[dict[str, Any], pl.DataFrame | None, pl.DataFrame | None]:
+    """A MEDS folder's dataset.json, subject splits and code table (each optional)."""
     meta_dir = root / "metadata"
     metadata: dict[str, Any] = {}
     if (meta_dir / "dataset.json").exists():
@@ -167,9 +175,66 @@ def read_meds(root: str | Path, check_order: bool = True) -> EventData:
                 raise DataError(f"{path}: column '{col}' is missing (columns: {splits.columns}).")
         splits = splits.select(pl.col("subject_id").cast(pl.Int64), pl.col("split").cast(pl.String))
     codes = pl.read_parquet(meta_dir / "codes.parquet") if (meta_dir / "codes.parquet").exists() else None
-    synthetic = bool(metadata.get("medflow", {}).get("synthetic", False))
-    return EventData(events=events, splits=splits, metadata=metadata, source=str(root), synthetic=synthetic,
-                     codes=codes)
+    return metadata, splits, codes
+
+
+@dataclass
+class StreamedEvents:
+    """A MEDS folder read one shard at a time (`data: {meds: ..., stream: true}`): its events are never all
+    in memory. MEDS keeps each subject's events in one shard, so cohorts, vocabularies and event windows are
+    computed shard by shard; `shards()` yields each shard as EventData, checked as `read_meds` checks it."""
+
+    root: Path
+    files: list[Path]
+    splits: pl.DataFrame | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    synthetic: bool = False
+    codes: pl.DataFrame | None = None
+    streamed = True
+
+    @classmethod
+    def open(cls, root: str | Path) -> StreamedEvents:
+        root = Path(root)
+        files = _shards(root)
+        zones = {f: _check_schema(f)[0] for f in files}
+        if len({tz is None for tz in zones.values()}) > 1:
+            raise DataError(f"{root}: some shards have time zones and others do not; write every shard in one "
+                            "convention (MEDS uses naive UTC).")
+        metadata, splits, codes = _read_metadata(root)
+        return cls(root, files, splits, metadata, str(root), bool(metadata.get("medflow", {}).get("synthetic")),
+                   codes)
+
+    def shards(self):
+        """Each shard's events as EventData, one at a time."""
+        for f in self.files:
+            tz, _ = _check_schema(f)
+            part = _scan(f, tz).collect()
+            _check_order(part, f)
+            yield EventData(events=part, splits=self.splits, metadata=self.metadata, source=str(f),
+                            synthetic=self.synthetic)
+
+    @property
+    def n_events(self) -> int:
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+
+    def fingerprint(self) -> bytes:
+        """A digest of the shards' bytes (read in blocks, never whole)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(str(f.relative_to(self.root)).encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+        return h.digest()
+
+    def summary(self) -> dict[str, Any]:
+        return {"events": self.n_events, "shards": len(self.files), "source": self.source,
+                "synthetic": self.synthetic, "streamed": True}
 
 
 class atomic_dir:  # noqa: N801 - used like open()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medflow.data.dataset import ROW_ID, Dataset, FeatureType, coerce_types, infer_feature_types
+from medflow.data.dataset import ROW_ID, Dataset, FeatureType, check_finite, coerce_types, infer_feature_types
 from medflow.errors import DataError
 
 __all__ = ["read_table", "read_frame"]
@@ -15,15 +15,34 @@ CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
-def read_frame(path: str | Path) -> pd.DataFrame:
-    """Read a CSV/TSV or Parquet file into a DataFrame, or raise a DataError that names it."""
+def _encoding_error(p: Path) -> DataError:
+    """Where the first byte that is not UTF-8 sits, and how to name the file's encoding."""
+    raw = p.read_bytes()
+    try:
+        raw.decode("utf-8")
+        where, byte = "", "?"
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        where = f" at line {line} (record {line - 1})" if line > 1 else " in the header"
+        byte = raw[exc.start:exc.start + 1].hex()
+    return DataError(f"{p}: not UTF-8 text: byte 0x{byte}{where} cannot be decoded. The file is probably "
+                     "Latin-1 / Windows-1252 (common in exports from Excel and older hospital systems): set "
+                     "data.encoding: latin-1 (or cp1252) in the study, or save the file as UTF-8.")
+
+
+def read_frame(path: str | Path, encoding: str | None = None) -> pd.DataFrame:
+    """Read a CSV/TSV or Parquet file into a DataFrame, or raise a DataError that names it.
+
+    CSV text is UTF-8 (a byte-order mark is allowed) unless `encoding` names another one.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: file not found. Check data.path (relative paths start at the YAML's folder).")
     suffix = p.suffix.lower()
     try:
         if suffix in CSV_SUFFIXES:
-            frame = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", low_memory=False)
+            frame = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", low_memory=False,
+                                encoding=encoding or "utf-8-sig")
         elif suffix in PARQUET_SUFFIXES:
             frame = pd.read_parquet(p)
         else:
@@ -35,7 +54,14 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         raise
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{p}: the file is empty; it needs a header row and at least one record.") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        if encoding:
+            raise DataError(f"{p}: cannot be decoded as {encoding} ({exc.reason}); check data.encoding.") from exc
+        raise _encoding_error(p) from exc
+    except LookupError as exc:
+        raise DataError(f"{p}: unknown encoding {encoding!r} (data.encoding); use e.g. utf-8, latin-1 or "
+                        "cp1252.") from exc
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
         kind = "Parquet" if suffix in PARQUET_SUFFIXES else "CSV"
         raise DataError(f"{p}: not a readable {kind} file ({type(exc).__name__}: {exc}).") from exc
     if len(frame) == 0:
@@ -50,6 +76,7 @@ def read_table(
     types: dict[str, str | FeatureType] | None = None,
     name: str | None = None,
     synthetic: bool = False,
+    encoding: str | None = None,
 ) -> Dataset:
     """Read a CSV or Parquet file as a Dataset.
 
@@ -60,9 +87,10 @@ def read_table(
         types: overrides for inferred feature types, e.g. ``{"sex": "categorical"}``.
         name: the dataset's name (default: the file's stem).
         synthetic: mark the data as simulated.
+        encoding: the CSV's text encoding (default UTF-8), e.g. ``"latin-1"``.
     """
     p = Path(path)
-    frame = read_frame(p)
+    frame = read_frame(p, encoding)
     return dataset_from_frame(frame, source=str(p), name=name or p.stem, patient_id=patient_id,
                               types=types, synthetic=synthetic)
 
@@ -102,6 +130,7 @@ def dataset_from_frame(
     rest = frame.drop(columns=[patient_id, *overrides])
     inferred = infer_feature_types(rest, source)
     feature_types = {c: overrides.get(c) or inferred[c] for c in frame.columns if c != patient_id}
+    check_finite(frame, [c for c, k in feature_types.items() if k == FeatureType.NUMERIC], source)
     return Dataset(frame=frame, name=name, patient_id=patient_id, feature_types=feature_types,
                    source=source, synthetic=synthetic, description=description, label_hint=label_hint,
                    meta=meta)

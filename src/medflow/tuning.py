@@ -1,0 +1,137 @@
+"""Hyper-parameter search (Optuna, TPE) nested inside each outer fold, so the test split stays untouched.
+
+For every model named under `tune.space`, each trial trains on inner patient folds of the outer fold's
+training and validation patients (featurizer refitted per inner fold) and scores the trial by the mean
+inner-fold metric; the best parameters are then trained on the outer fold as usual. Early stopping inside
+an inner fold watches that fold's held-out part, the same part that scores the trial: a small optimistic
+bias shared by every trial, so the ranking of trials is fair (docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from medflow.errors import ConfigError
+
+__all__ = ["TuneConfig", "SearchDim", "search_space", "tune_model"]
+
+
+class SearchDim(BaseModel):
+    """One searched parameter: a numeric range (optionally log-scaled or integer) or a list of choices."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+
+class TuneConfig(BaseModel):
+    """Nested hyper-parameter search (YAML: `tune:`). `space` maps a model name to its parameters, each
+    `[low, high]` (integers if both are), `{low, high, log, integer}` or `{choices: [...]}`; a parameter
+    named `train.<key>` (e.g. `train.lr`) searches the training options of that model."""
+
+    model_config = ConfigDict(extra="forbid")
+    trials: int = Field(20, ge=1, le=10_000)
+    inner_folds: int = Field(3, ge=2, le=20)
+    metric: str | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    space: dict[str, dict[str, Any]] = {}
+
+
+def search_space(model: str, raw: dict[str, Any], param_fields: list[str], train_fields: list[str]) -> dict:
+    """Parse and check one model's search space, naming the model and parameter in errors."""
+    out = {}
+    for name, value in raw.items():
+        where = f"tune.space.{model}.{name}"
+        is_train = name.startswith("train.")
+        field = name[6:] if is_train else name
+        valid = train_fields if is_train else param_fields
+        if field not in valid:
+            owner = "train" if is_train else f"model '{model}'"
+            raise ConfigError(f"{where}: '{field}' is not a parameter of {owner}; valid: {', '.join(valid)}"
+                              + ("." if is_train else " (or train.lr, train.weight_decay, ...)."))
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+            dim = SearchDim(low=value[0], high=value[1], integer=all(isinstance(v, int) for v in value))
+        elif isinstance(value, dict):
+            try:
+                dim = SearchDim(**value)
+            except Exception as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+        else:
+            raise ConfigError(f"{where}: give [low, high], {{low, high, log}} or {{choices: [...]}}, got {value!r}.")
+        if dim.choices is None and (dim.low is None or dim.high is None or dim.low >= dim.high):
+            raise ConfigError(f"{where}: needs low < high (got {dim.low}, {dim.high}) or choices.")
+        if dim.log and dim.choices is None and dim.low <= 0:
+            raise ConfigError(f"{where}: a log-scaled range needs low > 0.")
+        out[name] = dim
+    return out
+
+
+def _suggest(trial: Any, name: str, dim: SearchDim) -> Any:
+    if dim.choices is not None:
+        return trial.suggest_categorical(name, dim.choices)
+    if dim.integer:
+        return trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log)
+    return trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log)
+
+
+def _inner_folds(patient_ids: Any, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from medflow.data.splits import KFold
+
+    folds = KFold(k=k, valid=0.0, stratify=False).make(patient_ids.reset_index(drop=True), None, seed)
+    return [(f.train, f.test) for f in folds]
+
+
+def tune_model(entry: Any, space: dict, cfg: Any, ds: Any, rows: np.ndarray, task: Any, features: list[str],
+               seed: int, fold_index: int, console: Any = None) -> dict[str, Any]:
+    """Search `space` for one model on the outer fold's rows (train + valid); returns the trials and best."""
+    import optuna
+
+    from medflow.evaluate.metrics import get_metric
+    from medflow.features import featurize, input_names, make_featurizer
+    from medflow.models.base import build_estimator
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tune: TuneConfig = cfg.tune
+    metric = get_metric(tune.metric or task.primary_metric)
+    frame = ds.frame.iloc[rows]
+    inner = _inner_folds(frame[ds.patient_id], tune.inner_folds, seed + 100 + fold_index)
+    base_train = cfg.train.model_copy(update={"progress": False})
+
+    def objective(trial: Any) -> float:
+        params, train = dict(entry.params), base_train.model_dump()
+        for name, dim in space.items():
+            value = _suggest(trial, name, dim)
+            (train.__setitem__(name[6:], value) if name.startswith("train.") else params.__setitem__(name, value))
+        train_cfg = type(cfg.train)(**train)
+        scores = []
+        for i, (tr, va) in enumerate(inner):
+            a, b = frame.iloc[tr], frame.iloc[va]
+            feat = make_featurizer(ds, features, a, cfg.data.sequence)
+            xa, xb = featurize(feat, ds, a), featurize(feat, ds, b)
+            ya, yb = task.encode(a), task.encode(b)
+            est = build_estimator(entry.name, params, task)
+            est.sources = input_names(est, feat, xa)
+            est.fit(xa, ya, xb, yb, train_cfg, seed + i)
+            scores.append(metric(yb, est.predict(xb)))
+        value = float(np.nanmean(scores))
+        if console is not None:
+            console.print(f"  [dim]{entry.name} fold {fold_index} trial {trial.number}: {metric.name} {value:.4f} "
+                          f"{trial.params}[/dim]", highlight=False)
+        return value
+
+    direction = "maximize" if metric.higher_is_better else "minimize"
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed + fold_index))
+    study.optimize(objective, n_trials=tune.trials, timeout=tune.timeout_s)
+    best = study.best_trial
+    model_params = {k: v for k, v in best.params.items() if not k.startswith("train.")}
+    train_params = {k[6:]: v for k, v in best.params.items() if k.startswith("train.")}
+    return {"metric": metric.name, "direction": direction, "inner_folds": tune.inner_folds,
+            "n_trials": len(study.trials), "best_value": float(best.value), "best_params": best.params,
+            "model_params": model_params, "train_params": train_params,
+            "trials": [{"number": t.number, "params": t.params, "value": t.value} for t in study.trials]}

@@ -1,0 +1,96 @@
+"""External validation: calibration intercept and slope, recalibration, drift, and the CLI end to end."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from medflow.evaluate.external import _logit, apply_recalibration, calibration_intercept_slope, fit_recalibration
+from tests.conftest import make_frame
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_calibration_slope_and_intercept_are_the_textbook_fits():
+    rng = np.random.default_rng(0)
+    lp = rng.normal(size=5000)
+    p = _sigmoid(lp)
+    y = (rng.random(5000) < _sigmoid(0.5 + 0.6 * lp)).astype(float)  # too extreme and too low: slope < 1
+    c = calibration_intercept_slope(y, p)
+    ref = LogisticRegression(C=np.inf).fit(_logit(p)[:, None], y)
+    assert abs(c["slope"] - ref.coef_[0, 0]) < 1e-4
+    # calibration-in-the-large solves sum(y - sigmoid(a + logit p)) = 0
+    assert abs(np.sum(y - _sigmoid(c["citl"] + _logit(p)))) < 1e-6
+    assert 0.5 < c["slope"] < 0.7 and c["citl"] > 0.2
+    calibrated = (rng.random(5000) < p).astype(float)
+    good = calibration_intercept_slope(calibrated, p)
+    assert abs(good["slope"] - 1) < 0.1 and abs(good["citl"]) < 0.08
+
+
+@pytest.mark.parametrize("method", ["logistic", "isotonic"])
+def test_recalibration_repairs_a_miscalibrated_model(method):
+    rng = np.random.default_rng(1)
+    lp = rng.normal(size=6000)
+    y = (rng.random(6000) < _sigmoid(-1 + 0.5 * lp)).astype(float)
+    p = _sigmoid(lp)  # the model ignores the lower rate and the flatter slope
+    fitted = fit_recalibration(y[:3000], p[:3000], method)
+    json.dumps(fitted)  # plain JSON, saved beside the results
+    q = apply_recalibration(fitted, p[3000:])
+    before, after = calibration_intercept_slope(y[3000:], p[3000:]), calibration_intercept_slope(y[3000:], q)
+    assert abs(after["citl"]) < abs(before["citl"]) / 4
+    assert abs(np.mean(q) - np.mean(y[3000:])) < 0.02
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "medflow", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_external_validation_end_to_end(tmp_path):
+    make_frame(500, seed=0).to_csv(tmp_path / "site_a.csv", index=False)
+    other = make_frame(400, seed=5)
+    other["x1"] = other["x1"] + 0.8  # the same outcomes, a shifted measurement: predictions run too high
+    other.loc[:40, "cat"] = "z"  # a category never seen in training
+    other.to_csv(tmp_path / "site_b.csv", index=False)
+    (tmp_path / "s.yaml").write_text(
+        "name: ext\ndata: {path: site_a.csv, patient_id: pid}\ntask: {kind: binary, label: y}\n"
+        "models: [logistic_regression, mlp]\ntrain: {max_epochs: 15, patience: 5, progress: false}\n"
+        "evaluate: {n_bootstrap: 100, subgroups: [sex]}\n")
+    assert _cli("run", "s.yaml", cwd=tmp_path).returncode == 0
+    run = next(p.parent for p in tmp_path.glob("runs/ext/*/manifest.json"))
+    res = _cli("evaluate", run, "--data", "site_b.csv", "--recalibrate", "logistic", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "EXTERNAL validation" in res.stdout and "drift: x1: standardized mean difference +0.7" in res.stderr
+    assert "warning: site_b.csv: 41 value(s) of 'cat' were not seen in training" in res.stderr
+    result = json.loads((run / "external" / "site_b" / "metrics.json").read_text())
+    internal = json.loads((run / "metrics.json").read_text())
+    for m in ("logistic_regression", "mlp"):
+        e = result["models"][m]
+        assert e["threshold"] == internal["models"][m]["threshold"]  # never re-chosen on external data
+        assert e["conformal"]["qhat"] == internal["models"][m]["conformal"]["qhat"]
+        citl = e["calibration_fit"]["citl"]
+        assert citl["high"] < 0  # predictions too high: a negative intercept, and its CI says so
+        assert "sex" in e["subgroups"]
+        rc = result["recalibration"]["models"][m]
+        assert abs(rc["after"]["calibration_fit"]["citl"]["value"]) < abs(rc["before"]["calibration_fit"]["citl"]
+                                                                          ["value"]) / 3
+        auc_b, auc_a = (rc[k]["metrics"]["auroc"]["value"] for k in ("before", "after"))
+        assert abs(auc_a - auc_b) < 1e-9  # a monotone map: discrimination unchanged
+    assert any(f.startswith("cat:") for f in result["drift"]["flagged"])
+    assert result["selected_model"] == internal["selected_model"]
+    html = (run / "report.html").read_text()
+    assert "<h2>External validation</h2>" in html and "Externally validated on site_b" in html
+    preds = pd.read_parquet(run / "external" / "site_b" / "predictions.parquet")
+    assert len(preds) == 800 and set(preds["split"]) == {"test"}
+
+    res = _cli("evaluate", run, "--data", "site_b.csv", "--recalibrate", "linear", cwd=tmp_path)
+    assert res.returncode == 1 and "binary runs take 'logistic'" in res.stderr and "Traceback" not in res.stderr
+    pd.read_csv(tmp_path / "site_b.csv").drop(columns=["y"]).to_csv(tmp_path / "nolabel.csv", index=False)
+    res = _cli("evaluate", run, "--data", "nolabel.csv", cwd=tmp_path)
+    assert res.returncode == 1 and "label column 'y' is missing" in res.stderr
