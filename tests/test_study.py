@@ -153,3 +153,14 @@ def test_survival_kfold_folds_share_the_time_grid(tmp_path):
     assert grids[0] == grids[1] == grids[2]
     ibs = run.metrics.data["models"]["cox_ph"]["metrics"]["ibs"]
     assert 0 < ibs["value"] < 0.25
+
+
+def test_deep_models_stop_on_validation_patients_that_selection_never_uses(tmp_path):
+    run = _study(tmp_path, make_frame(300, rows_per_patient=2)).fit()
+    split = run.manifest["splits"][0]
+    assert split["early_stopping"]["patients"] == 8 and split["valid"]["patients"] == 7  # 15 validation patients
+    preds = run.predictions()
+    assert preds[preds.split == "valid"]["patient_id"].nunique() == 7  # selection, threshold, conformal: unseen
+    assert run.metrics.data["selection"]["n_valid_patients"] == 7
+    baselines = _study(tmp_path / "b", make_frame(300, rows_per_patient=2), models=("logistic_regression",)).fit()
+    assert "early_stopping" not in baselines.manifest["splits"][0]  # nothing stops early: no split needed

@@ -189,7 +189,7 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
               entries: list[ModelEntry], subgroups: pd.DataFrame, console: Console,
               first: dict | None) -> tuple[list, dict]:
     frame = ds.frame
-    train, valid, test = (frame.iloc[idx] for idx in (fold.train, fold.valid, fold.test))
+    train, valid, test, stop = (frame.iloc[idx] for idx in (fold.train, fold.valid, fold.test, fold.early_stopping))
     task = cfg.task.model_copy(deep=True).fit(train)
     if first is not None and task.kind == "survival":
         # pooled out-of-fold curves must share their time points: every fold predicts on fold 0's grid
@@ -199,8 +199,11 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
     fold_dir = work / f"fold_{fold.index}"
     write_json(fold_dir / "featurizer.json", feat.to_dict())
     write_json(fold_dir / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
-    xs = {part: featurize(feat, ds, df) for part, df in (("train", train), ("valid", valid), ("test", test))}
-    ys = {part: task.encode(df) for part, df in (("train", train), ("valid", valid), ("test", test))}
+    parts = (("train", train), ("valid", valid), ("test", test)) + ((("stop", stop),) if fold.stop is not None else ())
+    xs = {part: featurize(feat, ds, df) for part, df in parts}
+    ys = {part: task.encode(df) for part, df in parts}
+    xs.setdefault("stop", xs["valid"])
+    ys.setdefault("stop", ys["valid"])
     rows, timings, tuning = [], {}, {}
     for entry in entries:
         model_dir = fold_dir / entry.name
@@ -212,7 +215,7 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             params, train_cfg = _tuned(cfg, ds, fold, task, features, entry, model_dir, console, tuning)
             est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xs["train"])
-            est.fit(xs["train"], ys["train"], xs["valid"], ys["valid"], train_cfg, cfg.seed,
+            est.fit(xs["train"], ys["train"], xs["stop"], ys["stop"], train_cfg, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
             if getattr(est, "resumed_from", None) is not None:
                 console.print(f"  {entry.name}: resumed from the checkpoint after epoch {est.resumed_from + 1}")
@@ -240,7 +243,8 @@ def _tuned(cfg: StudyConfig, ds: Dataset, fold: Fold, task: Task, features: list
                              list(model_registry.get(entry.name).params.model_fields), list(TrainConfig.model_fields))
         console.print(f"  tuning {entry.name}: {cfg.tune.trials} trials x {cfg.tune.inner_folds} inner folds "
                       f"on fold {fold.index}'s training and validation patients")
-        result = tune_model(entry, space, cfg, ds, np.r_[fold.train, fold.valid], task, features, cfg.seed,
+        rows = np.r_[fold.train, fold.valid] if fold.stop is None else np.r_[fold.train, fold.valid, fold.stop]
+        result = tune_model(entry, space, cfg, ds, rows, task, features, cfg.seed,
                             fold.index, console)
         write_json(saved, result)
     tuning[entry.name] = {k: v for k, v in result.items() if k != "trials"}
@@ -309,6 +313,10 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
                               for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
     strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
     folds = _source_folds(cfg, ds, console) or cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
+    if any(model_registry.get(e.name).family == "deep" for e in entries):
+        # early stopping would make deep models look better on the validation patients it watched: keep
+        # some validation patients unseen, for selection, threshold and conformal calibration
+        folds = [f.with_stopping_part(ds.frame[ds.patient_id], cfg.split.early_stopping, cfg.seed) for f in folds]
     work = _resume_dir(resume, cfg) if resume else (_new_run_dir(cfg) if distributed.is_main() else None)
     work = Path(distributed.broadcast_object(str(work)))  # multi-process: rank 0 names the folder
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))

@@ -44,3 +44,17 @@ def test_stratify_needs_two_patients_per_class():
     frame = pd.DataFrame({"pid": range(10), "y": [0] * 9 + [1]})
     with pytest.raises(DataError, match="occurs in only 1 patient"):
         ByPatient().make(frame["pid"], frame["y"], seed=0)
+
+
+def test_early_stopping_part_is_a_seeded_patient_split_of_validation():
+    pid = pd.Series(np.repeat([f"p{i}" for i in range(200)], 2))
+    fold = ByPatient(test=0.2, valid=0.2).make(pid, None, seed=0)[0]
+    split = fold.with_stopping_part(pid, 0.5, seed=0)
+    stop_p, sel_p = set(pid.iloc[split.stop]), set(pid.iloc[split.valid])
+    assert not stop_p & sel_p and stop_p | sel_p == set(pid.iloc[fold.valid])  # whole patients, disjoint
+    assert len(stop_p) == 20 and len(sel_p) == 20
+    assert np.array_equal(split.train, fold.train) and np.array_equal(split.test, fold.test)
+    again = fold.with_stopping_part(pid, 0.5, seed=0)
+    assert np.array_equal(again.stop, split.stop)  # seeded
+    assert fold.with_stopping_part(pid, 1.0, seed=0) is fold  # 1 = the old behaviour: all validation does both
+    assert split.sizes(pid)["early_stopping"]["patients"] == 20

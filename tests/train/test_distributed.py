@@ -41,6 +41,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, epochs: int = 8
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.save(_fit(epochs=epochs, checkpoint=checkpoint), os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # leave together: a process exiting while the other still talks to it aborts
     finally:
         dist.destroy_process_group()
 

@@ -21,16 +21,41 @@ __all__ = ["Fold", "ByPatient", "KFold", "SplitConfig"]
 
 @dataclass(frozen=True)
 class Fold:
-    """Row indices of one train/valid/test assignment."""
+    """Row indices of one train/valid/test assignment.
+
+    `stop`, when set, holds the validation patients that early stopping watches; `valid` then holds the
+    others, which no model saw during training: they choose the model, the threshold and the conformal
+    quantiles (`with_stopping_part`).
+    """
 
     index: int
     train: np.ndarray
     valid: np.ndarray
     test: np.ndarray
+    stop: np.ndarray | None = None
+
+    @property
+    def early_stopping(self) -> np.ndarray:
+        """The rows deep models stop on: `stop`, or the whole validation part when it is not split."""
+        return self.valid if self.stop is None else self.stop
 
     def sizes(self, patient_ids: pd.Series) -> dict[str, dict[str, int]]:
-        return {part: {"rows": int(len(idx)), "patients": int(patient_ids.iloc[idx].nunique())}
-                for part, idx in (("train", self.train), ("valid", self.valid), ("test", self.test))}
+        parts = [("train", self.train), ("valid", self.valid), ("test", self.test)]
+        parts += [("early_stopping", self.stop)] if self.stop is not None else []
+        return {part: {"rows": int(len(idx)), "patients": int(patient_ids.iloc[idx].nunique())} for part, idx in parts}
+
+    def with_stopping_part(self, patient_ids: pd.Series, share: float, seed: int) -> Fold:
+        """This fold with `share` of its validation patients set aside for early stopping (seeded, by patient)."""
+        if self.stop is not None or share >= 1 or len(self.valid) == 0:
+            return self
+        pids = patient_ids.iloc[self.valid]
+        patients = pids.drop_duplicates().to_numpy()
+        if len(patients) < 4:
+            return self
+        rng = np.random.default_rng(seed + 7919 * (self.index + 1))
+        chosen = set(rng.choice(patients, size=max(1, int(round(share * len(patients)))), replace=False).tolist())
+        in_stop = pids.isin(chosen).to_numpy()
+        return Fold(self.index, self.train, self.valid[~in_stop], self.test, self.valid[in_stop])
 
 
 def _patient_strata(patient_ids: pd.Series, strata: pd.Series | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -67,6 +92,10 @@ def _split_patients(patients: np.ndarray, strata: np.ndarray | None, size: float
         raise DataError(f"cannot split {len(patients)} patients with fraction {size}: {exc}") from exc
 
 
+STOP_HELP = ("share of the validation patients that early stopping watches when a study has deep models; the "
+             "rest, unseen in training, select the model, the threshold and the conformal sets (1 = all do both)")
+
+
 class ByPatient(BaseModel):
     """Hold-out split by patient: `test` and `valid` are fractions of patients."""
 
@@ -75,6 +104,7 @@ class ByPatient(BaseModel):
     test: float = Field(0.2, gt=0, lt=1)
     valid: float = Field(0.1, ge=0, lt=1)
     stratify: bool = True
+    early_stopping: float = Field(0.5, gt=0, le=1, description=STOP_HELP)
 
     def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int) -> list[Fold]:
         if self.test + self.valid >= 0.9:
@@ -94,6 +124,7 @@ class KFold(BaseModel):
     k: int = Field(5, ge=2, le=50)
     valid: float = Field(0.1, ge=0, lt=0.5)
     stratify: bool = True
+    early_stopping: float = Field(0.5, gt=0, le=1, description=STOP_HELP)
 
     def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int) -> list[Fold]:
         patients, ps = _patient_strata(patient_ids, strata if self.stratify else None)

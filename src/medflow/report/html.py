@@ -360,8 +360,9 @@ def _quality_section(q: dict, manifest: dict) -> str:
              c.get("outliers", "")]
             for c in q["columns"]]
     balance = "".join(f"<p>Class balance of {_e(k)}: {_e(v)}</p>" for k, v in q["class_balance"].items())
-    parts = ("train", "valid", "test")
-    split_rows = [[s["fold"], *(f"{s[p]['patients']} patients / {s[p]['rows']} rows" for p in parts)]
+    stop = any("early_stopping" in s for s in manifest["splits"])
+    parts = ("train", "early_stopping", "valid", "test") if stop else ("train", "valid", "test")
+    split_rows = [[s["fold"], *(f"{s[p]['patients']} patients / {s[p]['rows']} rows" if p in s else "" for p in parts)]
                   for s in manifest["splits"]]
     note = manifest.get("patient_id_note")
     return (f"<p>{q['rows']} records from {q['patients']} patients.</p>" + balance
@@ -369,7 +370,12 @@ def _quality_section(q: dict, manifest: dict) -> str:
             + (f"<p class='flag'>{_e(note)}.</p>" if note else "")
             + "<details><summary>Columns</summary>"
             + _table(["column", "type", "role", "missing", "unique", "min", "max", "outliers"], rows)
-            + "</details><h3>Splits (by patient)</h3>" + _table(["fold", "train", "valid", "test"], split_rows))
+            + "</details><h3>Splits (by patient)</h3>"
+            + ("<p>The validation patients are split in two: early stopping watches one part; the other, unseen "
+               "by every model during training, selects the model and calibrates the threshold and conformal "
+               "sets (split.early_stopping).</p>" if stop else "")
+            + _table(["fold", *(("train", "early stopping", "validation (selection)", "test") if stop else
+                                ("train", "valid", "test"))], split_rows))
 
 
 def _limitations(manifest: dict, metrics: dict, q: dict, external: list[str] | None = None) -> str:

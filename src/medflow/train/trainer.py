@@ -143,11 +143,11 @@ class Trainer:
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
                 self.optimizer.step()
-                total += distributed.all_sum(float(loss.detach()) * share)
+                total += float(loss.detach()) * share
                 batches += 1
             self.scheduler.step()
             self.state.epoch = epoch
-            self.state.train_loss = total / max(batches, 1)
+            self.state.train_loss = distributed.all_sum(total) / max(batches, 1)  # one message per epoch
             if x_valid is not None and len(x_valid):
                 out = self.predict_outputs(x_valid)
                 self.state.val_loss = float(loss_fn(out, y_valid))
