@@ -154,3 +154,22 @@ def test_autoencoder_ranks_planted_anomalies_first():
     _, score = embed_and_score(model, x)
     normal = score[350:390]
     assert score[odd].min() > np.quantile(normal, 0.9)
+
+
+def test_external_validation_on_another_sites_meds(cohort):
+    r = medflow("simulate", "ehr", "--patients", 300, "--seed", 9, "--out", "site_b", cwd=cohort)
+    assert r.returncode == 0, r.stderr
+    _study(cohort, "  meds: cohort\n  cohort: readmission_30d\n  sequence: {max_len: 64}",
+           "{kind: binary, label: readmission_30d}", "[gru, logistic_regression]")
+    (cohort / "ext.yaml").write_text((cohort / "study.yaml").read_text().replace("name: ehr", "name: ehr-ext"))
+    assert medflow("run", "ext.yaml", cwd=cohort).returncode == 0
+    run = next(p.parent for p in cohort.glob("runs/ehr-ext/*/manifest.json"))
+    r = medflow("evaluate", run, "--data", "site_b", "--recalibrate", "logistic", cwd=cohort)
+    assert r.returncode == 0, r.stderr
+    result = json.loads((run / "external" / "site_b" / "metrics.json").read_text())
+    assert result["external"]["synthetic"] and result["external"]["n_patients"] > 200
+    for m in ("gru", "logistic_regression"):
+        auc = result["models"][m]["metrics"]["auroc"]
+        assert 0.5 < auc["value"] < 1 and auc["low"] <= auc["value"] <= auc["high"]
+        assert "after" in result["recalibration"]["models"][m]
+    assert "External validation" in (run / "report.html").read_text()

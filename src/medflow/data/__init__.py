@@ -1,6 +1,26 @@
-"""Data: the Dataset, readers, built-in datasets, splits and quality checks."""
+"""Data: the Dataset, readers, built-in datasets, splits and quality checks.
 
-from medflow.data.dataset import Dataset, FeatureType
-from medflow.data.sources.tabular import read_table
+Names load on first use, so event preprocessing (`data.sources.meds`, `data.cohort`) never imports pandas.
+"""
 
-__all__ = ["Dataset", "FeatureType", "read_table"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["Dataset", "FeatureType", "read_table", "sources"]
+
+_LAZY = {"Dataset": ("medflow.data.dataset", "Dataset"), "FeatureType": ("medflow.data.dataset", "FeatureType"),
+         "read_table": ("medflow.data.sources.tabular", "read_table")}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "sources":  # `mf.data.sources.tabular...` as before: the table readers come with it
+        importlib.import_module("medflow.data.sources.tabular")
+        return importlib.import_module("medflow.data.sources")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'medflow.data' has no attribute '{name}'")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value

@@ -70,12 +70,20 @@ def get_cohort(spec: str | Cohort | dict) -> Cohort:
     return PRESETS[spec]
 
 
-def _encounters(ev: pl.DataFrame, cohort: Cohort) -> pl.DataFrame:
-    timed = ev.filter(pl.col("time").is_not_null())
-    starts = (timed.filter(pl.col("code").str.starts_with(cohort.encounter_start))
-              .select("subject_id", pl.col("time").alias("start")).unique().sort(["subject_id", "start"]))
-    ends = (timed.filter(pl.col("code").str.starts_with(cohort.encounter_end))
-            .select("subject_id", pl.col("time").alias("end")).unique().sort(["subject_id", "end"]))
+def _bounds(ev: pl.DataFrame, cohort: Cohort) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Encounter start and end times per subject, in one lazy pass (no copy of the timed events)."""
+    timed = ev.lazy().filter(pl.col("time").is_not_null())
+
+    def times(prefix: str, name: str) -> pl.LazyFrame:
+        return (timed.filter(pl.col("code").str.starts_with(prefix))
+                .select("subject_id", pl.col("time").alias(name)).unique().sort(["subject_id", name]))
+
+    starts, ends = pl.collect_all([times(cohort.encounter_start, "start"), times(cohort.encounter_end, "end")])
+    return starts, ends
+
+
+def _encounters(ev: pl.DataFrame, cohort: Cohort, bounds: tuple | None = None) -> pl.DataFrame:
+    starts, ends = bounds or _bounds(ev, cohort)
     if starts.height == 0 or ends.height == 0:
         which = cohort.encounter_start if starts.height == 0 else cohort.encounter_end
         raise DataError(f"no events with a code starting '{which}', so cohort '{cohort.name}' finds no encounters. "
@@ -115,12 +123,13 @@ def extract_samples(data: EventData, cohort: str | Cohort | dict) -> pl.DataFram
     """Samples of a cohort: subject_id, prediction_time, the label (column named after the cohort), demographics."""
     cohort = get_cohort(cohort)
     ev = data.events
-    enc = _encounters(ev, cohort)
+    bounds = _bounds(ev, cohort)
+    enc = _encounters(ev, cohort, bounds)
     anchor = pl.col("start") if cohort.anchor == "start" else pl.col("end")
     offset = pl.duration(microseconds=int(cohort.offset_hours * 3600 * 1_000_000))
     enc = enc.with_columns((anchor + offset).alias("prediction_time")).sort(["subject_id", "prediction_time"])
-    deaths = (ev.filter(pl.col("code") == cohort.death_code).filter(pl.col("time").is_not_null())
-              .group_by("subject_id").agg(pl.col("time").min().alias("death")))
+    deaths = (ev.lazy().filter((pl.col("code") == cohort.death_code) & pl.col("time").is_not_null())
+              .group_by("subject_id").agg(pl.col("time").min().alias("death")).collect())
     enc = enc.join(deaths, on="subject_id", how="left")
     # nothing about the outcome may have happened at or before the prediction time: the subject is alive
     # then and, when predicting during the encounter, still in it
@@ -132,8 +141,7 @@ def extract_samples(data: EventData, cohort: str | Cohort | dict) -> pl.DataFram
         enc = enc.filter(~died_in)
     los_days = (pl.col("end") - pl.col("start")).dt.total_microseconds() / US_PER_DAY
     if cohort.outcome == "readmission":
-        starts = (ev.filter(pl.col("code").str.starts_with(cohort.encounter_start) & pl.col("time").is_not_null())
-                  .select("subject_id", pl.col("time").alias("next_start")).unique().sort(["subject_id", "next_start"]))
+        starts = bounds[0].rename({"start": "next_start"})  # sorted by subject, then time
         enc = enc.join_asof(starts, left_on="prediction_time", right_on="next_start", by="subject_id",
                             strategy="forward", allow_exact_matches=False, check_sortedness=False)
         gap = (pl.col("next_start") - pl.col("prediction_time")).dt.total_microseconds() / US_PER_DAY

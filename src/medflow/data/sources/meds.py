@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from medflow.errors import DataError
 
@@ -216,9 +215,8 @@ class StreamedEvents:
 
     @property
     def n_events(self) -> int:
-        import pyarrow.parquet as pq
 
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+        return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in self.files)
 
     def fingerprint(self) -> bytes:
         """A digest of the shards' bytes (read in blocks, never whole)."""
@@ -283,6 +281,7 @@ def write_meds(data: EventData, root: str | Path, shard_size: int = 50_000, over
 def write_shard(frame: pl.DataFrame, path: Path) -> None:
     """One data shard with exactly the `meds` package's column types (string codes, not large_string)."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     schema = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("us")), ("code", pa.string()),
                         ("numeric_value", pa.float32())])
