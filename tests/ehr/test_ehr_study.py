@@ -172,4 +172,6 @@ def test_external_validation_on_another_sites_meds(cohort):
         auc = result["models"][m]["metrics"]["auroc"]
         assert 0.5 < auc["value"] < 1 and auc["low"] <= auc["value"] <= auc["high"]
         assert "after" in result["recalibration"]["models"][m]
+    drift = result["drift"]
+    assert 0 <= drift["unknown_code_share"] < 0.05 and drift["columns"]  # the same simulator: labs barely move
     assert "External validation" in (run / "report.html").read_text()

@@ -94,3 +94,27 @@ def test_external_validation_end_to_end(tmp_path):
     pd.read_csv(tmp_path / "site_b.csv").drop(columns=["y"]).to_csv(tmp_path / "nolabel.csv", index=False)
     res = _cli("evaluate", run, "--data", "nolabel.csv", cwd=tmp_path)
     assert res.returncode == 1 and "label column 'y' is missing" in res.stderr
+
+
+def test_event_drift_finds_a_shifted_lab_and_unseen_codes():
+    import polars as pl
+
+    from medflow.data.sources.meds import EventData
+    from medflow.evaluate.external import event_drift
+    from medflow.features.codes import EventFeaturizer
+    from tests.conftest import make_events
+
+    data, samples = make_events(300, seed=0)
+    feat = EventFeaturizer(max_len=64).fit(data, samples)
+    same = event_drift(feat.transform(data, samples), feat)
+    assert same["flagged"] == [] and same["unknown_code_share"] == 0.0
+    assert abs(same["columns"][0]["smd"]) < 0.1 and same["columns"][0]["column"] == "LAB//K"
+    shifted = data.events.with_columns(
+        pl.when(pl.col("code") == "LAB//K").then(pl.col("numeric_value") + 1.0).otherwise(pl.col("numeric_value"))
+        .alias("numeric_value"),
+        pl.when(pl.col("code") == "C").then(pl.lit("NEW_CODE")).otherwise(pl.col("code")).alias("code"))
+    other = event_drift(feat.transform(EventData(events=shifted, source="site_b"), samples), feat)
+    assert 0.7 < other["columns"][0]["smd"] < 1.3  # values one training sd higher
+    assert other["unknown_code_share"] > 0.05
+    assert any("never seen in training" in f for f in other["flagged"])
+    assert any(f.startswith("LAB//K: standardized mean difference +") for f in other["flagged"])

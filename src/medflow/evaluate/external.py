@@ -26,7 +26,7 @@ from medflow.evaluate.evaluator import (
 )
 
 __all__ = ["external_validation", "external_name", "calibration_intercept_slope", "fit_recalibration",
-           "apply_recalibration",
+           "apply_recalibration", "event_drift",
            "drift_summary"]
 
 Recalibration = Literal["logistic", "isotonic", "linear"]
@@ -148,6 +148,39 @@ def external_name(text: str) -> str:
     return cleaned or "external"
 
 
+def event_drift(x: Any, featurizer: Any, top: int = 20) -> dict[str, Any]:
+    """Event inputs against training: the share of events whose code training never saw (<unknown>), and
+    per numeric code (a lab) the mean of its values standardized with the training mean and sd, which is
+    the standardized mean difference from training (0 there by construction); |SMD| > 0.25 is flagged."""
+    pos = np.concatenate([np.arange(a, b) for a, b in zip(x.static_start, x.end, strict=True)]) if len(x) else \
+        np.zeros(0, np.int64)
+    codes = x.codes[pos]
+    unknown = float((codes == 1).mean()) if len(codes) else 0.0
+    rows, flagged = [], []
+    has = x.has_value[pos]
+    for code in x.numeric_codes.tolist():
+        m = (codes == code) & has
+        if m.sum() < 20:
+            continue
+        smd = float(x.values[pos][m].mean())
+        rows.append({"column": x.code_names[code], "type": "event value", "n": int(m.sum()), "smd": smd,
+                     "mean_train": featurizer.value_mean.get(x.code_names[code]),
+                     "missing_train": None, "missing_new": 0.0})
+        if abs(smd) > 0.25:
+            flagged.append(f"{x.code_names[code]}: standardized mean difference {smd:+.2f} from training")
+    rows.sort(key=lambda r: -abs(r["smd"]))
+    if unknown > 0.05:
+        flagged.insert(0, f"{unknown:.0%} of the events carry codes never seen in training (<unknown>)")
+    return {"columns": rows[:top], "flagged": flagged, "unknown_code_share": unknown,
+            "events_per_sample": float(len(codes) / max(len(x), 1))}
+
+
+def _samples(frame: pd.DataFrame) -> Any:
+    from medflow.data.ehr import samples_frame
+
+    return samples_frame(frame)
+
+
 def _patient_ids(run: Any, frame: pd.DataFrame) -> np.ndarray:
     for col in (run.config["data"].get("patient_id"), "subject_id"):
         if col and col in frame.columns:
@@ -201,8 +234,8 @@ def external_validation(run: Any, data: Any, name: str, source: str, recalibrate
     if task.kind in ("binary", "multiclass"):
         counts = pd.Series(y).value_counts().sort_index()
         result["external"]["class_balance"] = {str(task.classes[int(k)]): int(v) for k, v in counts.items()}
-    result["drift"] = drift_summary(frame, run.featurizer(), _quality(run)) if not is_events else \
-        {"columns": [], "flagged": [], "note": "drift summary covers tabular inputs; event data: not yet"}
+    result["drift"] = (event_drift(run.featurizer().transform(data.events, _samples(frame)), run.featurizer())
+                       if is_events else drift_summary(frame, run.featurizer(), _quality(run)))
     if recalibrate:
         result["recalibration"] = _recalibration(preds, task, cfg, recalibrate, fraction, seed,
                                                  {m: internal[m]["threshold"] for m in run.models})

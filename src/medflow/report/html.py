@@ -252,6 +252,11 @@ def _external_section(run_dir: Path, names: list[str]) -> str:
         drift = r.get("drift") or {}
         flags = "".join(f"<li>{_e(f)}</li>" for f in drift.get("flagged", [])) or "<li>no large shifts</li>"
         parts.append(f"<p>Input drift against the training data:</p><ul>{flags}</ul>")
+        if "unknown_code_share" in drift:
+            parts.append(f"<p>Event histories: {drift['unknown_code_share']:.1%} of the events carry codes training "
+                         f"never saw; {drift['events_per_sample']:.0f} events per sample. Lab values below are "
+                         "standardized with the training mean and sd, so their mean is the shift from training."
+                         "</p>")
         if drift.get("columns"):
             rows = [[_e(c["column"]), _e(c["type"]), "" if c.get("missing_train") is None else
                      f"{c['missing_train']:.1%}", f"{c['missing_new']:.1%}",
