@@ -207,8 +207,8 @@ def _conformal_section(metrics: dict, kind: str, classes: list) -> str:
         what = "intervals: prediction &plusmn; the calibrated quantile of absolute validation residuals"
     elif kind == "survival":
         header = ["model", "horizon", "test coverage (95% CI, IPCW)", "mean set size", "patients with known status"]
-        what = ("sets for the status 'event by the horizon', calibrated on validation patients whose status is "
-                "known, weighted by the inverse probability of censoring")
+        what = ("sets for the status 'event by the horizon' (only patients whose status at the horizon is known "
+                "count, each weighted by the inverse probability of censoring)")
     else:
         header = ["model", "test coverage (95% CI)", "coverage by class", "mean set size", "single-label sets"]
         what = ("sets of labels: every class whose probability is at least 1 minus the calibrated quantile of "

@@ -154,5 +154,5 @@ def decision_curve_plot(thresholds: list[float], curves: dict[str, list[float]],
     top = max([max(v) for v in curves.values()] + [max(treat_all)] + [0.01])
     ax.set_ylim(-0.05 * top - 0.01, top * 1.1)
     ax.set(xlabel="threshold probability", ylabel="net benefit", title=title)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="best", framealpha=0.8)
     return _encode(plt, fig)
