@@ -77,3 +77,35 @@ def test_bad_search_spaces_are_named(tmp_path, space, message):
     cfg = study.config.model_copy(update={"tune": TuneConfig(trials=1, space=space)})
     with pytest.raises(ConfigError, match=message):
         run_study(cfg, dataset=study.dataset)
+
+
+def test_default_search_spaces_are_valid_and_used_when_tune_names_none(tmp_path):
+    from medflow.registry import models
+    from medflow.train.trainer import TrainConfig
+    from medflow.tuning import TuneConfig, search_space
+
+    for name, spec in models.items():  # every registered default space names real parameters
+        if spec.search:
+            assert search_space(name, spec.search, list(spec.params.model_fields), list(TrainConfig.model_fields))
+    study = _study(tmp_path, make_frame(160), "binary", ["mlp", "logistic_regression", "gradient_boosting"])
+    cfg = study.config.model_copy(update={"tune": TuneConfig(trials=2, inner_folds=2)})
+    run = run_study(cfg, dataset=study.dataset)
+    tuned = run.metrics.data["tuning"]
+    assert set(tuned) == {"mlp", "logistic_regression", "gradient_boosting"}
+    assert "C" in tuned["logistic_regression"]["0"]["best_params"]
+    assert "train.lr" in tuned["mlp"]["0"]["best_params"]
+
+
+def test_sequence_models_tune_on_event_data(tmp_path):
+    from medflow.config import parse_config
+
+    cfg = parse_config({
+        "name": "tune-ehr", "output_dir": str(tmp_path),
+        "data": {"dataset": "ehr_sim", "simulate": {"patients": 300, "seed": 1}, "sequence": {"max_len": 32}},
+        "task": {"kind": "binary", "label": "readmission_30d"}, "models": ["gru"],
+        "train": {"max_epochs": 1, "progress": False}, "evaluate": {"n_bootstrap": 50},
+        "explain": {"max_records": 10, "n_repeats": 1, "examples": 1},
+        "tune": {"trials": 1, "inner_folds": 2}})
+    run = run_study(cfg)
+    best = run.metrics.data["tuning"]["gru"]["0"]["best_params"]
+    assert best["d"] in (32, 64, 128) and 1 <= best["layers"] <= 2

@@ -177,12 +177,26 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
     if cfg.tune is not None:
         from medflow.tuning import search_space
 
-        for model, raw in cfg.tune.space.items():
+        for model in cfg.tune.space:
             if model not in names:
                 raise ConfigError(f"tune.space names model '{model}', which is not under models: {names}.")
+        spaces = tune_spaces(cfg)
+        if not spaces:
+            raise ConfigError(f"tune: none of the models {names} has a default search space; give tune.space.")
+        for model, raw in spaces.items():
             search_space(model, raw, list(model_registry.get(model).params.model_fields),
                          list(TrainConfig.model_fields))
     return entries
+
+
+def tune_spaces(cfg: StudyConfig) -> dict[str, dict[str, Any]]:
+    """What `tune:` searches: tune.space when given, else every listed model's default space (registry)."""
+    if cfg.tune is None:
+        return {}
+    if cfg.tune.space:
+        return dict(cfg.tune.space)
+    spaces = {e.name: model_registry.get(e.name).search for e in cfg.model_entries()}
+    return {k: v for k, v in spaces.items() if v}
 
 
 def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], work: Path,
@@ -230,7 +244,8 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
 def _tuned(cfg: StudyConfig, ds: Dataset, fold: Fold, task: Task, features: list[str], entry: ModelEntry,
            model_dir: Path, console: Console, tuning: dict) -> tuple[dict, TrainConfig]:
     """The model's parameters and training options: as configured, or the best of a nested search."""
-    if cfg.tune is None or entry.name not in cfg.tune.space:
+    spaces = tune_spaces(cfg)
+    if entry.name not in spaces:
         return entry.params, cfg.train
     from medflow.runs import read_json
     from medflow.tuning import search_space, tune_model
@@ -239,7 +254,7 @@ def _tuned(cfg: StudyConfig, ds: Dataset, fold: Fold, task: Task, features: list
     if saved.exists():  # a resumed run: the search finished before the interruption
         result = read_json(saved)
     else:
-        space = search_space(entry.name, cfg.tune.space[entry.name],
+        space = search_space(entry.name, spaces[entry.name],
                              list(model_registry.get(entry.name).params.model_fields), list(TrainConfig.model_fields))
         console.print(f"  tuning {entry.name}: {cfg.tune.trials} trials x {cfg.tune.inner_folds} inner folds "
                       f"on fold {fold.index}'s training and validation patients")
@@ -316,7 +331,8 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     if any(model_registry.get(e.name).family == "deep" for e in entries):
         # early stopping would make deep models look better on the validation patients it watched: keep
         # some validation patients unseen, for selection, threshold and conformal calibration
-        folds = [f.with_stopping_part(ds.frame[ds.patient_id], cfg.split.early_stopping, cfg.seed) for f in folds]
+        folds = [f.with_stopping_part(ds.frame[ds.patient_id], cfg.split.early_stopping, cfg.seed, strata)
+                 for f in folds]
     work = _resume_dir(resume, cfg) if resume else (_new_run_dir(cfg) if distributed.is_main() else None)
     work = Path(distributed.broadcast_object(str(work)))  # multi-process: rank 0 names the folder
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))

@@ -58,3 +58,7 @@ def test_early_stopping_part_is_a_seeded_patient_split_of_validation():
     assert np.array_equal(again.stop, split.stop)  # seeded
     assert fold.with_stopping_part(pid, 1.0, seed=0) is fold  # 1 = the old behaviour: all validation does both
     assert split.sizes(pid)["early_stopping"]["patients"] == 20
+    label = pd.Series(np.repeat(np.arange(200) % 10 == 0, 2).astype(int))  # 10% positives
+    strat = fold.with_stopping_part(pid, 0.5, seed=0, strata=label)
+    for part in (strat.stop, strat.valid):  # both halves keep the rare class
+        assert label.iloc[part].sum() > 0

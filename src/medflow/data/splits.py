@@ -44,17 +44,28 @@ class Fold:
         parts += [("early_stopping", self.stop)] if self.stop is not None else []
         return {part: {"rows": int(len(idx)), "patients": int(patient_ids.iloc[idx].nunique())} for part, idx in parts}
 
-    def with_stopping_part(self, patient_ids: pd.Series, share: float, seed: int) -> Fold:
-        """This fold with `share` of its validation patients set aside for early stopping (seeded, by patient)."""
+    def with_stopping_part(self, patient_ids: pd.Series, share: float, seed: int,
+                           strata: pd.Series | None = None) -> Fold:
+        """This fold with `share` of its validation patients set aside for early stopping (seeded, by patient,
+        within each stratum when `strata` is given, so both parts keep every class)."""
         if self.stop is not None or share >= 1 or len(self.valid) == 0:
             return self
         pids = patient_ids.iloc[self.valid]
-        patients = pids.drop_duplicates().to_numpy()
+        first = ~pids.duplicated()
+        patients = pids[first].to_numpy()
         if len(patients) < 4:
             return self
+        groups = (strata.iloc[self.valid][first].astype(str).to_numpy() if strata is not None
+                  else np.zeros(len(patients), dtype=str))
         rng = np.random.default_rng(seed + 7919 * (self.index + 1))
-        chosen = set(rng.choice(patients, size=max(1, int(round(share * len(patients)))), replace=False).tolist())
+        chosen: set = set()
+        for g in np.unique(groups):
+            members = patients[groups == g]
+            k = int(round(share * len(members)))
+            chosen |= set(rng.choice(members, size=k, replace=False).tolist()) if k else set()
         in_stop = pids.isin(chosen).to_numpy()
+        if in_stop.all() or not in_stop.any():
+            return self
         return Fold(self.index, self.train, self.valid[~in_stop], self.test, self.valid[in_stop])
 
 

@@ -1,5 +1,7 @@
 """Models: torch modules by family plus scikit-learn baselines, all in one registry."""
 
+import dataclasses
+
 from medflow.models import baselines, sequence, survival, tabular
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
@@ -10,6 +12,24 @@ _CLASSIFY = frozenset({"binary", "multiclass"})
 _ALL = frozenset({"binary", "multiclass", "regression"})
 _DEEP = _ALL | {"survival"}  # deep tabular bodies serve survival through the Cox head (DeepSurv)
 _SURV = frozenset({"survival"})
+
+_LR = {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}, "train.weight_decay": {"low": 1e-6, "high": 1e-2,
+                                                                                      "log": True}}
+_MLP = {"hidden": [32, 256], "depth": [1, 3], "dropout": [0.0, 0.5], **_LR}
+_SEQ = {"d": {"choices": [32, 64, 128]}, "layers": [1, 2], "dropout": [0.0, 0.4], **_LR}
+SEARCH = {
+    "mlp": _MLP, "deepsurv": _MLP, "deephit": {**_MLP, "alpha": [0.0, 1.0]},
+    "resnet_mlp": {"d": [32, 256], "n_blocks": [1, 4], "dropout": [0.0, 0.5], **_LR},
+    "late_fusion": {"hidden": [8, 64], "dropout": [0.0, 0.5], **_LR},
+    "logistic_regression": {"C": {"low": 1e-3, "high": 1e2, "log": True}},
+    "linear_regression": {"alpha": {"low": 1e-3, "high": 1e3, "log": True}},
+    "gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True}, "max_leaf_nodes": [4, 63],
+                          "min_samples_leaf": [5, 50], "l2_regularization": {"low": 1e-6, "high": 1.0, "log": True}},
+    "cox_ph": {"alpha": {"low": 1e-3, "high": 1e2, "log": True}},
+    "random_survival_forest": {"min_samples_leaf": [3, 30], "max_features": {"choices": ["sqrt", 0.5, 1.0]}},
+    "gru": _SEQ, "lstm": _SEQ, "retain": _SEQ, "bag_of_codes_mlp": _SEQ,
+    "transformer": {"d": {"choices": [32, 64, 128]}, "layers": [1, 3], "dropout": [0.0, 0.4], **_LR},
+}
 
 for _spec in (
     ModelSpec("mlp", "deep", _DEEP, tabular.MLPConfig, tabular.MLP,
@@ -50,7 +70,7 @@ for _spec in (
     ModelSpec("bag_of_codes_mlp", "deep", _ALL, sequence.SequenceConfig, sequence.BagOfCodesMLP,
               "order-free baseline: mean code/value embedding into an MLP", inputs="events"),
 ):
-    _registry.register(_spec.name)(_spec)
+    _registry.register(_spec.name)(dataclasses.replace(_spec, search=SEARCH.get(_spec.name)))
 
 
 def describe() -> list[dict[str, str]]:

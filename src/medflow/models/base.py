@@ -47,6 +47,8 @@ class ModelSpec:
     # model selection prefers the lowest rank among models tied on validation (docs/evaluation.md):
     # 0 no-skill reference, 1 linear, 2 tree ensembles, 3 MLPs, 4 residual / fusion / sequence networks
     complexity: int = 3
+    # the default hyper-parameter search of `tune:` (as tune.space writes it), or None: not tuned by default
+    search: dict[str, Any] | None = None
 
 
 def parse_params(spec: ModelSpec, params: dict[str, Any]) -> BaseModel:
