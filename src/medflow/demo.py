@@ -50,7 +50,7 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
                   "simulate": {"patients": 800 if fast else 2000, "seed": 0},
                   "sequence": {"max_len": 64 if fast else 96}, "use_source_splits": False},
          "task": {"kind": "binary", "label": "readmission_30d"},
-         # 3-fold CV: a single holdout's ~20 validation events cannot tell RETAIN from logistic regression
+         # 3-fold CV pools the validation patients of every fold for model selection (one holdout: ~20 events)
          "split": {"kind": "kfold", "k": 3, "valid": 0.25},
          "models": ["gru", "retain", "logistic_regression", "gradient_boosting"],
          "train": {"max_epochs": 4 if fast else 12, "patience": 2 if fast else 3, "batch_size": 64,
