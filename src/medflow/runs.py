@@ -107,24 +107,23 @@ class Run:
     def predictions(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "predictions.parquet")
 
+    def inputs(self, records: Any, fold: int = 0, source: str = "input") -> Any:
+        """Fold `fold`'s model inputs for records (a table) or an event Dataset (windows up to each sample's time)."""
+        if getattr(records, "events", None) is not None:
+            from medflow.data.ehr import samples_frame
+
+            return self.featurizer(fold).transform(records.events, samples_frame(records.frame))
+        return self.featurizer(fold).transform(records, source)
+
     def scores(self, records: Any, model: str | None = None, source: str = "input") -> np.ndarray:
         """A model's raw outputs for records or an event Dataset, as predictions.parquet holds them
         (probabilities, values, or [risk, S(grid)...]); k-fold runs average the fold models."""
         model = model or self.metrics.selected_model
-        out = []
-        if getattr(records, "events", None) is not None:
-            from medflow.data.ehr import samples_frame
-
-            samples = samples_frame(records.frame)
-            for fold in range(len(self._folds)):
-                out.append(self.estimator(model, fold).predict(self.featurizer(fold).transform(records.events,
-                                                                                               samples)))
-            return np.mean(out, axis=0)
-        frame = self._frame(records, source)
-        self.featurizer().check_columns(frame, source)
-        for fold in range(len(self._folds)):
-            out.append(self.estimator(model, fold).predict(self.featurizer(fold).transform(frame, source)))
-        return np.mean(out, axis=0)
+        if getattr(records, "events", None) is None:
+            records = self._frame(records, source)
+            self.featurizer().check_columns(records, source)
+        return np.mean([self.estimator(model, f).predict(self.inputs(records, f, source))
+                        for f in range(len(self._folds))], axis=0)
 
     def _frame(self, records: Any, source: str) -> pd.DataFrame:
         if isinstance(records, pd.DataFrame):
@@ -165,7 +164,7 @@ class Run:
         hs = list(horizons or (self.task.state.get("horizons", []) if self.task.kind == "survival" else []))
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
-            x = self.featurizer(fold).transform(frame, source)
+            x = self.inputs(frame, fold, source)
             scores.append(est.predict(x))
             if hs:
                 at.append(est.predict_survival(x, np.asarray(hs, dtype=float)))
@@ -192,13 +191,10 @@ class Run:
 
     def _predict_events(self, ds: Any, model: str, explain: bool) -> pd.DataFrame:
         """Predictions for the samples of an event Dataset (each sees its events up to its prediction time)."""
-        from medflow.data.ehr import samples_frame
-
-        samples = samples_frame(ds.frame)
         scores, contribs = [], []
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
-            x = self.featurizer(fold).transform(ds.events, samples)
+            x = self.inputs(ds, fold)
             scores.append(est.predict(x))
             if explain and fold == 0:
                 contribs = _event_explanations(est, x)

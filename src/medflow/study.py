@@ -15,11 +15,10 @@ import pandas as pd
 import yaml
 from rich.console import Console
 
-from medflow.config import DataConfig, ModelEntry, StudyConfig, load_config, parse_config
+from medflow.config import ModelEntry, StudyConfig, load_config, parse_config
 from medflow.data.builtin import load as load_dataset
 from medflow.data.dataset import Dataset
 from medflow.data.quality import quality_summary
-from medflow.data.sources.tabular import read_table
 from medflow.data.splits import ByPatient, Fold, KFold
 from medflow.errors import ConfigError, DataError
 from medflow.evaluate.evaluator import (
@@ -34,6 +33,7 @@ from medflow.features import featurize, input_names, make_featurizer
 from medflow.models.base import build_estimator, load_estimator
 from medflow.registry import models as model_registry
 from medflow.runs import INCOMPLETE, Run, write_json, write_parquet, write_text
+from medflow.study_data import data_config, load_study_data, source_folds
 from medflow.tasks.base import Task
 from medflow.train import distributed
 from medflow.train.trainer import TrainConfig
@@ -63,7 +63,7 @@ class Study:
             self.dataset = load_dataset(dataset) if isinstance(dataset, str) else dataset
             if self.dataset is None:
                 raise ConfigError("Study needs a dataset (a Dataset or a built-in name).")
-            data = _data_config(self.dataset)
+            data = data_config(self.dataset)
             models = [model] if isinstance(model, str | dict) else (model or ["mlp", "logistic_regression"])
             raw = {"name": name or self.dataset.name, "intended_use": intended_use, "data": data,
                    "task": task.model_dump(), "models": models, "seed": seed, "output_dir": str(output_dir)}
@@ -82,63 +82,6 @@ class Study:
     def fit(self, resume: str | Path | None = None, console: Console | None = None) -> Run | None:
         """Train and evaluate every model; returns the finished Run (None on non-zero ranks under torchrun)."""
         return run_study(self.config, dataset=self.dataset, resume=resume, console=console)
-
-
-def _data_config(ds: Dataset) -> dict[str, Any]:
-    pid = None if ds.patient_id == "__row__" else ds.patient_id
-    if ds.events is not None and not ds.source.startswith("builtin:"):
-        return {"meds": ds.source if Path(ds.source).is_dir() else None, "synthetic": ds.synthetic}
-    if ds.source.startswith("builtin:"):
-        return {"dataset": ds.source.split(":", 1)[1], "patient_id": pid, "synthetic": ds.synthetic}
-    return {"path": ds.source if Path(ds.source).exists() else None, "patient_id": pid, "synthetic": ds.synthetic,
-            "types": {k: v.value for k, v in ds.feature_types.items()}}
-
-
-def load_event_data(data: DataConfig) -> Dataset:
-    """An event Dataset: events from MEDS, FHIR, an event table or the simulator, samples from a cohort or labels."""
-    from medflow.data.ehr import event_dataset, simulated_ehr
-
-    if data.dataset == "ehr_sim":
-        if data.labels:
-            raise ConfigError("data.labels: the simulated cohort computes its own labels; choose data.cohort.")
-        sim = data.simulate
-        return simulated_ehr(sim.patients, sim.seed, data.cohort or "readmission_30d", sim.bias_group)
-    if data.meds and data.stream:
-        from medflow.data.sources.meds import StreamedEvents
-
-        events = StreamedEvents.open(data.meds)
-    elif data.meds:
-        from medflow.data.sources.meds import read_meds
-
-        events = read_meds(data.meds)
-    elif data.fhir:
-        from medflow.data.sources.fhir import read_fhir
-
-        events = read_fhir(data.fhir)
-    else:
-        from medflow.data.sources.event_table import read_event_table
-
-        assert data.events is not None
-        e = data.events
-        events = read_event_table(e.path, e.subject_id, e.time, e.code, e.value, e.code_prefix)
-    events.synthetic = events.synthetic or data.synthetic
-    return event_dataset(events, data.cohort, data.labels, label_name="label")
-
-
-def load_study_data(data: DataConfig) -> Dataset:
-    """The Dataset a study's `data:` section names."""
-    if data.is_events:
-        return load_event_data(data)
-    if data.dataset:
-        ds = load_dataset(data.dataset)
-        if data.types:
-            raise ConfigError("data.types applies to files (data.path), not to built-in datasets.")
-    elif data.path:
-        ds = read_table(data.path, patient_id=data.patient_id, types=dict(data.types), synthetic=data.synthetic,
-                        encoding=data.encoding)
-    else:
-        raise ConfigError("the study has no data: set data.dataset (a built-in name) or data.path (a file).")
-    return ds
 
 
 def _feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
@@ -175,28 +118,10 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
     for e in entries:
         build_estimator(e.name, e.params, cfg.task)  # unknown names, bad params, wrong task kind
     if cfg.tune is not None:
-        from medflow.tuning import search_space
+        from medflow.tuning import check_spaces
 
-        for model in cfg.tune.space:
-            if model not in names:
-                raise ConfigError(f"tune.space names model '{model}', which is not under models: {names}.")
-        spaces = tune_spaces(cfg)
-        if not spaces:
-            raise ConfigError(f"tune: none of the models {names} has a default search space; give tune.space.")
-        for model, raw in spaces.items():
-            search_space(model, raw, list(model_registry.get(model).params.model_fields),
-                         list(TrainConfig.model_fields))
+        check_spaces(cfg, names)
     return entries
-
-
-def tune_spaces(cfg: StudyConfig) -> dict[str, dict[str, Any]]:
-    """What `tune:` searches: tune.space when given, else every listed model's default space (registry)."""
-    if cfg.tune is None:
-        return {}
-    if cfg.tune.space:
-        return dict(cfg.tune.space)
-    spaces = {e.name: model_registry.get(e.name).search for e in cfg.model_entries()}
-    return {k: v for k, v in spaces.items() if v}
 
 
 def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], work: Path,
@@ -226,7 +151,11 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             est = load_estimator(model_dir, task)
             console.print(f"  [dim]{entry.name}: already trained (resumed run)[/dim]")
         else:
-            params, train_cfg = _tuned(cfg, ds, fold, task, features, entry, model_dir, console, tuning)
+            params, train_cfg = entry.params, cfg.train
+            if cfg.tune is not None:
+                from medflow.tuning import tuned
+
+                params, train_cfg = tuned(cfg, ds, fold, task, features, entry, model_dir, console, tuning)
             est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xs["train"])
             est.fit(xs["train"], ys["train"], xs["stop"], ys["stop"], train_cfg, cfg.seed,
@@ -239,31 +168,6 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             rows.append(_prediction_rows(ds, task, est.predict(xs[part]), ys[part], idx, part, fold.index,
                                          entry.name, subgroups))
     return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys, "tuning": tuning}
-
-
-def _tuned(cfg: StudyConfig, ds: Dataset, fold: Fold, task: Task, features: list[str], entry: ModelEntry,
-           model_dir: Path, console: Console, tuning: dict) -> tuple[dict, TrainConfig]:
-    """The model's parameters and training options: as configured, or the best of a nested search."""
-    spaces = tune_spaces(cfg)
-    if entry.name not in spaces:
-        return entry.params, cfg.train
-    from medflow.runs import read_json
-    from medflow.tuning import search_space, tune_model
-
-    saved = model_dir / "tuning.json"
-    if saved.exists():  # a resumed run: the search finished before the interruption
-        result = read_json(saved)
-    else:
-        space = search_space(entry.name, spaces[entry.name],
-                             list(model_registry.get(entry.name).params.model_fields), list(TrainConfig.model_fields))
-        console.print(f"  tuning {entry.name}: {cfg.tune.trials} trials x {cfg.tune.inner_folds} inner folds "
-                      f"on fold {fold.index}'s training and validation patients")
-        rows = np.r_[fold.train, fold.valid] if fold.stop is None else np.r_[fold.train, fold.valid, fold.stop]
-        result = tune_model(entry, space, cfg, ds, rows, task, features, cfg.seed,
-                            fold.index, console)
-        write_json(saved, result)
-    tuning[entry.name] = {k: v for k, v in result.items() if k != "trials"}
-    return {**entry.params, **result["model_params"]}, cfg.train.model_copy(update=result["train_params"])
 
 
 def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
@@ -327,7 +231,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     subgroups = pd.DataFrame({SUBGROUP_PREFIX + s.label: subgroup_labels(ds.frame, s, ds.source)
                               for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
     strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
-    folds = _source_folds(cfg, ds, console) or cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
+    folds = source_folds(cfg, ds, console) or cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
     if any(model_registry.get(e.name).family == "deep" for e in entries):
         # early stopping would make deep models look better on the validation patients it watched: keep
         # some validation patients unseen, for selection, threshold and conformal calibration
@@ -381,27 +285,6 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     final = work.with_name(work.name[: -len(INCOMPLETE)])
     os.replace(work, final)
     return Run(final)
-
-
-def _source_folds(cfg: StudyConfig, ds: Dataset, console: Console) -> list[Fold] | None:
-    """The source's own subject splits (MEDS subject_splits: train / tuning / held_out), when it has them."""
-    from medflow.data.ehr import SPLIT_COLUMN
-
-    if SPLIT_COLUMN not in ds.frame.columns or not cfg.data.use_source_splits:
-        return None
-    if cfg.split.kind != "holdout":
-        console.print("[yellow]note:[/yellow] the data declare subject splits, but split.kind is "
-                      f"{cfg.split.kind}; using medflow's patient folds instead.")
-        return None
-    split = ds.frame[SPLIT_COLUMN].fillna("train").astype(str).to_numpy()
-    parts = {p: np.flatnonzero(split == p) for p in ("train", "tuning", "held_out")}
-    if not len(parts["held_out"]) or not len(parts["train"]):
-        console.print("[yellow]note:[/yellow] the source's subject splits have no train or held_out samples "
-                      "for this task; splitting by patient instead.")
-        return None
-    console.print(f"using the source's subject splits: {len(parts['train'])} train, {len(parts['tuning'])} tuning "
-                  f"(validation), {len(parts['held_out'])} held-out (test) samples")
-    return [Fold(0, parts["train"], parts["tuning"], parts["held_out"])]
 
 
 def _warn_horizons(cfg: StudyConfig, ds: Dataset, console: Console) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medflow.errors import ConfigError
 
-__all__ = ["TuneConfig", "SearchDim", "search_space", "tune_model"]
+__all__ = ["TuneConfig", "SearchDim", "search_space", "tune_model", "tune_spaces", "check_spaces", "tuned"]
 
 
 class SearchDim(BaseModel):
@@ -135,3 +135,57 @@ def tune_model(entry: Any, space: dict, cfg: Any, ds: Any, rows: np.ndarray, tas
             "n_trials": len(study.trials), "best_value": float(best.value), "best_params": best.params,
             "model_params": model_params, "train_params": train_params,
             "trials": [{"number": t.number, "params": t.params, "value": t.value} for t in study.trials]}
+
+
+def tune_spaces(cfg: Any) -> dict[str, dict[str, Any]]:
+    """What a study's `tune:` searches: tune.space when given, else every listed model's default space."""
+    from medflow.registry import models
+
+    if cfg.tune is None:
+        return {}
+    if cfg.tune.space:
+        return dict(cfg.tune.space)
+    spaces = {e.name: models.get(e.name).search for e in cfg.model_entries()}
+    return {k: v for k, v in spaces.items() if v}
+
+
+def _parsed_space(model: str, raw: dict[str, Any]) -> dict[str, SearchDim]:
+    from medflow.registry import models
+    from medflow.train.trainer import TrainConfig
+
+    return search_space(model, raw, list(models.get(model).params.model_fields), list(TrainConfig.model_fields))
+
+
+def check_spaces(cfg: Any, names: list[str]) -> None:
+    """Before training: every searched model is listed, and every space names real parameters."""
+    for model in cfg.tune.space:
+        if model not in names:
+            raise ConfigError(f"tune.space names model '{model}', which is not under models: {names}.")
+    spaces = tune_spaces(cfg)
+    if not spaces:
+        raise ConfigError(f"tune: none of the models {names} has a default search space; give tune.space.")
+    for model, raw in spaces.items():
+        _parsed_space(model, raw)
+
+
+def tuned(cfg: Any, ds: Any, fold: Any, task: Any, features: list[str], entry: Any, model_dir: Any, console: Any,
+          tuning: dict) -> tuple[dict, Any]:
+    """A model's parameters and training options for one outer fold: as configured, or the best of a nested
+    search (saved as `tuning.json` beside the model, so a resumed run reuses a finished search)."""
+    from medflow.artifacts import read_json, write_json
+
+    spaces = tune_spaces(cfg)
+    if entry.name not in spaces:
+        return entry.params, cfg.train
+    saved = model_dir / "tuning.json"
+    if saved.exists():
+        result = read_json(saved)
+    else:
+        console.print(f"  tuning {entry.name}: {cfg.tune.trials} trials x {cfg.tune.inner_folds} inner folds "
+                      f"on fold {fold.index}'s training and validation patients")
+        rows = np.r_[fold.train, fold.valid] if fold.stop is None else np.r_[fold.train, fold.valid, fold.stop]
+        result = tune_model(entry, _parsed_space(entry.name, spaces[entry.name]), cfg, ds, rows, task, features,
+                            cfg.seed, fold.index, console)
+        write_json(saved, result)
+    tuning[entry.name] = {k: v for k, v in result.items() if k != "trials"}
+    return {**entry.params, **result["model_params"]}, cfg.train.model_copy(update=result["train_params"])

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 from dcurves import dca
 
-from medflow.evaluate.decision import DecisionCurveConfig, decision_curve, kaplan_meier_at, net_benefit
+from medflow.evaluate.decision import DecisionCurveConfig, decision_curve, net_benefit
+from medflow.evaluate.survival import km_at
 
 
 def test_binary_net_benefit_matches_dcurves():
@@ -52,4 +53,4 @@ def test_kaplan_meier_matches_lifelines():
     time, event = rng.exponential(5, 300).round(1), rng.integers(0, 2, 300)
     km = KaplanMeierFitter().fit(time, event)
     for t in (1.0, 3.3, 7.0):
-        assert abs(kaplan_meier_at(time, event, t) - float(km.survival_function_at_times(t).iloc[0])) < 1e-10
+        assert abs(km_at(time, event, t) - float(km.survival_function_at_times(t).iloc[0])) < 1e-10

@@ -67,12 +67,9 @@ def _class_quantiles(p: np.ndarray, y: np.ndarray, cfg: ConformalConfig,
 
 def _km_censoring(time: np.ndarray, event: np.ndarray):
     """G(t), the Kaplan-Meier probability of remaining uncensored, as a step function."""
-    t = np.asarray(time, dtype=float)
-    cens = 1 - np.asarray(event, dtype=float)
-    grid = np.unique(t)
-    at_risk = np.array([(t >= g).sum() for g in grid], dtype=float)
-    drops = np.array([cens[t == g].sum() for g in grid], dtype=float)
-    surv = np.cumprod(1 - drops / np.maximum(at_risk, 1))
+    from medflow.evaluate.survival import kaplan_meier
+
+    grid, surv = kaplan_meier(time, 1 - np.asarray(event, dtype=float))
 
     def g(x: np.ndarray) -> np.ndarray:  # value just before x (left limit), floored to keep weights finite
         i = np.searchsorted(grid, np.asarray(x, dtype=float), side="left") - 1

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["DecisionCurveConfig", "net_benefit", "net_benefit_survival", "kaplan_meier_at", "decision_curve"]
+from medflow.evaluate.survival import km_at
+
+__all__ = ["DecisionCurveConfig", "net_benefit", "net_benefit_survival", "decision_curve"]
 
 
 class DecisionCurveConfig(BaseModel):
@@ -47,18 +49,6 @@ def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndar
     return tp - fp * w
 
 
-def kaplan_meier_at(time: np.ndarray, event: np.ndarray, t: float) -> float:
-    """The Kaplan-Meier survival probability at time t (nan for an empty group)."""
-    time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=float)
-    if not len(time):
-        return float("nan")
-    times = np.unique(time[(event == 1) & (time <= t)])
-    s = 1.0
-    for u in times:
-        s *= 1 - ((time == u) & (event == 1)).sum() / (time >= u).sum()
-    return float(s)
-
-
 def net_benefit_survival(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float,
                          thresholds: np.ndarray) -> np.ndarray:
     """Net benefit at a horizon: risk = predicted probability of the event by then (1 - S(h))."""
@@ -70,7 +60,7 @@ def net_benefit_survival(time: np.ndarray, event: np.ndarray, risk: np.ndarray, 
         if share == 0:
             out.append(0.0)
             continue
-        s = kaplan_meier_at(time[treated], event[treated], horizon)
+        s = km_at(time[treated], event[treated], horizon)
         out.append((1 - s) * share - s * share * pt / (1 - pt))
     return np.asarray(out)
 

@@ -243,12 +243,10 @@ def external_validation(run: Any, data: Any, name: str, source: str, recalibrate
 
 
 def _quality(run: Any) -> dict | None:
-    path = run.path / "quality.json"
-    if not path.exists():
-        return None
-    import json
+    from medflow.artifacts import read_json
 
-    return json.loads(path.read_text())
+    path = run.path / "quality.json"
+    return read_json(path) if path.exists() else None
 
 
 def _recalibration(preds: pd.DataFrame, task: Any, cfg: EvaluateConfig, method: Recalibration, fraction: float,

@@ -15,7 +15,7 @@ import numpy as np
 from medflow.evaluate.metric import Metric, metric_function
 from medflow.tasks.survival import structured
 
-__all__ = ["survival_metrics", "survival_calibration", "kaplan_meier", "BOUND_METRICS"]
+__all__ = ["survival_metrics", "survival_calibration", "kaplan_meier", "km_at", "BOUND_METRICS"]
 
 # metrics that need the task's grid and a censoring reference: name -> (display, higher is better)
 BOUND_METRICS = {"c_uno": ("C-index (Uno)", True), "ibs": ("Integrated Brier", False)}
@@ -120,7 +120,8 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.asarray(t), np.asarray(s)
 
 
-def _km_at(time: np.ndarray, event: np.ndarray, h: float) -> float:
+def km_at(time: np.ndarray, event: np.ndarray, h: float) -> float:
+    """The Kaplan-Meier survival probability at time h."""
     t, s = kaplan_meier(time, event)
     idx = np.searchsorted(t, h, side="right") - 1
     return float(s[idx]) if idx >= 0 else 1.0
@@ -137,7 +138,7 @@ def survival_calibration(y: np.ndarray, s: np.ndarray, state: dict[str, Any], n_
         pred = s[:, 1 + col]
         groups = np.array_split(np.argsort(pred), min(n_groups, max(2, len(pred) // 20)))
         mean_pred = [float(pred[g].mean()) for g in groups]
-        observed = [_km_at(y[g, 0], y[g, 1], h) for g in groups]
+        observed = [km_at(y[g, 0], y[g, 1], h) for g in groups]
         sizes = [len(g) for g in groups]
         err = float(np.average(np.abs(np.array(mean_pred) - np.array(observed)), weights=sizes))
         out[f"{h:g}"] = {"mean_predicted": mean_pred, "observed": observed, "count": sizes, "ece": err}

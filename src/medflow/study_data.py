@@ -1,0 +1,98 @@
+"""A study's data: the Dataset its `data:` section names (tables, built-ins, event data) and the source's
+own subject splits when it declares them (MEDS `subject_splits`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from medflow.config import DataConfig, StudyConfig
+from medflow.data.builtin import load as load_dataset
+from medflow.data.dataset import Dataset
+from medflow.data.sources.tabular import read_table
+from medflow.data.splits import Fold
+from medflow.errors import ConfigError
+
+__all__ = ["load_study_data", "load_event_data", "data_config", "source_folds"]
+
+
+def data_config(ds: Dataset) -> dict[str, Any]:
+    """The `data:` section describing an in-memory Dataset (what `Study(dataset=...)` writes to study.yaml)."""
+    pid = None if ds.patient_id == "__row__" else ds.patient_id
+    if ds.events is not None and not ds.source.startswith("builtin:"):
+        return {"meds": ds.source if Path(ds.source).is_dir() else None, "synthetic": ds.synthetic}
+    if ds.source.startswith("builtin:"):
+        return {"dataset": ds.source.split(":", 1)[1], "patient_id": pid, "synthetic": ds.synthetic}
+    return {"path": ds.source if Path(ds.source).exists() else None, "patient_id": pid, "synthetic": ds.synthetic,
+            "types": {k: v.value for k, v in ds.feature_types.items()}}
+
+
+def load_event_data(data: DataConfig) -> Dataset:
+    """An event Dataset: events from MEDS, FHIR, an event table or the simulator, samples from a cohort or labels."""
+    from medflow.data.ehr import event_dataset, simulated_ehr
+
+    if data.dataset == "ehr_sim":
+        if data.labels:
+            raise ConfigError("data.labels: the simulated cohort computes its own labels; choose data.cohort.")
+        sim = data.simulate
+        return simulated_ehr(sim.patients, sim.seed, data.cohort or "readmission_30d", sim.bias_group)
+    if data.meds and data.stream:
+        from medflow.data.sources.meds import StreamedEvents
+
+        events = StreamedEvents.open(data.meds)
+    elif data.meds:
+        from medflow.data.sources.meds import read_meds
+
+        events = read_meds(data.meds)
+    elif data.fhir:
+        from medflow.data.sources.fhir import read_fhir
+
+        events = read_fhir(data.fhir)
+    else:
+        from medflow.data.sources.event_table import read_event_table
+
+        assert data.events is not None
+        e = data.events
+        events = read_event_table(e.path, e.subject_id, e.time, e.code, e.value, e.code_prefix)
+    events.synthetic = events.synthetic or data.synthetic
+    return event_dataset(events, data.cohort, data.labels, label_name="label")
+
+
+def load_study_data(data: DataConfig) -> Dataset:
+    """The Dataset a study's `data:` section names."""
+    if data.is_events:
+        return load_event_data(data)
+    if data.dataset:
+        ds = load_dataset(data.dataset)
+        if data.types:
+            raise ConfigError("data.types applies to files (data.path), not to built-in datasets.")
+    elif data.path:
+        ds = read_table(data.path, patient_id=data.patient_id, types=dict(data.types), synthetic=data.synthetic,
+                        encoding=data.encoding)
+    else:
+        raise ConfigError("the study has no data: set data.dataset (a built-in name) or data.path (a file).")
+    return ds
+
+
+def source_folds(cfg: StudyConfig, ds: Dataset, console: Console) -> list[Fold] | None:
+    """The source's own subject splits (MEDS subject_splits: train / tuning / held_out), when it has them."""
+    from medflow.data.ehr import SPLIT_COLUMN
+
+    if SPLIT_COLUMN not in ds.frame.columns or not cfg.data.use_source_splits:
+        return None
+    if cfg.split.kind != "holdout":
+        console.print("[yellow]note:[/yellow] the data declare subject splits, but split.kind is "
+                      f"{cfg.split.kind}; using medflow's patient folds instead.")
+        return None
+    split = ds.frame[SPLIT_COLUMN].fillna("train").astype(str).to_numpy()
+    parts = {p: np.flatnonzero(split == p) for p in ("train", "tuning", "held_out")}
+    if not len(parts["held_out"]) or not len(parts["train"]):
+        console.print("[yellow]note:[/yellow] the source's subject splits have no train or held_out samples "
+                      "for this task; splitting by patient instead.")
+        return None
+    console.print(f"using the source's subject splits: {len(parts['train'])} train, {len(parts['tuning'])} tuning "
+                  f"(validation), {len(parts['held_out'])} held-out (test) samples")
+    return [Fold(0, parts["train"], parts["tuning"], parts["held_out"])]
