@@ -136,7 +136,8 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
              recalibrate_fraction: Annotated[float, typer.Option(help="share of new patients that fit the "
                                                                  "recalibration")] = 0.5,
              labels: Annotated[Path | None, typer.Option(help="event runs: MEDS label file of the samples")] = None,
-             ) -> None:
+             encoding: Annotated[str | None, typer.Option(help="text encoding of a CSV --data (default UTF-8)")]
+             = None) -> None:
     """Recompute metrics from a run's saved predictions, or validate the run on external data (--data)."""
     from medflow.config import parse_config
     from medflow.evaluate.evaluator import evaluate_predictions
@@ -151,7 +152,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
         if sensitivity is not None:
             raise ConfigError("--sensitivity re-chooses the threshold on internal validation data; external "
                               "validation keeps the run's threshold. Run them separately.")
-        _external(r, data, name, recalibrate, recalibrate_fraction, labels, ev, cfg.seed)
+        _external(r, data, name, recalibrate, recalibrate_fraction, labels, ev, cfg.seed, encoding)
         return
     if sensitivity is not None:
         ev.threshold = type(ev.threshold)(method="sensitivity", value=sensitivity)
@@ -167,7 +168,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
 
 
 def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction: float, labels: Path | None,
-              ev, seed: int) -> None:
+              ev, seed: int, encoding: str | None = None) -> None:
     from medflow.data.sources.tabular import read_frame
     from medflow.evaluate.external import external_name, external_validation
     from medflow.runs import write_json, write_parquet
@@ -179,7 +180,7 @@ def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction
         raise ConfigError(f"--recalibrate-fraction {fraction}: give a share of patients between 0 and 1.")
     if not data.exists():
         raise ConfigError(f"--data {data}: no such file or folder.")
-    records = _event_input(r, data, labels) if _is_event_input(data) else read_frame(data)
+    records = _event_input(r, data, labels) if _is_event_input(data) else read_frame(data, encoding)
     label = external_name(name or data.stem)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -118,3 +118,21 @@ def test_event_drift_finds_a_shifted_lab_and_unseen_codes():
     assert other["unknown_code_share"] > 0.05
     assert any("never seen in training" in f for f in other["flagged"])
     assert any(f.startswith("LAB//K: standardized mean difference +") for f in other["flagged"])
+
+
+def test_external_data_in_latin1_reads_with_encoding(tmp_path):
+    frame = make_frame(200, seed=0)
+    frame["cat"] = frame["cat"].map({"a": "a", "b": "b", "c": "é"})
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_csv(tmp_path / "b.csv", index=False, encoding="latin-1")
+    (tmp_path / "s.yaml").write_text(
+        "name: enc\ndata: {path: a.csv, patient_id: pid}\ntask: {kind: binary, label: y}\n"
+        "models: [logistic_regression]\nevaluate: {n_bootstrap: 50}\n")
+    assert _cli("run", "s.yaml", cwd=tmp_path).returncode == 0
+    run = next(p.parent for p in tmp_path.glob("runs/enc/*/manifest.json"))
+    res = _cli("evaluate", run, "--data", "b.csv", cwd=tmp_path)
+    assert res.returncode == 1 and "--encoding latin-1" in res.stderr and "Traceback" not in res.stderr
+    res = _cli("evaluate", run, "--data", "b.csv", "--encoding", "latin-1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    result = json.loads((run / "external" / "b" / "metrics.json").read_text())
+    assert result["drift"]["flagged"] == []  # the same patients, decoded right: no unseen categories

@@ -27,7 +27,8 @@ def _encoding_error(p: Path) -> DataError:
         byte = raw[exc.start:exc.start + 1].hex()
     return DataError(f"{p}: not UTF-8 text: byte 0x{byte}{where} cannot be decoded. The file is probably "
                      "Latin-1 / Windows-1252 (common in exports from Excel and older hospital systems): set "
-                     "data.encoding: latin-1 (or cp1252) in the study, or save the file as UTF-8.")
+                     "data.encoding: latin-1 (or cp1252) in the study (--encoding latin-1 with medflow evaluate "
+                     "--data), or save the file as UTF-8.")
 
 
 def read_frame(path: str | Path, encoding: str | None = None) -> pd.DataFrame:
