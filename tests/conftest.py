@@ -89,3 +89,39 @@ def make_events(n: int = 240, seed: int = 0, kind: str = "binary", plant_after: 
     samples = pl.DataFrame({"subject_id": np.arange(n, dtype=np.int64), "prediction_time": pts, "y": ys}).with_columns(
         pl.col("prediction_time").cast(pl.Datetime("us")))
     return EventData(events=ev, source="test-events"), samples
+
+
+def make_images(frame: pd.DataFrame, size: int = 32, dims: int = 2, seed: int = 0):
+    """An ImageData whose images encode make_frame's signal: a central blob of brightness x1 and a corner blob
+    when cat == 'a' (the label depends on both), plus noise. One image per row, id = row number."""
+    from medflow.data.images import ImageData
+
+    rng = np.random.default_rng(seed)
+    q = size // 4
+    centre = (slice(None),) + (slice(q + q // 2, 2 * q + q // 2),) * dims
+    corner = (slice(None),) + (slice(0, q),) * dims
+    arrays = {}
+    for i, (x1, cat) in enumerate(zip(frame["x1"], frame["cat"], strict=True)):
+        img = rng.normal(0, 0.5, (1,) + (size,) * dims).astype(np.float32)
+        img[centre] += x1
+        img[corner] += 1.5 * (cat == "a")
+        arrays[str(i)] = img
+    return ImageData(arrays, "memory:test-images")
+
+
+def make_shapes(n: int = 240, size: int = 32, seed: int = 0):
+    """Images with a bright square (label 1) and a dimmer disc (label 2) at random places, masks known."""
+    from medflow.data.images import ImageData
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    arrays, masks = {}, {}
+    for i in range(n):
+        mask = np.zeros((size, size), np.uint8)
+        a, b = rng.integers(2, size - 10, 2)
+        mask[a:a + 8, b:b + 8] = 1
+        c, d = rng.integers(5, size - 5, 2)
+        mask[((yy - c) ** 2 + (xx - d) ** 2 <= 16) & (mask == 0)] = 2
+        img = rng.normal(0, 0.3, (1, size, size)).astype(np.float32) + np.where(mask == 1, 1.5, 0) + (mask == 2)
+        arrays[str(i)], masks[str(i)] = img.astype(np.float32), mask
+    return ImageData(arrays, "memory:test-shapes", masks=masks)

@@ -128,7 +128,7 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
      "unknown model 'xgboostt'"),
     ("unknown dataset", "data: {dataset: breast_cancr}\n" + TASK, {},
      "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: bmt, breast_cancer, "
-     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, gbsg2, veterans"),
+     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, gbsg2, phantoms_2d, phantoms_3d, veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),
 ])
@@ -143,6 +143,7 @@ def test_demo_fast(tmp_path):
     last = res.stdout.strip().splitlines()[-1]
     assert last.startswith("Report: ") and Path(last[len("Report: "):]).exists()
     assert "demo-breast_cancer" in last and "demo-diabetes" in res.stdout and "R²" in res.stdout
+    assert "demo-phantoms-imaging" in res.stdout
 
 
 def test_survival_study_end_to_end(tmp_path):

@@ -64,7 +64,8 @@ def _say_report(path: Path) -> None:
 @app.command()
 def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
          fast: Annotated[bool, typer.Option(help="fewer epochs and resamples (for tests)")] = False) -> None:
-    """Run the built-in demo studies: breast cancer (binary) and diabetes (regression)."""
+    """Run the built-in demo studies: breast cancer (binary), diabetes (regression), GBSG2 (survival), simulated
+    EHR readmission (events) and simulated imaging phantoms (CNNs with Grad-CAM)."""
     from medflow.demo import run_demo
 
     reports = run_demo(output_dir, fast=fast, show=_show_run, console=err)
@@ -227,25 +228,37 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a finished run director
 @app.command()
 def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
             input: Annotated[Path, typer.Argument(help="CSV or Parquet of raw records")],
-            output: Annotated[Path, typer.Option("-o", "--output", help="CSV/Parquet out")] = Path("predictions.csv"),
+            output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV/Parquet out (default "
+                                                        "predictions.csv); segmentation: a folder for the "
+                                                        "masks (default masks/)")] = None,
             model: Annotated[str | None, typer.Option(help="model name (default: the selected one)")] = None,
             explain: Annotated[bool, typer.Option(help="add the top attributions per record")] = False,
             horizons: Annotated[str | None, typer.Option(help="survival: times, e.g. 365,730,1825")] = None,
             labels: Annotated[Path | None, typer.Option(help="event runs: MEDS label file of the samples to "
-                                                        "predict (default: the run's cohort)")] = None) -> None:
-    """Predict raw records (CSV/Parquet), or the samples of event data (a MEDS folder, a FHIR export)."""
+                                                        "predict (default: the run's cohort); image runs: a CSV "
+                                                        "listing the image files")] = None) -> None:
+    """Predict raw records (CSV/Parquet), the samples of event data (a MEDS folder, a FHIR export), or images
+    (a folder, a .npz, or --labels CSV listing the files)."""
     import json
 
     from medflow.data.sources.tabular import read_frame
     from medflow.runs import load_run, write_parquet, write_text
 
     r = load_run(run_dir)
-    frame = _event_input(r, input, labels) if _is_event_input(input) else read_frame(input)
+    if r.featurizer().to_dict().get("version") == "image-v1":
+        frame = _image_input(r, input, labels)
+    else:
+        frame = _event_input(r, input, labels) if _is_event_input(input) else read_frame(input)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         preds = r.predict(frame, model=model, explain=explain, source=str(input), horizons=_horizons(horizons))
     if "survival_curve" in preds:
         preds = preds.drop(columns=["survival_curve"])
+    if "mask" in preds:  # segmentation: masks as NIfTI in the input's space, the table beside them
+        preds, output = _write_masks(frame, preds, output or Path("masks"))
+    output = output or Path("predictions.csv")
+    if explain and "explanation" in preds and getattr(frame, "modality", "") == "images":
+        _write_overlays(frame, r, preds, output)
     for w in caught:
         err.print(f"[yellow]warning:[/yellow] {w.message}")
     for col in preds.columns:  # explanations and conformal sets: JSON text in the file
@@ -275,6 +288,51 @@ def _event_input(run, path: Path, labels: Path | None):
         events = read_fhir(path)
     cohort = run.config["data"].get("cohort")
     return event_dataset(events, None if labels else cohort, labels, label_name=run.task.label_columns[0])
+
+
+def _image_input(run, path: Path, labels: Path | None):
+    """Images to predict: a folder, a .npz, or (with --labels) the files a CSV lists; read as the run's data were."""
+    from medflow.data.images import ImageSource, read_image_dataset
+
+    opts = run.config["data"].get("images") or {}
+    src = ImageSource(path=str(path), labels=str(labels) if labels else None,
+                      image_column=opts.get("image_column", "image"),
+                      patient_id=opts.get("patient_id") if labels else None)
+    return read_image_dataset(src)
+
+
+def _write_masks(ds, preds, folder: Path):
+    """`-o masks/`: one `<image>.nii.gz` per image (its size and affine) and `predictions.csv` listing them."""
+    from medflow.artifacts import atomic_write_bytes
+    from medflow.tasks.segmentation import mask_file_name, nifti_bytes
+
+    if folder.suffix.lower() in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"-o {folder}: a segmentation run writes masks; give a folder, e.g. -o masks/.")
+    names = []
+    for image, mask in zip(ds.frame["image"].astype(str), preds["mask"], strict=True):
+        name = mask_file_name(image)
+        atomic_write_bytes(folder / name, nifti_bytes(mask, ds.images.affines.get(image)))
+        names.append(name)
+    out.print(f"{len(names)} masks written to {folder}/")
+    return preds.drop(columns=["mask"]).assign(mask_file=names), folder / "predictions.csv"
+
+
+def _write_overlays(ds, run, preds, output: Path) -> None:
+    """`--explain` on images: one Grad-CAM overlay PNG per image beside the output; the file keeps the peak."""
+    import base64
+
+    from medflow.artifacts import atomic_write_bytes
+    from medflow.explain.image import cam_figure
+
+    folder = output.with_name(output.stem + "_gradcam")
+    x = run.inputs(ds)
+    for i, (image, e) in enumerate(zip(ds.frame["image"], preds["explanation"], strict=True)):
+        png = cam_figure([x[i, 0]], [e["map"]], [f"{image}: {preds['prediction'].iloc[i]}"], cols=1)
+        atomic_write_bytes(folder / (Path(image).name.replace(".", "_") + ".png"), base64.b64decode(png))
+    preds["explanation"] = [{"method": e["method"], "peak": e["peak"],
+                             "overlay": str(folder / (Path(im).name.replace(".", "_") + ".png"))}
+                            for im, e in zip(ds.frame["image"], preds["explanation"], strict=True)]
+    out.print(f"Grad-CAM overlays of {len(preds)} images written to {folder}/")
 
 
 def _horizons(text: str | None) -> list[float] | None:

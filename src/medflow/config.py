@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medflow.data.cohort import Cohort
 from medflow.data.dataset import FeatureType
+from medflow.data.images import ImageSource
 from medflow.data.splits import ByPatient, KFold
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
 from medflow.fusion import BlocksConfig
 from medflow.tasks.base import Binary, Multiclass, Regression
+from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
 from medflow.train.trainer import TrainConfig
 from medflow.tuning import TuneConfig
 
 __all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
 
-TaskField = Annotated[Binary | Multiclass | Regression | Survival, Field(discriminator="kind")]
+TaskField = Annotated[Binary | Multiclass | Regression | Survival | Segmentation, Field(discriminator="kind")]
 SplitField = Annotated[ByPatient | KFold, Field(discriminator="kind")]
 
 
@@ -57,8 +59,8 @@ class SimulateConfig(BaseModel):
 
 
 class DataConfig(BaseModel):
-    """Where the records come from: a built-in `dataset`, a CSV/Parquet `path`, or event data
-    (`meds`, `fhir`, `events`) with a `cohort` definition or a MEDS `labels` file."""
+    """Where the records come from: a built-in `dataset`, a CSV/Parquet `path`, event data (`meds`, `fhir`,
+    `events`) with a `cohort` definition or a MEDS `labels` file, or `images` (files, DICOM, NIfTI, .npz)."""
 
     model_config = ConfigDict(extra="forbid")
     dataset: str | None = None
@@ -66,6 +68,7 @@ class DataConfig(BaseModel):
     meds: str | None = None
     fhir: str | None = None
     events: EventTableConfig | None = None
+    images: ImageSource | None = None
     cohort: str | Cohort | None = None
     labels: str | None = None
     sequence: SequenceFeatures = SequenceFeatures()
@@ -80,7 +83,7 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [k for k in ("dataset", "path", "meds", "fhir", "events") if getattr(self, k)]
+        given = [k for k in ("dataset", "path", "meds", "fhir", "events", "images") if getattr(self, k)]
         if len(given) > 1:
             raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
         if self.cohort is not None and self.labels is not None:
@@ -95,11 +98,22 @@ class DataConfig(BaseModel):
 
 
 class ModelEntry(BaseModel):
-    """A model to train: its registry name and hyper-parameters."""
+    """A model to train: its registry name and hyper-parameters; deep models may start from another run's
+    weights (`init_from`, transfer learning; `models.transfer`)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
     params: dict[str, Any] = {}
+    init_from: str | None = Field(None, description="a finished run directory whose model weights start training")
+    init_model: str | None = Field(None, description="the model in init_from to copy (default: the same name)")
+    freeze: Literal["none", "backbone"] = "none"
+
+    def init(self) -> Any:
+        if self.init_from is None:
+            return None
+        from medflow.models.transfer import Init
+
+        return Init(self.init_from, self.init_model or self.name, self.freeze)
 
 
 class ExplainConfig(BaseModel):
@@ -133,9 +147,11 @@ class StudyConfig(BaseModel):
         return [ModelEntry(name=m) if isinstance(m, str) else m for m in self.models]
 
     def resolved(self) -> dict[str, Any]:
-        """The config with every default written out, models normalized to {name, params}."""
+        """The config with every default written out, models normalized to {name, params} (plus init_from,
+        init_model and freeze where a model starts from another run)."""
         d = self.model_dump(mode="json")
-        d["models"] = [m.model_dump(mode="json") for m in self.model_entries()]
+        d["models"] = [m.model_dump(mode="json", exclude_defaults=m.init_from is None, exclude={"params"})
+                       | {"params": m.params} for m in self.model_entries()]
         return d
 
 
@@ -208,6 +224,14 @@ def load_config(path: str | Path) -> StudyConfig:
             setattr(cfg.data, key, str((p.parent / value).resolve()))
     if cfg.data.events and not Path(cfg.data.events.path).is_absolute():
         cfg.data.events.path = str((p.parent / cfg.data.events.path).resolve())
+    if cfg.data.images:
+        for key in ("path", "labels"):
+            value = getattr(cfg.data.images, key)
+            if value and not Path(value).is_absolute():
+                setattr(cfg.data.images, key, str((p.parent / value).resolve()))
+    cfg.models = [m.model_copy(update={"init_from": str((p.parent / m.init_from).resolve())})
+                  if isinstance(m, ModelEntry) and m.init_from and not Path(m.init_from).is_absolute() else m
+                  for m in cfg.models]
     return cfg
 
 

@@ -21,12 +21,14 @@ from medflow.features import featurizer_from_dict
 from medflow.features.tabular import TabularFeaturizer
 from medflow.models.base import Estimator, load_estimator
 from medflow.tasks.base import Binary, Multiclass, Regression, Task
+from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
 
 __all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read_json", "INCOMPLETE"]
 
 INCOMPLETE = ".incomplete"
-_TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression, "survival": Survival}
+_TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression, "survival": Survival,
+          "segmentation": Segmentation}
 
 
 def task_from_dict(d: dict[str, Any]) -> Task:
@@ -108,18 +110,19 @@ class Run:
         return pd.read_parquet(self.path / "predictions.parquet")
 
     def inputs(self, records: Any, fold: int = 0, source: str = "input") -> Any:
-        """Fold `fold`'s model inputs for records (a table) or an event Dataset (windows up to each sample's time)."""
-        if getattr(records, "events", None) is not None:
-            from medflow.data.ehr import samples_frame
+        """Fold `fold`'s model inputs for records (a table), an event Dataset (windows up to each sample's
+        time) or an image Dataset (images resized and normalized as in training)."""
+        if getattr(records, "modality", "tabular") != "tabular":
+            from medflow.features import featurize
 
-            return self.featurizer(fold).transform(records.events, samples_frame(records.frame))
+            return featurize(self.featurizer(fold), records, records.frame)
         return self.featurizer(fold).transform(records, source)
 
     def scores(self, records: Any, model: str | None = None, source: str = "input") -> np.ndarray:
         """A model's raw outputs for records or an event Dataset, as predictions.parquet holds them
         (probabilities, values, or [risk, S(grid)...]); k-fold runs average the fold models."""
         model = model or self.metrics.selected_model
-        if getattr(records, "events", None) is None:
+        if getattr(records, "modality", "tabular") == "tabular":
             records = self._frame(records, source)
             self.featurizer().check_columns(records, source)
         return np.mean([self.estimator(model, f).predict(self.inputs(records, f, source))
@@ -149,11 +152,14 @@ class Run:
         from medflow.explain.tabular import attributions, method_name
 
         model = model or self.metrics.selected_model
-        if getattr(records, "events", None) is not None:
-            return self._predict_events(records, model, explain)
+        if getattr(records, "modality", "tabular") != "tabular":
+            return self._predict_dataset(records, model, explain)
         if getattr(self.featurizer(), "name", "") == "codes-v1":
             raise DataError(f"{source}: this run reads event histories; predict on an event Dataset, e.g. "
                             "run.predict(mf.data.event_dataset(mf.data.read_meds(path), cohort=...)).")
+        if getattr(self.featurizer(), "name", "") == "image-v1":
+            raise DataError(f"{source}: this run reads images; predict on an image Dataset, e.g. "
+                            "run.predict(mf.data.read_image_dataset(mf.data.ImageSource(path='scans/'))).")
         frame = self._frame(records, source)
         extra = self.featurizer().check_columns(frame, source)
         label_cols = set(self.task.label_columns) | {self.config["data"].get("patient_id") or ""}
@@ -189,21 +195,44 @@ class Run:
             out["explanation_method"] = method_name(self.estimator(model, 0))
         return out
 
-    def _predict_events(self, ds: Any, model: str, explain: bool) -> pd.DataFrame:
-        """Predictions for the samples of an event Dataset (each sees its events up to its prediction time)."""
+    def _predict_dataset(self, ds: Any, model: str, explain: bool) -> pd.DataFrame:
+        """Predictions for the records of an event Dataset (each sample sees its events up to its prediction
+        time) or an image Dataset (one row per image; `explanation`: the Grad-CAM map and its peak)."""
+        if self.task.kind == "segmentation":
+            return self._predict_masks(ds, model)
         scores, contribs = [], []
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
             x = self.inputs(ds, fold)
             scores.append(est.predict(x))
             if explain and fold == 0:
-                contribs = _event_explanations(est, x)
-        out = self._prediction_frame(ds.frame[["subject_id", "prediction_time"]].reset_index(drop=True),
-                                     np.mean(scores, axis=0), model)
-        out.insert(0, "subject_id", ds.frame["subject_id"].to_numpy())
-        out.insert(1, "prediction_time", ds.frame["prediction_time"].to_numpy())
+                contribs = _image_explanations(est, x) if ds.modality == "images" else _event_explanations(est, x)
+        ids = [c for c in ds.id_columns if c in ds.frame.columns]
+        out = self._prediction_frame(ds.frame[ids].reset_index(drop=True), np.mean(scores, axis=0), model)
+        for i, col in enumerate(ids):
+            if col not in out.columns:
+                out.insert(i, col, ds.frame[col].to_numpy())
         if explain:
             out["explanation"] = contribs
+        return out
+
+    def _predict_masks(self, ds: Any, model: str) -> pd.DataFrame:
+        """Segmentation: one row per image with its label map (`mask`, in the image's own size; fold models'
+        class probabilities averaged) and the voxels of each label."""
+        from medflow.tasks.segmentation import mask_in_image_space
+
+        probs = np.mean([self.estimator(model, f).probabilities(self.inputs(ds, f)) for f in range(len(self._folds))],
+                        axis=0)
+        labels = probs.argmax(axis=1).astype(np.uint8)
+        ids = [c for c in ds.id_columns if c in ds.frame.columns]
+        out = ds.frame[ids].reset_index(drop=True).copy()
+        out["mask"] = [mask_in_image_space(m, ds.images.arrays[i].shape[1:])
+                       for m, i in zip(labels, ds.frame["image"], strict=True)]
+        for j, lab in enumerate(self.task.labels, start=1):
+            out[f"voxels_{lab}"] = [int((m == j).sum()) for m in out["mask"]]
+        out["model"] = model
+        if self.synthetic:
+            out["synthetic"] = True
         return out
 
     def _prediction_frame(self, frame: pd.DataFrame, score: np.ndarray, model: str) -> pd.DataFrame:
@@ -274,6 +303,13 @@ class Run:
 def _top(names: list[str], row: np.ndarray, k: int = 10) -> list[dict[str, float]]:
     order = np.argsort(-np.abs(row))[:k]
     return [{"feature": names[i], "attribution": float(row[i])} for i in order]
+
+
+def _image_explanations(est: Estimator, x: np.ndarray) -> list[dict[str, Any]]:
+    """Grad-CAM per image: the map (in [0, 1], at the model's input size) and the voxel where it peaks."""
+    from medflow.explain.image import cam_peak, grad_cam
+
+    return [{"method": "grad_cam", "peak": cam_peak(c), "map": c} for c in grad_cam(est, x)]
 
 
 def _event_explanations(est: Estimator, x: Any, k: int = 10) -> list[list[dict[str, Any]]]:

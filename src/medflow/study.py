@@ -8,7 +8,6 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,9 +27,8 @@ from medflow.evaluate.evaluator import (
     prediction_table,
     subgroup_labels,
 )
-from medflow.explain.tabular import attributions, method_name, permutation_importance
-from medflow.features import featurize, input_names, make_featurizer
-from medflow.models.base import build_estimator, load_estimator
+from medflow.features import encode_targets, featurize, input_names, make_featurizer
+from medflow.models.base import build_estimator, check_inputs, load_estimator
 from medflow.registry import models as model_registry
 from medflow.runs import INCOMPLETE, Run, write_json, write_parquet, write_text
 from medflow.study_data import data_config, load_study_data, source_folds
@@ -85,7 +83,7 @@ class Study:
 
 
 def _feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
-    if ds.events is not None:  # the features are the events; the frame holds samples and demographics
+    if ds.modality != "tabular":  # the features are the events or images; the frame holds samples and labels
         return []
     for col in cfg.data.drop:
         if col not in ds.frame.columns:
@@ -117,6 +115,11 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
         raise ConfigError(f"models: each model may appear once, got {names}.")
     for e in entries:
         build_estimator(e.name, e.params, cfg.task)  # unknown names, bad params, wrong task kind
+        if e.init_from and model_registry.get(e.name).family != "deep":
+            raise ConfigError(f"models: '{e.name}' is not a deep model; init_from (transfer learning) applies to "
+                              "torch models only.")
+        if e.init_from and not Path(e.init_from).is_dir():
+            raise ConfigError(f"models: '{e.name}' init_from {e.init_from}: no such run directory.")
     if cfg.tune is not None:
         from medflow.tuning import check_spaces
 
@@ -134,16 +137,16 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
         # pooled out-of-fold curves must share their time points: every fold predicts on fold 0's grid
         shared = first["task"].state
         task.load_state({**task.state, "grid": shared["grid"], "horizons": shared["horizons"]})
-    feat = make_featurizer(ds, features, train, cfg.data.sequence)
+    feat = make_featurizer(ds, features, train, cfg.data)
     fold_dir = work / f"fold_{fold.index}"
     write_json(fold_dir / "featurizer.json", feat.to_dict())
     write_json(fold_dir / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
     parts = (("train", train), ("valid", valid), ("test", test)) + ((("stop", stop),) if fold.stop is not None else ())
     xs = {part: featurize(feat, ds, df) for part, df in parts}
-    ys = {part: task.encode(df) for part, df in parts}
+    ys = {part: encode_targets(feat, task, ds, df) for part, df in parts}
     xs.setdefault("stop", xs["valid"])
     ys.setdefault("stop", ys["valid"])
-    rows, timings, tuning = [], {}, {}
+    rows, timings, tuning, transfer = [], {}, {}, {}
     for entry in entries:
         model_dir = fold_dir / entry.name
         start = time.perf_counter()
@@ -158,16 +161,22 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
                 params, train_cfg = tuned(cfg, ds, fold, task, features, entry, model_dir, console, tuning)
             est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xs["train"])
+            est.init = entry.init()
             est.fit(xs["train"], ys["train"], xs["stop"], ys["stop"], train_cfg, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
+            if est.init is not None:
+                transfer[entry.name] = est.init.report
             if getattr(est, "resumed_from", None) is not None:
                 console.print(f"  {entry.name}: resumed from the checkpoint after epoch {est.resumed_from + 1}")
             est.save(model_dir)
         timings[entry.name] = time.perf_counter() - start
         for part, idx in (("valid", fold.valid), ("test", fold.test)):
-            rows.append(_prediction_rows(ds, task, est.predict(xs[part]), ys[part], idx, part, fold.index,
-                                         entry.name, subgroups))
-    return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys, "tuning": tuning}
+            pred = est.predict(xs[part])
+            if part == "test":  # e.g. segmentation masks, written beside the model
+                task.write_outputs(model_dir / "test_outputs", ds, test, pred)
+            rows.append(_prediction_rows(ds, task, pred, ys[part], idx, part, fold.index, entry.name, subgroups))
+    return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys, "tuning": tuning,
+                  "test_frame": test, "transfer": transfer}
 
 
 def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
@@ -179,35 +188,14 @@ def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, 
     return out
 
 
-def _explain(cfg: StudyConfig, run_dir: Path, fold_info: dict, entries: list[ModelEntry]) -> dict[str, Any]:
+def _explain(cfg: StudyConfig, run_dir: Path, fold_info: dict, entries: list[ModelEntry], ds: Dataset) -> dict:
     from medflow.evaluate.metrics import get_metric
+    from medflow.explain import explain_model
 
     task, feat, xs, ys = fold_info["task"], fold_info["featurizer"], fold_info["xs"], fold_info["ys"]
     metric = get_metric(task.primary_metric)
-    out: dict[str, Any] = {}
-    for entry in entries:
-        est = load_estimator(run_dir / "fold_0" / entry.name, task)
-        if est.spec.inputs == "events":
-            from medflow.explain.sequence import explain_events
-
-            out[entry.name] = explain_events(est, xs["test"], ys["test"], metric, cfg.explain.max_records,
-                                             cfg.explain.examples)
-            continue
-        x_all = est.inputs(xs["test"])
-        x = x_all[: cfg.explain.max_records]
-        sources = input_names(est, feat, xs["test"])
-        names, attr = attributions(est, x, sources)
-        out[entry.name] = {
-            "method": method_name(est),
-            "permutation_importance": permutation_importance(
-                est.predict, x_all, ys["test"], sources, metric, metric.higher_is_better,
-                cfg.explain.n_repeats, cfg.seed),
-            "mean_abs_attribution": dict(sorted(zip(names, np.abs(attr).mean(axis=0).tolist(), strict=True),
-                                                key=lambda kv: -kv[1])),
-            "examples": [{"row": i, "attributions": dict(zip(names, attr[i].tolist(), strict=True))}
-                         for i in range(min(cfg.explain.examples, len(x)))],
-        }
-    return out
+    return {e.name: explain_model(load_estimator(run_dir / "fold_0" / e.name, task), xs["test"], ys["test"], feat,
+                                  metric, cfg.explain, cfg.seed, ds, fold_info["test_frame"]) for e in entries}
 
 
 def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Path | None = None,
@@ -225,9 +213,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     features = _feature_columns(ds, cfg)
     entries = _check_models(cfg)
     for e in entries:
-        if model_registry.get(e.name).inputs == "events" and ds.events is None:
-            raise ConfigError(f"model '{e.name}' reads event sequences, but {ds.source} is a table. Use event data "
-                              "(data.meds, data.fhir, data.events, or data.dataset: ehr_sim) or a tabular model.")
+        check_inputs(model_registry.get(e.name), ds.modality, ds.source)
     subgroups = pd.DataFrame({SUBGROUP_PREFIX + s.label: subgroup_labels(ds.frame, s, ds.source)
                               for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
     strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
@@ -240,7 +226,8 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     work = _resume_dir(resume, cfg) if resume else (_new_run_dir(cfg) if distributed.is_main() else None)
     work = Path(distributed.broadcast_object(str(work)))  # multi-process: rank 0 names the folder
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
-    inputs = f"{len(features)} features" if ds.events is None else f"{ds.events.n_events:,} events"
+    inputs = (f"{ds.events.n_events:,} events" if ds.events is not None else f"{len(ds.images)} images"
+              if ds.images is not None else f"{len(features)} features")
     console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {inputs},"
                   f" {len(folds)} fold(s), models {[e.name for e in entries]}"
                   + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))
@@ -267,9 +254,11 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     metrics["fit_seconds"] = timings
     if tuning:
         metrics["tuning"] = tuning
+    if first["transfer"]:
+        metrics["transfer"] = first["transfer"]
     write_json(work / "metrics.json", metrics)
     console.print("explaining ...")
-    write_json(work / "explanations.json", _explain(cfg, work, first, entries))
+    write_json(work / "explanations.json", _explain(cfg, work, first, entries, ds))
     write_json(work / "quality.json", quality_summary(ds, cfg.task.label_columns))
     if cfg.compare_blocks is not None:
         from medflow.fusion import compare_blocks

@@ -22,6 +22,8 @@ __all__ = ["load_study_data", "load_event_data", "data_config", "source_folds"]
 def data_config(ds: Dataset) -> dict[str, Any]:
     """The `data:` section describing an in-memory Dataset (what `Study(dataset=...)` writes to study.yaml)."""
     pid = None if ds.patient_id == "__row__" else ds.patient_id
+    if ds.images is not None and not ds.source.startswith("builtin:"):
+        return {"images": ds.meta.get("images_config") or {"path": ds.source}, "synthetic": ds.synthetic}
     if ds.events is not None and not ds.source.startswith("builtin:"):
         return {"meds": ds.source if Path(ds.source).is_dir() else None, "synthetic": ds.synthetic}
     if ds.source.startswith("builtin:"):
@@ -65,6 +67,10 @@ def load_study_data(data: DataConfig) -> Dataset:
     """The Dataset a study's `data:` section names."""
     if data.is_events:
         return load_event_data(data)
+    if data.images is not None:
+        from medflow.data.images import read_image_dataset
+
+        return read_image_dataset(data.images, data.synthetic)
     if data.dataset:
         ds = load_dataset(data.dataset)
         if data.types:

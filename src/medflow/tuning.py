@@ -93,7 +93,7 @@ def tune_model(entry: Any, space: dict, cfg: Any, ds: Any, rows: np.ndarray, tas
     import optuna
 
     from medflow.evaluate.metrics import get_metric
-    from medflow.features import featurize, input_names, make_featurizer
+    from medflow.features import encode_targets, featurize, input_names, make_featurizer
     from medflow.models.base import build_estimator
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -112,9 +112,9 @@ def tune_model(entry: Any, space: dict, cfg: Any, ds: Any, rows: np.ndarray, tas
         scores = []
         for i, (tr, va) in enumerate(inner):
             a, b = frame.iloc[tr], frame.iloc[va]
-            feat = make_featurizer(ds, features, a, cfg.data.sequence)
+            feat = make_featurizer(ds, features, a, cfg.data)
             xa, xb = featurize(feat, ds, a), featurize(feat, ds, b)
-            ya, yb = task.encode(a), task.encode(b)
+            ya, yb = encode_targets(feat, task, ds, a), encode_targets(feat, task, ds, b)
             est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xa)
             est.fit(xa, ya, xb, yb, train_cfg, seed + i)

@@ -9,12 +9,15 @@ from medflow.features.tabular import TabularFeaturizer
 from medflow.models import build_estimator, load_estimator
 from medflow.registry import models as registry
 from medflow.tasks import Binary, Multiclass, Regression, Survival
+from medflow.tasks.segmentation import Segmentation
 from tests.conftest import make_frame
 
 TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
-         "survival": lambda label: Survival(time="time", event="event")}
+         "survival": lambda label: Survival(time="time", event="event"),
+         "segmentation": lambda label: Segmentation(labels=["square", "disc"])}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
-PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16}}  # 'cat' becomes block "other"
+PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  # 'cat' becomes block "other"
+          "densenet121": {"init_features": 16, "growth_rate": 8}, "resnet18": {"widen_factor": 0.25}}
 SOURCES: list[str] = []
 
 
@@ -30,9 +33,26 @@ def _event_data(kind):
     return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
 
 
+def _image_data(kind):
+    """32 x 32 images carrying the table's signal (tests.conftest.make_images), or squares and discs to segment."""
+    from medflow.features.image import ImageFeaturizer
+    from tests.conftest import make_images, make_shapes
+
+    frame = make_frame(240, kind="binary" if kind == "segmentation" else kind)
+    images = make_images(frame) if kind != "segmentation" else make_shapes(240)
+    ids = [str(i) for i in range(len(frame))]
+    task = TASKS[kind](label="y").fit(frame.iloc[:160])
+    feat = ImageFeaturizer(intensity="none").fit(images, ids[:160])
+    y = task.encode(frame) if kind != "segmentation" else feat.transform_masks(images, ids)
+    x = feat.transform(images, ids)
+    return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
+
+
 def _data(kind, name=None):
     if name is not None and registry.get(name).inputs == "events":
         return _event_data(kind)
+    if name is not None and registry.get(name).inputs == "images":
+        return _image_data(kind)
     frame = make_frame(240, kind=kind)
     feat = TabularFeaturizer({"x1": FeatureType.NUMERIC, "x2": FeatureType.NUMERIC,
                               "cat": FeatureType.CATEGORICAL}).fit(frame.iloc[:160])
@@ -63,6 +83,8 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         assert ((curves >= 0) & (curves <= 1)).all() and (np.diff(curves, axis=1) <= 1e-12).all()
         direct = est.predict_survival(xte, task.grid)
         assert np.allclose(direct, curves)
+    elif kind == "segmentation":
+        assert p.shape == yte.shape and set(np.unique(p)) <= {0, 1, 2}
     else:
         assert p.shape == (len(xte),)
     est.save(tmp_path / name)
@@ -74,6 +96,9 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         assert auroc(yte, p) > 0.7
     elif kind == "regression":
         assert np.mean((p - yte) ** 2) < np.var(yte)
+    elif kind == "segmentation":  # both shapes found (all-square everywhere would score about 0.1)
+        from medflow.tasks.segmentation import case_metrics
+        assert np.nanmean(case_metrics(p, yte, 2)[:, 0]) > 0.5
     elif kind == "survival":
         from medflow.evaluate.metrics import get_metric
         c = get_metric("c_harrell")(yte, p)

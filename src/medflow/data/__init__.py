@@ -8,10 +8,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Dataset", "FeatureType", "read_table", "sources"]
+__all__ = ["Dataset", "FeatureType", "read_table", "sources", "ImageSource", "ImageData", "read_image_dataset",
+           "image_dataset", "phantom_dataset"]
 
 _LAZY = {"Dataset": ("medflow.data.dataset", "Dataset"), "FeatureType": ("medflow.data.dataset", "FeatureType"),
-         "read_table": ("medflow.data.sources.tabular", "read_table")}
+         "read_table": ("medflow.data.sources.tabular", "read_table"),
+         **{n: ("medflow.data.images", n) for n in ("ImageSource", "ImageData", "read_image_dataset", "image_dataset",
+                                                    "phantom_dataset")}}
 
 
 def __getattr__(name: str) -> Any:

@@ -51,6 +51,21 @@ class Dataset:
     label_hint: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     events: Any = None  # EventData for event datasets: the frame then holds one row per prediction sample
+    images: Any = None  # ImageData for image datasets: the frame then holds one row per image
+
+    @property
+    def modality(self) -> str:
+        """What the models read: "tabular" (the frame's columns), "events" or "images"."""
+        return "events" if self.events is not None else "images" if self.images is not None else "tabular"
+
+    @property
+    def id_columns(self) -> list[str]:
+        """The columns that name a record in predictions (patient, and the sample or image)."""
+        if self.events is not None:
+            return ["subject_id", "prediction_time"]
+        if self.images is not None:
+            return [self.patient_id, "image"]
+        return [] if self.patient_id == ROW_ID else [self.patient_id]
 
     def __post_init__(self) -> None:
         if self.patient_id not in self.frame.columns:
@@ -87,6 +102,8 @@ class Dataset:
             h.update(self.events.fingerprint())
         elif self.events is not None:
             h.update(self.events.events.hash_rows(seed=0).to_numpy().tobytes())
+        if self.images is not None:
+            h.update(self.images.fingerprint())
         return h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
@@ -101,6 +118,7 @@ class Dataset:
             **({"events": self.events.n_events, "streamed": True} if getattr(self.events, "streamed", False) else
                {"events": self.events.n_events, "event_subjects": self.events.n_subjects}
                if self.events is not None else {}),
+            **(self.images.summary() if self.images is not None else {}),
         }
 
 

@@ -104,6 +104,14 @@ def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: 
     """Rows of a predictions table (the layout of predictions.parquet) for one model, fold and split."""
     out = pd.DataFrame({"patient_id": np.asarray(patient_ids).astype(str), "row": rows, "fold": fold,
                         "split": part, "model": model})
+    if hasattr(task, "case_columns"):  # segmentation: one row per case with its metrics (the masks go to disk)
+        from medflow.tasks.segmentation import case_metrics
+
+        values = case_metrics(score, y, len(task.labels))
+        out["y_true"] = 0
+        for j, col in enumerate(task.case_columns()):
+            out[col] = values[:, j]
+        return out
     if task.kind == "survival":
         out["time"], out["event"], out["y_true"] = y[:, 0], y[:, 1], y[:, 1]
         out["score"] = score[:, 0]
@@ -131,6 +139,8 @@ def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
     if task_kind == "multiclass":
         cols = sorted((c for c in frame.columns if c.startswith("prob_")), key=lambda c: int(c[5:]))
         return frame[cols].to_numpy(dtype=float)
+    if task_kind == "segmentation":  # per-case metric columns, in the order the task wrote them
+        return frame[[c for c in frame.columns if c.startswith("case_")]].to_numpy(dtype=float)
     return frame["score"].to_numpy(dtype=float)
 
 
@@ -176,7 +186,12 @@ def metrics_for(task: Task, preds: pd.DataFrame) -> list[Metric]:
 
         first = preds[preds["model"] == preds["model"].iloc[0]].drop_duplicates("row")
         return survival_metrics(task.state, truth(first, "survival"))
+    if hasattr(task, "metric_list"):
+        return task.metric_list()
     return [get_metric(n) for n in task.default_metrics]
+
+
+CONFORMAL_KINDS = ("binary", "multiclass", "regression", "survival")
 
 
 def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, seed: int,
@@ -215,7 +230,7 @@ def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, s
                                                                   threshold, cfg, seed) for c in sg_cols}
         if given.get("conformal"):
             entry["conformal"] = {**given["conformal"], "test": _coverage(given["conformal"], test, task, seed)}
-        elif not valid.empty and fixed is None:
+        elif not valid.empty and fixed is None and task_kind in CONFORMAL_KINDS:
             fitted = fit_conformal(truth(valid, task_kind), score_matrix(valid, task_kind), task_kind,
                                    cfg.conformal, task.state)
             entry["conformal"] = {**fitted, "test": _coverage(fitted, test, task, seed)}

@@ -34,6 +34,12 @@ def metric_info(name: str) -> tuple[str, bool]:
         return f"AUC at {name[4:]}", True
     if name.startswith("c_cause_"):
         return f"C-index (cause {name[8:]})", True
+    if name == "dice_mean":
+        return "Dice (mean over labels)", True
+    if name.startswith("dice_"):
+        return f"Dice {name[5:]}", True
+    if name.startswith("hd95_"):
+        return f"HD95 {name[5:]} (voxels)", False
     from medflow.evaluate.survival import BOUND_METRICS
 
     if name in BOUND_METRICS:
@@ -210,3 +216,12 @@ def r2(y, s, t=0.5):
 
 def known_metrics() -> list[str]:
     return metrics.names()
+
+
+@metric_function("dice_mean", "Dice (mean over labels)", True)
+def dice_mean(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
+    """Segmentation: the mean over cases of each case's mean Dice (column 0 of the per-case metric matrix that
+    `tasks.segmentation.case_metrics` writes; cases without any labelled structure are NaN and left out)."""
+    v = np.asarray(y_score, float)
+    v = v[:, 0] if v.ndim == 2 else v
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")

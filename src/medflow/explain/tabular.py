@@ -15,7 +15,7 @@ import torch
 
 from medflow.models.base import DeepEstimator, Estimator
 
-__all__ = ["attributions", "permutation_importance", "group_columns", "method_name"]
+__all__ = ["attributions", "permutation_importance", "group_columns", "method_name", "explain_tabular"]
 
 
 def group_columns(sources: list[str]) -> tuple[list[str], np.ndarray]:
@@ -80,3 +80,20 @@ def permutation_importance(
             drops.append(base - score if higher_is_better else score - base)
         out[name] = {"mean": float(np.mean(drops)), "sd": float(np.std(drops))}
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["mean"]))
+
+
+def explain_tabular(est: Estimator, x_all: np.ndarray, y: np.ndarray, sources: list[str], metric, cfg,
+                    seed: int) -> dict:
+    """explanations.json entry of a model on a feature matrix: permutation importance, mean |attribution|
+    and per-record attributions of example test records."""
+    x = x_all[: cfg.max_records]
+    names, attr = attributions(est, x, sources)
+    return {
+        "method": method_name(est),
+        "permutation_importance": permutation_importance(est.predict, x_all, y, sources, metric,
+                                                         metric.higher_is_better, cfg.n_repeats, seed),
+        "mean_abs_attribution": dict(sorted(zip(names, np.abs(attr).mean(axis=0).tolist(), strict=True),
+                                            key=lambda kv: -kv[1])),
+        "examples": [{"row": i, "attributions": dict(zip(names, attr[i].tolist(), strict=True))}
+                     for i in range(min(cfg.examples, len(x)))],
+    }

@@ -1,46 +1,136 @@
-"""Featurizers, one module per modality, all with fit / transform / to_dict / from_dict."""
+"""Featurizers, one module per modality, all with fit / transform / to_dict / from_dict.
+
+Each modality is one entry in the `featurizers` registry (`FeaturizerKind`): how to fit its featurizer on a
+fold's training rows, how to turn rows of a Dataset into model inputs, and how to load a saved one. The
+study, the tuner and the saved run look a featurizer up by the Dataset's `modality` (or a saved
+featurizer's `version`), never by an `if` on the modality, so a new modality is one registration.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["featurizer_from_dict", "make_featurizer", "featurize", "input_names"]
+from medflow.registry import Registry
+
+__all__ = ["FeaturizerKind", "featurizers", "featurizer_from_dict", "make_featurizer", "featurize", "input_names",
+           "encode_targets"]
 
 
-def featurizer_from_dict(d: dict[str, Any]) -> Any:
-    """Rebuild a saved featurizer of any modality from its `featurizer.json`."""
-    if d.get("version") == "codes-v1":
-        from medflow.features.codes import EventFeaturizer
+@dataclass(frozen=True)
+class FeaturizerKind:
+    """A modality's featurizer: `fit(ds, features, train_frame, data_cfg)`, `apply(feat, ds, frame)`, `load(d)`."""
 
-        return EventFeaturizer.from_dict(d)
-    from medflow.features.tabular import TabularFeaturizer
+    modality: str
+    version: str
+    fit: Callable[[Any, list[str], Any, Any], Any]
+    apply: Callable[[Any, Any, Any], Any]
+    load: Callable[[dict[str, Any]], Any]
+    targets: Callable[[Any, Any, Any], Any] | None = None  # targets that are not frame columns (masks)
 
-    return TabularFeaturizer.from_dict(d)
+
+featurizers: Registry = Registry("featurizer")
 
 
-def make_featurizer(ds: Any, features: list[str], train: Any, sequence: Any = None) -> Any:
-    """The featurizer of the dataset's modality, fitted on the training rows only.
-
-    `sequence` holds the event-window options (`data.sequence`: min_count, max_len, lookback_days).
-    """
-    if ds.events is not None:
-        from medflow.data.ehr import samples_frame
-        from medflow.features.codes import EventFeaturizer
-
-        seq = sequence
-        return EventFeaturizer(seq.min_count, seq.max_len, seq.lookback_days).fit(ds.events, samples_frame(train))
+def _tabular_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
     from medflow.features.tabular import TabularFeaturizer
 
     return TabularFeaturizer({c: ds.feature_types[c] for c in features}).fit(train)
 
 
-def featurize(feat: Any, ds: Any, frame: Any) -> Any:
-    """Model inputs for rows of a dataset: a matrix (tables) or event windows (event data)."""
-    if ds.events is not None:
-        from medflow.data.ehr import samples_frame
+def _tabular_load(d: dict[str, Any]) -> Any:
+    from medflow.features.tabular import TabularFeaturizer
 
-        return feat.transform(ds.events, samples_frame(frame))
-    return feat.transform(frame)
+    return TabularFeaturizer.from_dict(d)
+
+
+def _events_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
+    from medflow.data.ehr import samples_frame
+    from medflow.features.codes import EventFeaturizer
+
+    seq = getattr(data, "sequence", None)
+    if seq is None:
+        from medflow.config import SequenceFeatures
+
+        seq = SequenceFeatures()
+    return EventFeaturizer(seq.min_count, seq.max_len, seq.lookback_days).fit(ds.events, samples_frame(train))
+
+
+def _events_apply(feat: Any, ds: Any, frame: Any) -> Any:
+    from medflow.data.ehr import samples_frame
+
+    return feat.transform(ds.events, samples_frame(frame))
+
+
+def _events_load(d: dict[str, Any]) -> Any:
+    from medflow.features.codes import EventFeaturizer
+
+    return EventFeaturizer.from_dict(d)
+
+
+def _image_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
+    from medflow.features.image import ImageFeaturizer
+
+    src = getattr(data, "images", None)
+    opts = ds.meta.get("images_config") or {}
+    size = src.size if src is not None else opts.get("size")
+    intensity = src.intensity if src is not None else opts.get("intensity", "zscore")
+    resize = src.resize if src is not None else opts.get("resize", True)
+    return ImageFeaturizer(size, intensity, resize).fit(ds.images, train["image"].tolist())
+
+
+def _image_apply(feat: Any, ds: Any, frame: Any) -> Any:
+    return feat.transform(ds.images, frame["image"].tolist(), ds.source)
+
+
+def _image_load(d: dict[str, Any]) -> Any:
+    from medflow.features.image import ImageFeaturizer
+
+    return ImageFeaturizer.from_dict(d)
+
+
+for _kind in (FeaturizerKind("tabular", "tabular-v1", _tabular_fit, lambda f, ds, frame: f.transform(frame),
+                             _tabular_load),
+              FeaturizerKind("events", "codes-v1", _events_fit, _events_apply, _events_load),
+              FeaturizerKind("images", "image-v1", _image_fit, _image_apply, _image_load,
+                             lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source))):
+    featurizers.register(_kind.modality)(_kind)
+
+
+def featurizer_from_dict(d: dict[str, Any]) -> Any:
+    """Rebuild a saved featurizer of any modality from its `featurizer.json`."""
+    version = d.get("version")
+    for _, kind in featurizers.items():
+        if kind.version == version:
+            return kind.load(d)
+    return _tabular_load(d)  # tabular featurizers saved before versions were written
+
+
+def make_featurizer(ds: Any, features: list[str], train: Any, data: Any = None) -> Any:
+    """The featurizer of the dataset's modality, fitted on the training rows only.
+
+    `data` is the study's `data:` section (event windows: `data.sequence`; images: `data.images`).
+    """
+    return featurizers.get(ds.modality).fit(ds, features, train, data)
+
+
+def featurize(feat: Any, ds: Any, frame: Any) -> Any:
+    """Model inputs for rows of a dataset: a matrix (tables), event windows (events), an image array (images)."""
+    return featurizers.get(ds.modality).apply(feat, ds, frame)
+
+
+def encode_targets(feat: Any, task: Any, ds: Any, frame: Any) -> Any:
+    """Model targets for rows: the task's encoding of its label columns, or, for tasks whose targets are not
+    columns (segmentation: `targets_from = "masks"`), what the modality's featurizer prepares."""
+    if getattr(task, "targets_from", "labels") == "labels":
+        return task.encode(frame)
+    kind = featurizers.get(ds.modality)
+    if kind.targets is None:
+        from medflow.errors import ConfigError
+
+        raise ConfigError(f"a {task.kind} task needs {task.targets_from}, which {ds.modality} data do not have.")
+    return kind.targets(feat, ds, frame)
 
 
 def input_names(est: Any, feat: Any, x: Any) -> list[str]:

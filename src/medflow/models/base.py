@@ -28,7 +28,22 @@ from medflow.train.distributed import is_main
 from medflow.train.trainer import TrainConfig, Trainer
 
 __all__ = ["ModelSpec", "Estimator", "DeepEstimator", "SklearnEstimator", "build_estimator", "load_estimator",
-           "atomic_write_bytes", "fit_or_explain"]
+           "atomic_write_bytes", "fit_or_explain", "check_inputs"]
+
+# which data each kind of model reads: tabular models also read event data (as count features)
+_READS = {"tabular": {"tabular", "events"}, "events": {"events"}, "images": {"images"}}
+_DATA_HINT = {"events": "event data (data.meds, data.fhir, data.events, or data.dataset: ehr_sim)",
+              "images": "images (data.images, or data.dataset: phantoms_2d / phantoms_3d)",
+              "tabular": "a table (data.path or a tabular built-in)"}
+
+
+def check_inputs(spec: ModelSpec, modality: str, source: str) -> None:
+    """A model must read the data's modality: a ConfigError naming both otherwise."""
+    if modality not in _READS.get(spec.inputs, {spec.inputs}):
+        fits = sorted(n for n, s in model_registry.items() if modality in _READS.get(s.inputs, {s.inputs}))
+        raise ConfigError(f"model '{spec.name}' reads {spec.inputs} but {source} holds {modality}; give it "
+                          f"{_DATA_HINT.get(spec.inputs, spec.inputs)}, or choose a model for {modality}: "
+                          f"{', '.join(fits)}.")
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,8 @@ class ModelSpec:
     description: str
     head: Callable[[Task, BaseModel], Any] | None = None  # deep models: a non-default output head
     estimator: type | None = None  # overrides the Estimator class chosen by family
-    inputs: str = "tabular"  # "tabular": a feature matrix (event data give count features); "events": windows
+    inputs: str = "tabular"  # "tabular": a feature matrix (event data give count features); "events": windows;
+    # "images": arrays (n, C, *spatial)
     # model selection prefers the lowest rank among models tied on validation (docs/evaluation.md):
     # 0 no-skill reference, 1 linear, 2 tree ensembles, 3 MLPs, 4 residual / fusion / sequence networks
     complexity: int = 3
@@ -69,6 +85,7 @@ class Estimator(ABC):
                               f"{sorted(spec.task_kinds)}.")
         self.spec, self.params, self.task = spec, params, task
         self.in_dim: int | None = None
+        self.input_shape: list[int] | None = None  # one record's input shape, e.g. [C, H, W] for images
         self.history: list[dict[str, float]] = []
         self.sources: list[str] | None = None  # raw column of each input column, set by the caller
         self.resumed_from: int | None = None  # the epoch a killed training resumed after, if it did
@@ -80,6 +97,11 @@ class Estimator(ABC):
         if self.spec.inputs == "events" and not hasattr(x, "batch"):
             raise ConfigError(f"model '{self.spec.name}' reads event sequences; give it event data (data.meds, "
                               "data.fhir, data.events or a simulated EHR dataset), or choose a tabular model.")
+        is_image = not hasattr(x, "batch") and getattr(x, "ndim", 2) > 2
+        if (self.spec.inputs == "images") != is_image:
+            what = "images" if self.spec.inputs == "images" else "a feature table"
+            raise ConfigError(f"model '{self.spec.name}' reads {what}, but got input of shape "
+                              f"{getattr(x, 'shape', '?')}.")
         return x
 
     @abstractmethod
@@ -111,6 +133,7 @@ class Estimator(ABC):
         """Write weights, then `model.json` last (its presence marks a complete model)."""
         self._save_weights(directory)
         meta = {"name": self.spec.name, "params": self.params.model_dump(), "in_dim": self.in_dim,
+                "input_shape": self.input_shape,
                 "sources": self.sources, "history": self.history, "resumed_from": self.resumed_from,
                 "extra": self.extra_state()}
         atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=1).encode())
@@ -130,6 +153,7 @@ def load_estimator(directory: Path, task: Task) -> Estimator:
     meta = json.loads(meta_path.read_text())
     est = build_estimator(meta["name"], meta["params"], task)
     est.in_dim = meta["in_dim"]
+    est.input_shape = meta.get("input_shape")
     est.history = meta.get("history", [])
     est.sources = meta.get("sources")
     est.load_extra_state(meta.get("extra", {}))
@@ -150,6 +174,7 @@ class DeepEstimator(Estimator):
     def __init__(self, spec: ModelSpec, params: BaseModel, task: Task) -> None:
         super().__init__(spec, params, task)
         self.head: Any = None
+        self.init: Any = None  # transfer learning (`models.transfer.Init`): weights to start from, layers to freeze
 
     def _make_head(self) -> Any:
         if self.spec.head is not None:
@@ -165,6 +190,8 @@ class DeepEstimator(Estimator):
         if self.head is None:
             self.head = self._make_head()
         kwargs = self.params.model_dump()
+        if "input_shape" in inspect.signature(self.spec.build).parameters:
+            kwargs["input_shape"] = self.input_shape
         if "sources" in inspect.signature(self.spec.build).parameters:
             if self.sources is None:
                 raise ModelError(f"model '{self.spec.name}' needs the input column names (est.sources).")
@@ -193,7 +220,10 @@ class DeepEstimator(Estimator):
         torch.manual_seed(seed)
         x_train, x_valid = self.inputs(x_train), self.inputs(x_valid)
         self.head = self._make_head()
+        self.input_shape = [int(v) for v in x_train.shape[1:]]
         self.module = self._build(x_train.shape[1])
+        if self.init is not None:
+            self.init.apply(self.module)
         monitor = train.monitor or self.task.monitor_metric
         metric = None if monitor == "loss" else get_metric(monitor)
         callbacks: list = [EarlyStopping("val_loss" if metric is None else "val_metric",

@@ -75,6 +75,12 @@ def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[
     test = preds[preds["split"] == "test"]
     if kind == "survival":
         return _survival_plots(test, metrics, unit)
+    if kind == "segmentation":  # per-case Dice of each label, one box per model
+        cols = [c for c in test.columns if c.startswith("case_dice_") and c != "case_dice_mean"]
+        return "<div class='grid'>" + "".join(
+            img(plots.case_box_plot({m: g[c].to_numpy(float) for m, g in test.groupby("model", sort=False)},
+                                    f"Dice per test case: {c[len('case_dice_'):]}"),
+                f"Dice per test case ({c[len('case_dice_'):]})") for c in cols) + "</div>"
     curves = {m: (g["y_true"].to_numpy(), score_matrix(g, kind)) for m, g in test.groupby("model", sort=False)}
     sel = metrics["selected_model"]
     entry = metrics["models"][sel]
@@ -120,6 +126,13 @@ def _explain_section(expl: dict, selected: str) -> str:
     if selected not in expl:
         return ""
     e = expl[selected]
+    if e.get("method") == "grad_cam":
+        return _image_explain_section(expl, selected)
+    if e.get("method") == "mask_overlays":
+        return "".join(f"<h3>{escape(name)}</h3><p>Best, median and worst test cases by mean Dice: true outline in "
+                       "green, predicted in red (volumes: the slice with the most true foreground).</p>"
+                       + (img(m["figure"], f"masks {name}") if m.get("figure") else "<p>No case to show.</p>")
+                       for name, m in sorted(expl.items(), key=lambda kv: kv[0] != selected))
     pi = e["permutation_importance"]
     parts = ["<div class='grid'>",
              img(plots.importance_plot({k: v["mean"] for k, v in pi.items()}, {k: v["sd"] for k, v in pi.items()},
@@ -145,11 +158,30 @@ def _explain_section(expl: dict, selected: str) -> str:
             visits = sorted(ex["visits"].items(), key=lambda kv: -abs(kv[1]))[:3]
             rows.append([f"test sample {ex['row']}", ev, ", ".join(f"{escape(k)} {v:+.3f}" for k, v in visits)])
         parts.append(html_table(["sample", "top events", "top visits"], rows))
-    others = [m for m in expl if m != selected]
+    others = [m for m in expl if m != selected and "permutation_importance" in expl[m]]
     if others:
         rows = [[escape(m), ", ".join(escape(k) for k in list(expl[m]["permutation_importance"])[:5])] for m in others]
         parts.append("<p>Top features of the other models (permutation importance):</p>"
                      + html_table(["model", "top 5"], rows))
+    return "".join(parts)
+
+
+def _image_explain_section(expl: dict, selected: str) -> str:
+    """Grad-CAM overlays of example test images per class (errors included) and the pointing game."""
+    parts = []
+    for name, e in sorted(expl.items(), key=lambda kv: kv[0] != selected):
+        if e.get("method") != "grad_cam":
+            continue
+        parts.append(f"<h3>{escape(name)}{' (selected)' if name == selected else ''}</h3><p>Grad-CAM (MONAI) on "
+                     f"layer <code>{escape(e['layer'])}</code>: where the evidence for the prediction lies (binary: "
+                     "the positive class; multiclass: the predicted class). Examples: the most confident correct "
+                     "test images of each true class and its most confident error; volumes show the slice "
+                     "through the map's peak.</p>" + img(e["figure"], f"Grad-CAM {name}"))
+        pg = e.get("pointing_game")
+        if pg:
+            parts.append(f"<p>Pointing game on {pg['n']} test images with a known lesion: the map peaks inside the "
+                         f"lesion in <b>{pg['value']:.1%}</b> (95% CI {pg['low']:.1%}&ndash;{pg['high']:.1%}); a "
+                         f"random point would hit it {pg['chance']:.1%} of the time.</p>")
     return "".join(parts)
 
 
@@ -229,6 +261,8 @@ def _blocks_section(run_dir: Path) -> str:
 def _target_text(cfg: dict) -> str:
     if cfg["kind"] == "survival":
         return f"time '{cfg['time']}' ({cfg.get('time_unit', '')}), event '{cfg['event']}'"
+    if cfg["kind"] == "segmentation":
+        return "masks of " + ", ".join(f"'{lab}' ({i})" for i, lab in enumerate(cfg["labels"], start=1))
     return f"label '{cfg['label']}'"
 
 

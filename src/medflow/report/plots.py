@@ -12,7 +12,7 @@ from medflow.evaluate.threshold import roc_points
 
 __all__ = ["km_by_risk_plot", "survival_calibration_plot",
            "roc_plot", "pr_plot", "calibration_plot", "confusion_plot", "importance_plot", "scatter_plot",
-           "history_plot", "decision_curve_plot"]
+           "history_plot", "decision_curve_plot", "case_box_plot"]
 
 
 def _figure(width: float = 5.0, height: float = 4.0):
@@ -155,4 +155,17 @@ def decision_curve_plot(thresholds: list[float], curves: dict[str, list[float]],
     ax.set_ylim(-0.05 * top - 0.01, top * 1.1)
     ax.set(xlabel="threshold probability", ylabel="net benefit", title=title)
     ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    return _encode(plt, fig)
+
+
+def case_box_plot(values: dict[str, np.ndarray], title: str) -> str:
+    """One box per model of per-case values (e.g. segmentation Dice), cases as points."""
+    plt, fig, ax = _figure(5.5, 3.6)
+    names = list(values)
+    data = [np.asarray(v, float)[np.isfinite(v)] for v in values.values()]
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=8)
+    for i, v in enumerate(data, start=1):
+        ax.scatter(np.full(len(v), i) + np.random.default_rng(i).uniform(-0.12, 0.12, len(v)), v, s=6, alpha=0.5)
+    ax.set_title(title, fontsize=9)
     return _encode(plt, fig)

@@ -87,6 +87,10 @@ class Task(BaseModel, ABC):
         """Values to stratify splits on, or None."""
         return frame[self.label]
 
+    def write_outputs(self, directory: Any, ds: Any, frame: pd.DataFrame, predictions: np.ndarray) -> None:
+        """Store predictions that do not fit a table row (segmentation masks); nothing for row-level tasks."""
+        return None
+
     @property
     def classes(self) -> list[Any]:
         return list(self._state.get("classes", []))

@@ -37,6 +37,8 @@ def predict_outputs(module: nn.Module, x: Any, batch_size: int = 4096) -> torch.
     n = len(x)
     if hasattr(x, "batch"):
         batch_size = min(batch_size, 512)  # padded event windows are n x L x d
+    elif x.ndim > 2:  # images: activations grow with the pixels, so batches hold about 2M input values
+        batch_size = max(1, min(batch_size, 2**21 // max(1, x[0].numel())))
     return torch.cat([module(take(x, torch.arange(i, min(i + batch_size, n)))) for i in range(0, n, batch_size)])
 
 

@@ -1,0 +1,194 @@
+"""Image file readers: DICOM (files, multi-frame, series), NIfTI, PNG/JPEG, NumPy, and MedMNIST-format `.npz`.
+
+Every reader returns `(array, affine)` with the array channel-first, `(C, *spatial)`, float32, and the
+affine (voxel -> world, 4x4) where the format has one (NIfTI, DICOM series), else None. Anything a reader
+cannot use becomes a `DataError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medflow.errors import DataError
+
+__all__ = ["read_image", "read_dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy")
+NPZ_SPLITS = {"train": "train", "val": "tuning", "test": "held_out"}  # MedMNIST split -> medflow source split
+
+
+def is_image_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and name.endswith(IMAGE_SUFFIXES)
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """One image file, or a folder holding one DICOM series, as (C, *spatial) float32 and its affine."""
+    p = Path(path)
+    if p.is_dir():
+        return read_dicom_series(p)
+    if not p.exists():
+        raise DataError(f"{p}: image file not found.")
+    name = p.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return _read_nifti(p)
+    if name.endswith((".dcm", ".dicom")):
+        ds = _dcmread(p)
+        return _pixels(ds, p), None
+    if name.endswith(".npy"):
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{p}: not a readable .npy array ({exc}).") from exc
+        return _channel_first(arr.astype(np.float32), p, channels_last=False), None
+    if name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
+        return _read_picture(p), None
+    raise DataError(f"{p}: unknown image format; medflow reads {', '.join(IMAGE_SUFFIXES)} and DICOM series folders.")
+
+
+def _read_picture(p: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"{p}: not a readable image ({exc}); the file may be truncated or not an image.") from exc
+    if mode in ("L", "I", "I;16", "F", "1"):
+        return arr.astype(np.float32)[None]
+    if mode == "RGB":
+        return np.moveaxis(arr.astype(np.float32), -1, 0)
+    channels = arr.shape[-1] if arr.ndim == 3 else 1
+    raise DataError(f"{p}: has {channels} channel(s) (mode {mode}); medflow expects grayscale (1 channel) or RGB "
+                    "(3). Convert it, e.g. drop the alpha channel of an RGBA PNG, or expand a palette image to RGB.")
+
+
+def _read_nifti(p: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(p))
+        arr = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises several types for damaged files
+        raise DataError(f"{p}: not a readable NIfTI file ({type(exc).__name__}: {exc}).") from exc
+    if arr.ndim == 4:  # NIfTI stores channels (e.g. modalities) on the 4th axis
+        arr = np.moveaxis(arr, -1, 0)
+    elif arr.ndim in (2, 3):
+        arr = arr[None]
+    else:
+        raise DataError(f"{p}: a {arr.ndim}-D volume; medflow reads 2-D, 3-D and 4-D (channels last) NIfTI.")
+    return arr, np.asarray(img.affine, dtype=float)
+
+
+def _dcmread(p: Path) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(p)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{p}: not a readable DICOM file ({type(exc).__name__}: {exc}); it may be truncated "
+                        "or not DICOM.") from exc
+
+
+def _pixels(ds: Any, p: Path) -> np.ndarray:
+    """Pixel data in modality units (Rescale Slope/Intercept applied), channel first."""
+    from pydicom.pixels import apply_modality_lut
+
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        kind = getattr(ds, "Modality", "unknown modality")
+        raise DataError(f"{p}: has no pixel data (a {kind} object, SOP class {getattr(ds, 'SOPClassUID', '?')}); "
+                        "list only image files.")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # truncated pixel data, or a transfer syntax without a decoder installed
+        raise DataError(f"{p}: its pixel data cannot be decoded ({type(exc).__name__}: {exc}). The file may be "
+                        "truncated, or compressed with a syntax whose decoder is not installed.") from exc
+    rgb = getattr(ds, "SamplesPerPixel", 1) > 1
+    if not rgb:
+        arr = apply_modality_lut(arr, ds)
+    return _channel_first(np.asarray(arr, dtype=np.float32), p, channels_last=rgb)
+
+
+def _channel_first(arr: np.ndarray, p: Path, channels_last: bool) -> np.ndarray:
+    if channels_last:
+        return np.moveaxis(arr, -1, 0)
+    if arr.ndim in (2, 3):
+        return arr[None]
+    raise DataError(f"{p}: array of shape {arr.shape}; expected 2-D or 3-D pixels.")
+
+
+def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The slices of one DICOM series in a folder, sorted along the slice normal, as (1, D, H, W)."""
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+    if not files:
+        raise DataError(f"{folder}: an empty folder; a DICOM series folder holds one file per slice.")
+    slices = [(f, _dcmread(f)) for f in files]
+    series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
+    if len(series) > 1:
+        raise DataError(f"{folder}: holds {len(series)} DICOM series; put each series in its own folder.")
+    first_f, first = slices[0]
+    for f, ds in slices[1:]:
+        for tag in ("Rows", "Columns"):
+            if getattr(ds, tag, None) != getattr(first, tag, None):
+                raise DataError(f"{folder}: slices of different sizes ({f.name}: {tag} {getattr(ds, tag, None)}, "
+                                f"{first_f.name}: {getattr(first, tag, None)}); a series must share one size.")
+        a, b = getattr(ds, "PixelSpacing", None), getattr(first, "PixelSpacing", None)
+        if a is not None and b is not None and not np.allclose([float(v) for v in a], [float(v) for v in b]):
+            raise DataError(f"{folder}: slices with different pixel spacing ({f.name}: {list(a)}, "
+                            f"{first_f.name}: {list(b)}); resample them to one spacing first.")
+    orient = np.asarray(getattr(first, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
+    normal = np.cross(orient[:3], orient[3:])
+
+    def position(item: tuple[Path, Any]) -> float:
+        ds = item[1]
+        if hasattr(ds, "ImagePositionPatient"):
+            return float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)))
+        return float(getattr(ds, "InstanceNumber", 0) or 0)
+
+    slices.sort(key=position)
+    vol = np.concatenate([_pixels(ds, f) for f, ds in slices], axis=0)[None]  # (1, D, H, W)
+    spacing = [float(v) for v in getattr(first, "PixelSpacing", [1.0, 1.0])]
+    gaps = np.diff([position(s) for s in slices])
+    dz = float(np.median(gaps)) if len(gaps) else float(getattr(first, "SliceThickness", 1.0) or 1.0)
+    affine = np.diag([dz or 1.0, spacing[0], spacing[1], 1.0])
+    return vol.astype(np.float32), affine
+
+
+def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A MedMNIST-format `.npz`: images, labels and the split of each (train / tuning / held_out).
+
+    2-D images are (N, H, W) grayscale or (N, H, W, 3) RGB; 3-D are (N, D, H, W). Labels are (N,) or (N, 1)
+    class indices, or (N, k) for several labels.
+    """
+    p = Path(path)
+    try:
+        z = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{p}: not a readable .npz file ({exc}).") from exc
+    keys = set(z.files)
+    present = [s for s in NPZ_SPLITS if f"{s}_images" in keys]
+    if not present:
+        raise DataError(f"{p}: no '<split>_images' arrays; a MedMNIST-format file holds train_images, "
+                        f"train_labels, val_images, val_labels, test_images, test_labels. Keys found: {sorted(keys)}.")
+    images, labels, splits = [], [], []
+    for s in present:
+        if f"{s}_labels" not in keys:
+            raise DataError(f"{p}: has '{s}_images' but no '{s}_labels'; every images array needs its labels.")
+        x, y = z[f"{s}_images"], z[f"{s}_labels"]
+        if len(x) != len(y):
+            raise DataError(f"{p}: '{s}_images' holds {len(x)} images but '{s}_labels' {len(y)} labels.")
+        images.append(x)
+        labels.append(y.reshape(len(y), -1))
+        splits += [NPZ_SPLITS[s]] * len(x)
+    shapes = {x.shape[1:] for x in images}
+    if len(shapes) > 1:
+        raise DataError(f"{p}: the splits' images have different shapes {sorted(shapes)}.")
+    x = np.concatenate(images).astype(np.float32)
+    x = np.moveaxis(x, -1, 1) if x.ndim == 4 and x.shape[-1] == 3 else x[:, None]
+    return x, np.concatenate(labels), splits
