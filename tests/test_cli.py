@@ -128,7 +128,8 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
      "unknown model 'xgboostt'"),
     ("unknown dataset", "data: {dataset: breast_cancr}\n" + TASK, {},
      "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: bmt, breast_cancer, "
-     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, gbsg2, phantoms_2d, phantoms_3d, veterans"),
+     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, gbsg2, mni_gm_wm, phantoms_2d, phantoms_3d, "
+     "veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),
 ])

@@ -120,3 +120,21 @@ def test_nifti_study_and_cli_masks_keep_the_affine(tmp_path):
     assert len(table) == len(rows) and {"mask_file", "voxels_lesion"} <= set(table.columns)
     first = nib.load(tmp_path / "masks" / table["mask_file"].iloc[0])
     assert np.allclose(first.affine, nib.load(tmp_path / rows[0]["image"]).affine) and first.shape == (32, 32)
+
+
+def test_mni_template_is_read_from_the_nilearn_wheel():
+    """The real MNI ICBM152 2009a template: the anchor's label shares and hemisphere split."""
+    from medflow.data import builtin
+
+    ds = builtin.load("mni_gm_wm")
+    assert not ds.synthetic and ds.frame["source_split"].value_counts().to_dict() == {
+        "train": 56, "tuning": 14, "held_out": 1}
+    test = ds.images.masks["right_hemisphere"]
+    assert test.shape == (97, 233, 189) and ds.images.arrays["right_hemisphere"].shape == (1, 97, 233, 189)
+    share = np.bincount(test.ravel(), minlength=3) / test.size
+    # the anchor measured outside 80.1%, GM 12.6%, WM 7.3% over the whole volume; one hemisphere is close
+    assert abs(share[0] - 0.801) < 0.01 and abs(share[1] - 0.126) < 0.01 and abs(share[2] - 0.073) < 0.01
+    crop = "left_x26_y32_z64"
+    assert ds.images.arrays[crop].shape == (1, 64, 64, 64)
+    assert np.allclose(ds.images.affines[crop][:3, 3] - ds.images.affines["left_x0_y0_z0"][:3, 3],
+                       ds.images.affines["left_x0_y0_z0"][:3, :3] @ np.array([26, 32, 64]))

@@ -17,6 +17,8 @@ torch.Size([2, 3])
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -115,6 +117,9 @@ class UNetConfig(BaseModel):
     channels: list[int] = Field([16, 32, 64, 128], min_length=2, max_length=6)
     num_res_units: int = Field(1, ge=0, le=4)
     dropout: float = Field(0.0, ge=0, lt=1)
+    # MONAI's default is instance norm, which divides a window of constant background by ~0 at inference and
+    # then finds "brain" far outside the head (docs/imaging.md); batch norm uses the training statistics
+    norm: Literal["batch", "instance"] = "batch"
 
 
 class BasicUNetConfig(BaseModel):
@@ -127,12 +132,12 @@ class BasicUNetConfig(BaseModel):
 
 def build_unet(in_dim: int, out_dim: int, input_shape: list[int] | None = None,
                channels: list[int] | tuple[int, ...] = (16, 32, 64, 128), num_res_units: int = 1,
-               dropout: float = 0.0) -> nn.Module:
+               dropout: float = 0.0, norm: str = "batch") -> nn.Module:
     from monai.networks.nets import UNet
 
     dims, c_in = _dims(input_shape, in_dim)
     return UNet(spatial_dims=dims, in_channels=c_in, out_channels=out_dim, channels=tuple(channels),
-                strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, dropout=dropout)
+                strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, dropout=dropout, norm=norm)
 
 
 def build_basic_unet(in_dim: int, out_dim: int, input_shape: list[int] | None = None,
