@@ -16,7 +16,7 @@ from medflow.data.splits import ByPatient, KFold
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
 from medflow.fusion import BlocksConfig
-from medflow.tasks.base import Binary, Multiclass, Regression
+from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
 from medflow.train.trainer import TrainConfig
@@ -24,7 +24,8 @@ from medflow.tuning import TuneConfig
 
 __all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
 
-TaskField = Annotated[Binary | Multiclass | Regression | Survival | Segmentation, Field(discriminator="kind")]
+TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation,
+                      Field(discriminator="kind")]
 SplitField = Annotated[ByPatient | KFold, Field(discriminator="kind")]
 
 

@@ -20,14 +20,15 @@ from medflow.errors import DataError, ModelError
 from medflow.features import featurizer_from_dict
 from medflow.features.tabular import TabularFeaturizer
 from medflow.models.base import Estimator, load_estimator
-from medflow.tasks.base import Binary, Multiclass, Regression, Task
+from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression, Task
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
 
 __all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read_json", "INCOMPLETE"]
 
 INCOMPLETE = ".incomplete"
-_TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression, "survival": Survival,
+_TASKS = {"binary": Binary, "multiclass": Multiclass, "multilabel": Multilabel, "regression": Regression,
+          "survival": Survival,
           "segmentation": Segmentation}
 
 
@@ -249,6 +250,10 @@ class Run:
             for j, c in enumerate(task.classes):
                 out[f"probability_{c}"] = score[:, j]
             out["prediction"] = [task.classes[j] for j in score.argmax(axis=1)]
+        elif task.kind == "multilabel":  # each label's probability, and the labels at or above 0.5
+            for j, c in enumerate(task.classes):
+                out[f"probability_{c}"] = score[:, j]
+            out["prediction"] = [[c for c, p in zip(task.classes, row, strict=True) if p >= 0.5] for row in score]
         elif task.kind == "regression":
             out["prediction"] = score
         self._conformal_columns(out, score, model)

@@ -46,10 +46,32 @@ REG_REF = {
 }
 
 
+MULTILABEL_REF = {
+    "auroc_labels": lambda y, p: skm.roc_auc_score(y, p, average="macro"),
+    "auprc_labels": lambda y, p: skm.average_precision_score(y, p, average="macro"),
+    "f1_labels": lambda y, p: skm.f1_score(y, (p >= 0.5).astype(int), average="macro"),
+}
+
+
 def test_every_registered_metric_has_a_reference():
     get_metric("auroc")  # registers all
     # dice_mean averages per-case MONAI Dice, checked by hand in tests/imaging/test_segmentation.py
-    assert set(registry.names()) == set(BINARY_REF) | set(MULTI_REF) | set(REG_REF) | {"c_harrell", "dice_mean"}
+    assert set(registry.names()) == (set(BINARY_REF) | set(MULTI_REF) | set(REG_REF) | set(MULTILABEL_REF)
+                                     | {"c_harrell", "dice_mean"})
+
+
+@pytest.mark.parametrize("name", sorted(MULTILABEL_REF))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multilabel_metric_matches_sklearn(name, seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((160, 3)) < [0.5, 0.2, 0.7]).astype(int)
+    p = np.clip(0.35 * y + 0.65 * rng.random((160, 3)), 0, 1).round(2)
+    assert get_metric(name)(y, p) == pytest.approx(MULTILABEL_REF[name](y, p), abs=1e-10)
+    # a label with one class only is left out of the average (scikit-learn would fail or warn)
+    y[:, 1] = 0
+    if name != "f1_labels":
+        keep = [0, 2]
+        assert get_metric(name)(y, p) == pytest.approx(MULTILABEL_REF[name](y[:, keep], p[:, keep]), abs=1e-10)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -174,3 +174,39 @@ def test_cli_png_folders_to_predictions_and_overlays(tmp_path):
     r = subprocess.run(cli + ["run", str(tmp_path / "bad.yaml")], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and "bad.csv row 1: image" in r.stderr and "not found" in r.stderr
     assert not list((tmp_path / "runs" / "png").glob("*.incomplete"))
+
+
+def test_medmnist_npz_study_uses_the_files_splits(tmp_path):
+    ds = phantom_dataset(120, 28, 2, seed=8)
+    x = np.stack([ds.images.arrays[i][0] for i in ds.frame["image"]])
+    x = (255 * (x - x.min()) / (x.max() - x.min())).astype(np.uint8)
+    y = ds.frame["finding"].map({"normal": 0, "cyst": 1, "tumor": 2}).to_numpy()[:, None]
+    n = len(x)
+    cut = [0, int(n * 0.6), int(n * 0.75), n]
+    np.savez(tmp_path / "phantommnist.npz", **{f"{s}_images": x[a:b] for s, a, b in
+                                               zip(("train", "val", "test"), cut, cut[1:], strict=False)},
+             **{f"{s}_labels": y[a:b] for s, a, b in zip(("train", "val", "test"), cut, cut[1:], strict=False)})
+    cfg = _phantom_cfg(tmp_path, data={"images": {"path": str(tmp_path / "phantommnist.npz")}, "synthetic": True},
+                       task={"kind": "multiclass", "label": "label"}, train={**TRAIN, "max_epochs": 3})
+    run = run_study(cfg)
+    preds = run.predictions()
+    assert (preds["split"] == "test").sum() == n - cut[2]  # the file's own test images, no others
+    assert "has no patient ids: each image is treated as its own patient" in run.manifest["patient_id_note"]
+
+
+def test_multilabel_findings_on_images(tmp_path):
+    """Two labels per image at once: any lesion, and malignant (a tumor); one logit each."""
+    ds = phantom_dataset(200, 48, 2, seed=6)
+    ds.frame["lesion"] = (ds.frame["finding"] != "normal").astype(int)
+    cfg = _phantom_cfg(tmp_path, task={"kind": "multilabel", "labels": ["lesion", "malignant"]},
+                       train={**TRAIN, "max_epochs": 20, "patience": 20})
+    run = run_study(cfg, dataset=ds)
+    low, _ = run.metrics.ci("small_cnn", "auroc_labels")
+    assert run.metrics.value("small_cnn", "auroc_labels") > 0.8 and low > 0.7
+    out = run.predict(phantom_dataset(10, 48, 2, seed=12))
+    assert {"probability_lesion", "probability_malignant"} <= set(out.columns)
+    assert all(set(p) <= {"lesion", "malignant"} for p in out["prediction"])
+    assert "ROC per label" in (run.path / "report.html").read_text()
+    with pytest.raises(DataError, match="label 'finding' holds 'cyst'"):
+        run_study(_phantom_cfg(tmp_path, task={"kind": "multilabel", "labels": ["finding", "malignant"]}),
+                  dataset=ds)

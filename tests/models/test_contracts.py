@@ -9,12 +9,14 @@ from medflow.features.tabular import TabularFeaturizer
 from medflow.models import build_estimator, load_estimator
 from medflow.registry import models as registry
 from medflow.tasks import Binary, Multiclass, Regression, Survival
+from medflow.tasks.base import Multilabel
 from medflow.tasks.segmentation import Segmentation
 from tests.conftest import make_frame
 
 TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
          "survival": lambda label: Survival(time="time", event="event"),
-         "segmentation": lambda label: Segmentation(labels=["square", "disc"])}
+         "segmentation": lambda label: Segmentation(labels=["square", "disc"]),
+         "multilabel": lambda label: Multilabel(labels=["y", "is_a"])}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
 PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  # 'cat' becomes block "other"
           "densenet121": {"init_features": 16, "growth_rate": 8}, "resnet18": {"widen_factor": 0.25}}
@@ -38,7 +40,8 @@ def _image_data(kind):
     from medflow.features.image import ImageFeaturizer
     from tests.conftest import make_images, make_shapes
 
-    frame = make_frame(240, kind="binary" if kind == "segmentation" else kind)
+    frame = make_frame(240, kind="binary" if kind in ("segmentation", "multilabel") else kind)
+    frame["is_a"] = (frame["cat"] == "a").astype(int)  # multilabel: the label and the corner blob
     images = make_images(frame) if kind != "segmentation" else make_shapes(240)
     ids = [str(i) for i in range(len(frame))]
     task = TASKS[kind](label="y").fit(frame.iloc[:160])
@@ -53,7 +56,8 @@ def _data(kind, name=None):
         return _event_data(kind)
     if name is not None and registry.get(name).inputs == "images":
         return _image_data(kind)
-    frame = make_frame(240, kind=kind)
+    frame = make_frame(240, kind="binary" if kind == "multilabel" else kind)
+    frame["is_a"] = (frame["cat"] == "a").astype(int)  # multilabel: y and whether cat is 'a'
     feat = TabularFeaturizer({"x1": FeatureType.NUMERIC, "x2": FeatureType.NUMERIC,
                               "cat": FeatureType.CATEGORICAL}).fit(frame.iloc[:160])
     task = TASKS[kind](label="y").fit(frame.iloc[:160])
@@ -85,6 +89,8 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         assert np.allclose(direct, curves)
     elif kind == "segmentation":
         assert p.shape == yte.shape and set(np.unique(p)) <= {0, 1, 2}
+    elif kind == "multilabel":
+        assert p.shape == (len(xte), 2) and ((p >= 0) & (p <= 1)).all()
     else:
         assert p.shape == (len(xte),)
     est.save(tmp_path / name)
@@ -96,6 +102,9 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         assert auroc(yte, p) > 0.7
     elif kind == "regression":
         assert np.mean((p - yte) ** 2) < np.var(yte)
+    elif kind == "multilabel":
+        from medflow.evaluate.metrics import get_metric
+        assert get_metric("auroc_labels")(yte, p) > 0.7
     elif kind == "segmentation":  # both shapes found (all-square everywhere would score about 0.1)
         from medflow.tasks.segmentation import case_metrics
         assert np.nanmean(case_metrics(p, yte, 2)[:, 0]) > 0.5

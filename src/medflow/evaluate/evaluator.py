@@ -112,6 +112,11 @@ def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: 
         for j, col in enumerate(task.case_columns()):
             out[col] = values[:, j]
         return out
+    if task.kind == "multilabel":  # one truth and one probability column per label
+        out["y_true"] = y.sum(axis=1)
+        for j in range(y.shape[1]):
+            out[f"label_{j}"], out[f"prob_{j}"] = y[:, j], score[:, j]
+        return out
     if task.kind == "survival":
         out["time"], out["event"], out["y_true"] = y[:, 0], y[:, 1], y[:, 1]
         out["score"] = score[:, 0]
@@ -136,7 +141,7 @@ def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
         cols = sorted((c for c in frame.columns if c.startswith("surv_")), key=lambda c: int(c[5:]))
         causes = sorted((c for c in frame.columns if c.startswith("cause_")), key=lambda c: int(c[6:]))
         return frame[["score", *cols, *causes]].to_numpy(dtype=float)
-    if task_kind == "multiclass":
+    if task_kind in ("multiclass", "multilabel"):
         cols = sorted((c for c in frame.columns if c.startswith("prob_")), key=lambda c: int(c[5:]))
         return frame[cols].to_numpy(dtype=float)
     if task_kind == "segmentation":  # per-case metric columns, in the order the task wrote them
@@ -164,6 +169,9 @@ def truth(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
     """The targets of a predictions table: labels, or [time, event] for survival."""
     if task_kind == "survival":
         return frame[["time", "event"]].to_numpy(dtype=float)
+    if task_kind == "multilabel":
+        cols = sorted((c for c in frame.columns if c.startswith("label_")), key=lambda c: int(c[6:]))
+        return frame[cols].to_numpy(dtype=float)
     return frame["y_true"].to_numpy()
 
 

@@ -225,3 +225,34 @@ def dice_mean(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -
     v = np.asarray(y_score, float)
     v = v[:, 0] if v.ndim == 2 else v
     return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def _per_label(fn, y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Mean over labels of a binary metric, over the labels with both classes present (else NaN)."""
+    y, s = np.asarray(y_true, float), np.asarray(y_score, float)
+    vals = [fn(y[:, j], s[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+@metric_function("auroc_labels", "AUROC (macro over labels)", True)
+def auroc_labels(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
+    """Multilabel: each label's AUROC, averaged (scikit-learn's `roc_auc_score(average="macro")`)."""
+    return _per_label(auroc, y_true, y_score)
+
+
+@metric_function("auprc_labels", "AUPRC (macro over labels)", True)
+def auprc_labels(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
+    """Multilabel: each label's AUPRC (average precision), averaged."""
+    return _per_label(auprc, y_true, y_score)
+
+
+@metric_function("f1_labels", "F1 at 0.5 (macro over labels)", True, uses_threshold=True)
+def f1_labels(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
+    """Multilabel: each label's F1 with the label predicted where its probability is at least 0.5, averaged."""
+    def f1(y: np.ndarray, s: np.ndarray) -> float:
+        p = s >= 0.5
+        tp = float((p & (y == 1)).sum())
+        denom = float(p.sum() + (y == 1).sum())
+        return 2 * tp / denom if denom else float("nan")
+
+    return _per_label(f1, y_true, y_score)

@@ -94,6 +94,8 @@ def explain_images(est: DeepEstimator, x: np.ndarray, y: np.ndarray, max_records
     """explanations.json entry of an image model: example overlays and, with masks, the pointing game."""
     n = min(max_records, len(x))
     x, y = x[:n], np.asarray(y[:n]).astype(int)
+    if y.ndim == 2:  # multilabel: explain the most probable label; an image's "class" is its first true label
+        y = np.where(y.any(axis=1), y.argmax(axis=1), -1)
     prob = np.asarray(est.predict(x))
     classes = list(est.task.classes)
     if prob.ndim == 1:

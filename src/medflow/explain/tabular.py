@@ -30,7 +30,7 @@ def method_name(est: Estimator) -> str:
 
 
 def _target(est: Estimator, x: torch.Tensor) -> torch.Tensor | int:
-    if est.task.kind != "multiclass":
+    if est.task.kind not in ("multiclass", "multilabel"):  # multilabel: the most probable label
         return 0
     return torch.as_tensor(np.asarray(est.predict(x.numpy())).argmax(axis=1))
 

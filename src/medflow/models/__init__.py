@@ -10,7 +10,8 @@ __all__ = ["Estimator", "ModelSpec", "build_estimator", "load_estimator", "descr
 
 _CLASSIFY = frozenset({"binary", "multiclass"})
 _ALL = frozenset({"binary", "multiclass", "regression"})
-_DEEP = _ALL | {"survival"}  # deep tabular bodies serve survival through the Cox head (DeepSurv)
+_DEEP = _ALL | {"survival", "multilabel"}  # deep tabular bodies serve survival through the Cox head (DeepSurv)
+_IMAGE = _ALL | {"multilabel"}
 _SURV = frozenset({"survival"})
 _SEG = frozenset({"segmentation"})
 
@@ -30,7 +31,7 @@ SEARCH = {
     "random_survival_forest": {"min_samples_leaf": [3, 30], "max_features": {"choices": ["sqrt", 0.5, 1.0]}},
     "gru": _SEQ, "lstm": _SEQ, "retain": _SEQ, "bag_of_codes_mlp": _SEQ,
     "small_cnn": {"dropout": [0.0, 0.5], **_LR}, "resnet18": _LR, "densenet121": {"dropout": [0.0, 0.5], **_LR},
-    "unet": {"num_res_units": [0, 2], **_LR}, "basic_unet": _LR,
+    "unet": {"num_res_units": [0, 2], **_LR}, "basic_unet": _LR, "segresnet": {"init_filters": [8, 32], **_LR},
     "transformer": {"d": {"choices": [32, 64, 128]}, "layers": [1, 3], "dropout": [0.0, 0.4], **_LR},
 }
 
@@ -72,16 +73,19 @@ for _spec in (
               "prediction", inputs="events", complexity=4),
     ModelSpec("bag_of_codes_mlp", "deep", _ALL, sequence.SequenceConfig, sequence.BagOfCodesMLP,
               "order-free baseline: mean code/value embedding into an MLP", inputs="events"),
-    ModelSpec("small_cnn", "deep", _ALL, vision.SmallCNNConfig, vision.SmallCNN,
+    ModelSpec("small_cnn", "deep", _IMAGE, vision.SmallCNNConfig, vision.SmallCNN,
               "small CNN on MONAI convolution blocks (2-D or 3-D), global pooling; minutes on 2 CPU cores",
               inputs="images"),
-    ModelSpec("resnet18", "deep", _ALL, vision.ResNetConfig, vision.build_resnet18,
+    ModelSpec("resnet18", "deep", _IMAGE, vision.ResNetConfig, vision.build_resnet18,
               "MONAI ResNet-18 (2-D or 3-D)", inputs="images", complexity=4),
-    ModelSpec("densenet121", "deep", _ALL, vision.DenseNetConfig, vision.build_densenet121,
+    ModelSpec("densenet121", "deep", _IMAGE, vision.DenseNetConfig, vision.build_densenet121,
               "MONAI DenseNet121 (2-D or 3-D)", inputs="images", complexity=4),
     ModelSpec("unet", "deep", _SEG, vision.UNetConfig, vision.build_unet,
               "MONAI UNet (2-D or 3-D, residual units), DiceCE loss; sliding-window inference on large volumes",
               inputs="images", estimator=vision.SegmentationEstimator),
+    ModelSpec("segresnet", "deep", _SEG, vision.SegResNetConfig, vision.build_segresnet,
+              "MONAI SegResNet (Myronenko 2018; 2-D or 3-D, sizes divisible by 8), DiceCE loss; sliding windows",
+              inputs="images", estimator=vision.SegmentationEstimator, complexity=4),
     ModelSpec("basic_unet", "deep", _SEG, vision.BasicUNetConfig, vision.build_basic_unet,
               "MONAI BasicUNet (2-D or 3-D), DiceCE loss; sliding-window inference on large volumes",
               inputs="images", estimator=vision.SegmentationEstimator, complexity=4),

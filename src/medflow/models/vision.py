@@ -4,8 +4,9 @@
   stride 2), global average pooling, dropout and a linear layer: trains in minutes on 2 CPU cores.
 * `densenet121`: MONAI's `DenseNet121` (Huang et al. 2017).
 * `resnet18`: MONAI's `resnet18` (He et al. 2016), first convolution at stride 2.
-* `unet`, `basic_unet`: MONAI's `UNet` and `BasicUNet` for segmentation; `SegmentationEstimator` predicts
-  images larger than the training images (patches) with MONAI's `sliding_window_inference`.
+* `unet`, `basic_unet`, `segresnet`: MONAI's `UNet`, `BasicUNet` and `SegResNet` for segmentation;
+  `SegmentationEstimator` predicts images larger than the training images (patches) with MONAI's
+  `sliding_window_inference`.
 
 Each module names the layer Grad-CAM reads (`cam_layer`, the last convolutional feature map) and its
 output layer (`head_layer`, replaced or kept trainable when fine-tuning with `freeze: backbone`).
@@ -27,7 +28,8 @@ from torch import nn
 from medflow.models.base import DeepEstimator
 
 __all__ = ["SmallCNNConfig", "DenseNetConfig", "ResNetConfig", "SmallCNN", "build_densenet121", "build_resnet18",
-           "UNetConfig", "BasicUNetConfig", "build_unet", "build_basic_unet", "SegmentationEstimator"]
+           "UNetConfig", "BasicUNetConfig", "build_unet", "build_basic_unet", "SegmentationEstimator",
+           "SegResNetConfig", "build_segresnet"]
 
 
 class SmallCNNConfig(BaseModel):
@@ -172,3 +174,26 @@ class SegmentationEstimator(DeepEstimator):
                 t = torch.as_tensor(np.ascontiguousarray(case[None]))
                 out.append(sliding_window_inference(t, window, 4, self.module, overlap=0.25, mode="gaussian")[0])
         return torch.stack(out).numpy()
+
+
+class SegResNetConfig(BaseModel):
+    """Hyper-parameters of MONAI's SegResNet (Myronenko 2018); inputs divisible by 8."""
+
+    model_config = ConfigDict(extra="forbid")
+    init_filters: int = Field(8, ge=4, le=64)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # group norm (MONAI's default) has instance norm's problem on constant windows; see UNetConfig.norm
+    norm: Literal["batch", "group", "instance"] = "batch"
+
+
+def build_segresnet(in_dim: int, out_dim: int, input_shape: list[int] | None = None, init_filters: int = 8,
+                    dropout: float = 0.0, norm: str = "batch") -> nn.Module:
+    from monai.networks.nets import SegResNet
+
+    dims, c_in = _dims(input_shape, in_dim)
+    spatial = (input_shape or [])[1:]
+    if any(s % 8 for s in spatial):
+        raise ValueError(f"segresnet halves the image 3 times: its size must be divisible by 8, got {spatial}")
+    norm_arg = ("GROUP", {"num_groups": min(8, init_filters)}) if norm == "group" else norm
+    return SegResNet(spatial_dims=dims, init_filters=init_filters, in_channels=c_in, out_channels=out_dim,
+                     dropout_prob=dropout or None, norm=norm_arg)

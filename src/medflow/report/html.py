@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from medflow.artifacts import read_json, write_text
-from medflow.evaluate.evaluator import score_matrix
+from medflow.evaluate.evaluator import score_matrix, truth
 from medflow.report import plots
 from medflow.report.elements import ci, display, escape, html_table, img
 from medflow.report.validation import (
@@ -75,6 +75,13 @@ def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[
     test = preds[preds["split"] == "test"]
     if kind == "survival":
         return _survival_plots(test, metrics, unit)
+    if kind == "multilabel":  # each label's ROC curve for the selected model
+        sel = metrics["selected_model"]
+        g = test[test["model"] == sel]
+        y, s = truth(g, kind), score_matrix(g, kind)
+        return "<div class='grid'>" + img(plots.roc_plot({str(c): (y[:, j], s[:, j]) for j, c in enumerate(classes)
+                                                          if 0 < y[:, j].sum() < len(y)}),
+                                          f"ROC per label ({sel})") + "</div>"
     if kind == "segmentation":  # per-case Dice of each label, one box per model
         cols = [c for c in test.columns if c.startswith("case_dice_") and c != "case_dice_mean"]
         return "<div class='grid'>" + "".join(
@@ -263,6 +270,8 @@ def _target_text(cfg: dict) -> str:
         return f"time '{cfg['time']}' ({cfg.get('time_unit', '')}), event '{cfg['event']}'"
     if cfg["kind"] == "segmentation":
         return "masks of " + ", ".join(f"'{lab}' ({i})" for i, lab in enumerate(cfg["labels"], start=1))
+    if cfg["kind"] == "multilabel":
+        return "labels " + ", ".join(f"'{lab}'" for lab in cfg["labels"])
     return f"label '{cfg['label']}'"
 
 

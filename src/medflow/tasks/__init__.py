@@ -1,6 +1,7 @@
 """Task kinds: each knows its label type, loss, output activation and default metrics."""
 
-from medflow.tasks.base import Binary, Multiclass, Regression, Task
+from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression, Task
+from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
 
-__all__ = ["Task", "Binary", "Multiclass", "Regression", "Survival"]
+__all__ = ["Task", "Binary", "Multiclass", "Multilabel", "Regression", "Survival", "Segmentation"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from medflow.errors import ConfigError, DataError, shown
 
-__all__ = ["Task", "Binary", "Multiclass", "Regression"]
+__all__ = ["Task", "Binary", "Multiclass", "Regression", "Multilabel"]
 
 
 class Task(BaseModel, ABC):
@@ -270,3 +270,60 @@ class Regression(Task):
 def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
+
+
+class Multilabel(Task):
+    """Several yes/no labels per record at once (e.g. findings on one X-ray): one 0/1 column each.
+
+    One logit per label, binary cross-entropy averaged over labels; predictions are one probability per
+    label; metrics are per-label AUROC / AUPRC averaged over labels (macro) and F1 at 0.5.
+    """
+
+    kind: Literal["multilabel"] = "multilabel"
+    labels: list[str]
+    default_metrics: ClassVar[list[str]] = ["auroc_labels", "auprc_labels", "f1_labels"]
+    monitor_metric: ClassVar[str] = "auroc_labels"
+    primary_metric: ClassVar[str] = "auroc_labels"
+
+    @property
+    def label_columns(self) -> list[str]:
+        return list(self.labels)
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.labels)
+
+    def check(self, frame: pd.DataFrame, source: str) -> None:
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"{source}: task.labels must name two or more distinct 0/1 columns, got {self.labels}.")
+        for col in self.labels:
+            if col not in frame.columns:
+                raise DataError(f"{source}: label column '{col}' is missing; columns are {list(frame.columns)}.")
+            y = frame[col]
+            bad = y[~y.isin([0, 1, True, False])]
+            if len(bad):
+                raise DataError(f"{source}: label '{col}' holds {shown(bad.iloc[0])} at row {int(bad.index[0]) + 1}; "
+                                "each multilabel column must be 0 or 1.")
+            if y.nunique() < 2:
+                raise DataError(f"{source}: label '{col}' is {shown(y.iloc[0])} in every record; drop it from "
+                                "task.labels (a label that never varies cannot be learned or scored).")
+
+    def fit(self, frame: pd.DataFrame) -> Multilabel:
+        self._state = {"classes": list(self.labels)}
+        return self
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[self.labels].astype(float).to_numpy()
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.labels)
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(outputs, target.float())
+
+    def predict_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.asarray(outputs, dtype=np.float64)))
+
+    def strata(self, frame: pd.DataFrame) -> pd.Series | None:
+        return None
