@@ -172,6 +172,7 @@ def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction
               ev, seed: int, encoding: str | None = None) -> None:
     from medflow.data.sources.tabular import read_frame
     from medflow.evaluate.external import external_name, external_validation
+    from medflow.predict_io import event_input, is_event_input
     from medflow.runs import write_json, write_parquet
 
     if recalibrate not in (None, "logistic", "isotonic", "linear"):
@@ -181,7 +182,7 @@ def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction
         raise ConfigError(f"--recalibrate-fraction {fraction}: give a share of patients between 0 and 1.")
     if not data.exists():
         raise ConfigError(f"--data {data}: no such file or folder.")
-    records = _event_input(r, data, labels) if _is_event_input(data) else read_frame(data, encoding)
+    records = event_input(r, data, labels) if is_event_input(data) else read_frame(data, encoding)
     label = external_name(name or data.stem)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -242,23 +243,26 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     import json
 
     from medflow.data.sources.tabular import read_frame
+    from medflow.predict_io import event_input, image_input, is_event_input, write_masks, write_overlays
     from medflow.runs import load_run, write_parquet, write_text
 
     r = load_run(run_dir)
     if r.featurizer().to_dict().get("version") == "image-v1":
-        frame = _image_input(r, input, labels)
+        frame = image_input(r, input, labels)
     else:
-        frame = _event_input(r, input, labels) if _is_event_input(input) else read_frame(input)
+        frame = event_input(r, input, labels) if is_event_input(input) else read_frame(input)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         preds = r.predict(frame, model=model, explain=explain, source=str(input), horizons=_horizons(horizons))
     if "survival_curve" in preds:
         preds = preds.drop(columns=["survival_curve"])
     if "mask" in preds:  # segmentation: masks as NIfTI in the input's space, the table beside them
-        preds, output = _write_masks(frame, preds, output or Path("masks"))
+        preds, output = write_masks(frame, preds, output or Path("masks"))
+        out.print(f"{len(preds)} masks written to {output.parent}/")
     output = output or Path("predictions.csv")
     if explain and "explanation" in preds and getattr(frame, "modality", "") == "images":
-        _write_overlays(frame, r, preds, output)
+        folder = write_overlays(frame, r, preds, output)
+        out.print(f"Grad-CAM overlays of {len(preds)} images written to {folder}/")
     for w in caught:
         err.print(f"[yellow]warning:[/yellow] {w.message}")
     for col in preds.columns:  # explanations and conformal sets: JSON text in the file
@@ -269,70 +273,6 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     else:
         write_text(output, preds.to_csv(index=False))
     out.print(f"{len(preds)} predictions from model '{preds['model'].iloc[0]}' written to {output}")
-
-
-def _is_event_input(path: Path) -> bool:
-    return path.is_dir() or path.suffix.lower() in (".json", ".ndjson")
-
-
-def _event_input(run, path: Path, labels: Path | None):
-    from medflow.data.ehr import event_dataset
-
-    if (path / "data").is_dir():
-        from medflow.data.sources.meds import read_meds
-
-        events = read_meds(path)
-    else:
-        from medflow.data.sources.fhir import read_fhir
-
-        events = read_fhir(path)
-    cohort = run.config["data"].get("cohort")
-    return event_dataset(events, None if labels else cohort, labels, label_name=run.task.label_columns[0])
-
-
-def _image_input(run, path: Path, labels: Path | None):
-    """Images to predict: a folder, a .npz, or (with --labels) the files a CSV lists; read as the run's data were."""
-    from medflow.data.images import ImageSource, read_image_dataset
-
-    opts = run.config["data"].get("images") or {}
-    src = ImageSource(path=str(path), labels=str(labels) if labels else None,
-                      image_column=opts.get("image_column", "image"),
-                      patient_id=opts.get("patient_id") if labels else None)
-    return read_image_dataset(src)
-
-
-def _write_masks(ds, preds, folder: Path):
-    """`-o masks/`: one `<image>.nii.gz` per image (its size and affine) and `predictions.csv` listing them."""
-    from medflow.artifacts import atomic_write_bytes
-    from medflow.tasks.segmentation import mask_file_name, nifti_bytes
-
-    if folder.suffix.lower() in (".csv", ".parquet", ".pq"):
-        raise ConfigError(f"-o {folder}: a segmentation run writes masks; give a folder, e.g. -o masks/.")
-    names = []
-    for image, mask in zip(ds.frame["image"].astype(str), preds["mask"], strict=True):
-        name = mask_file_name(image)
-        atomic_write_bytes(folder / name, nifti_bytes(mask, ds.images.affines.get(image)))
-        names.append(name)
-    out.print(f"{len(names)} masks written to {folder}/")
-    return preds.drop(columns=["mask"]).assign(mask_file=names), folder / "predictions.csv"
-
-
-def _write_overlays(ds, run, preds, output: Path) -> None:
-    """`--explain` on images: one Grad-CAM overlay PNG per image beside the output; the file keeps the peak."""
-    import base64
-
-    from medflow.artifacts import atomic_write_bytes
-    from medflow.explain.image import cam_figure
-
-    folder = output.with_name(output.stem + "_gradcam")
-    x = run.inputs(ds)
-    for i, (image, e) in enumerate(zip(ds.frame["image"], preds["explanation"], strict=True)):
-        png = cam_figure([x[i, 0]], [e["map"]], [f"{image}: {preds['prediction'].iloc[i]}"], cols=1)
-        atomic_write_bytes(folder / (Path(image).name.replace(".", "_") + ".png"), base64.b64decode(png))
-    preds["explanation"] = [{"method": e["method"], "peak": e["peak"],
-                             "overlay": str(folder / (Path(im).name.replace(".", "_") + ".png"))}
-                            for im, e in zip(ds.frame["image"], preds["explanation"], strict=True)]
-    out.print(f"Grad-CAM overlays of {len(preds)} images written to {folder}/")
 
 
 def _horizons(text: str | None) -> list[float] | None:

@@ -1,0 +1,73 @@
+"""`medflow predict`'s inputs and outputs beyond a table: event data (MEDS, FHIR), images (a folder, a .npz, or
+the files a CSV lists), segmentation masks written as NIfTI, and Grad-CAM overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medflow.errors import ConfigError
+
+__all__ = ["is_event_input", "event_input", "image_input", "write_masks", "write_overlays"]
+
+
+def is_event_input(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() in (".json", ".ndjson")
+
+
+def event_input(run, path: Path, labels: Path | None):
+    from medflow.data.ehr import event_dataset
+
+    if (path / "data").is_dir():
+        from medflow.data.sources.meds import read_meds
+
+        events = read_meds(path)
+    else:
+        from medflow.data.sources.fhir import read_fhir
+
+        events = read_fhir(path)
+    cohort = run.config["data"].get("cohort")
+    return event_dataset(events, None if labels else cohort, labels, label_name=run.task.label_columns[0])
+
+
+def image_input(run, path: Path, labels: Path | None):
+    """Images to predict: a folder, a .npz, or (with --labels) the files a CSV lists; read as the run's data were."""
+    from medflow.data.images import ImageSource, read_image_dataset
+
+    opts = run.config["data"].get("images") or {}
+    src = ImageSource(path=str(path), labels=str(labels) if labels else None,
+                      image_column=opts.get("image_column", "image"),
+                      patient_id=opts.get("patient_id") if labels else None)
+    return read_image_dataset(src)
+
+
+def write_masks(ds, preds, folder: Path):
+    """`-o masks/`: one `<image>.nii.gz` per image (its size and affine) and `predictions.csv` listing them."""
+    from medflow.artifacts import atomic_write_bytes
+    from medflow.tasks.segmentation import mask_file_name, nifti_bytes
+
+    if folder.suffix.lower() in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"-o {folder}: a segmentation run writes masks; give a folder, e.g. -o masks/.")
+    names = []
+    for image, mask in zip(ds.frame["image"].astype(str), preds["mask"], strict=True):
+        name = mask_file_name(image)
+        atomic_write_bytes(folder / name, nifti_bytes(mask, ds.images.affines.get(image)))
+        names.append(name)
+    return preds.drop(columns=["mask"]).assign(mask_file=names), folder / "predictions.csv"
+
+
+def write_overlays(ds, run, preds, output: Path) -> Path:
+    """`--explain` on images: one Grad-CAM overlay PNG per image beside the output; the file keeps the peak."""
+    import base64
+
+    from medflow.artifacts import atomic_write_bytes
+    from medflow.explain.image import cam_figure
+
+    folder = output.with_name(output.stem + "_gradcam")
+    x = run.inputs(ds)
+    for i, (image, e) in enumerate(zip(ds.frame["image"], preds["explanation"], strict=True)):
+        png = cam_figure([x[i, 0]], [e["map"]], [f"{image}: {preds['prediction'].iloc[i]}"], cols=1)
+        atomic_write_bytes(folder / (Path(image).name.replace(".", "_") + ".png"), base64.b64decode(png))
+    preds["explanation"] = [{"method": e["method"], "peak": e["peak"],
+                             "overlay": str(folder / (Path(im).name.replace(".", "_") + ".png"))}
+                            for im, e in zip(ds.frame["image"], preds["explanation"], strict=True)]
+    return folder
