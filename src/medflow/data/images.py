@@ -21,7 +21,8 @@ from medflow.data.dataset import Dataset, FeatureType
 from medflow.data.sources.images import IMAGE_SUFFIXES, is_image_file, read_image, read_npz
 from medflow.errors import DataError
 
-__all__ = ["ImageData", "ImageSource", "image_dataset", "read_image_dataset", "phantom_dataset", "IMAGE_COLUMN"]
+__all__ = ["ImageData", "ImageSource", "image_dataset", "read_image_dataset", "phantom_dataset", "IMAGE_COLUMN",
+           "resize_mask"]
 
 IMAGE_COLUMN = "image"
 
@@ -42,6 +43,15 @@ class ImageSource(BaseModel):
                          "train on patches, infer whole volumes with sliding windows)")
     mask_column: str | None = Field(None, description="label CSV column naming each image's mask file "
                                     "(segmentation: a label map, 0 = background)")
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A label map (spatial dims only) at another size, nearest neighbour (MONAI `Resize`), labels kept as uint8."""
+    if tuple(mask.shape) == tuple(shape):
+        return np.asarray(mask)
+    from monai.transforms import Resize
+
+    return np.rint(np.asarray(Resize(tuple(shape), mode="nearest")(mask[None].astype(np.float32)))[0]).astype(np.uint8)
 
 
 @dataclass

@@ -64,9 +64,9 @@ def pointing_game(cams: np.ndarray, masks: list[np.ndarray | None], tolerance: f
         if mask is None or not mask.any():
             continue
         if mask.shape != cam.shape:
-            from monai.transforms import Resize
+            from medflow.data.images import resize_mask
 
-            mask = np.asarray(Resize(cam.shape, mode="nearest")(mask[None].astype(np.float32)))[0] > 0.5
+            mask = resize_mask(mask, cam.shape) > 0
         wide = binary_dilation(mask, iterations=max(1, round(tolerance * max(cam.shape))))
         hits.append(bool(wide[tuple(cam_peak(cam))]))
         chance.append(float(wide.mean()))

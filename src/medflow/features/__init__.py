@@ -72,12 +72,10 @@ def _events_load(d: dict[str, Any]) -> Any:
 def _image_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
     from medflow.features.image import ImageFeaturizer
 
-    src = getattr(data, "images", None)
-    opts = ds.meta.get("images_config") or {}
-    size = src.size if src is not None else opts.get("size")
-    intensity = src.intensity if src is not None else opts.get("intensity", "zscore")
-    resize = src.resize if src is not None else opts.get("resize", True)
-    return ImageFeaturizer(size, intensity, resize).fit(ds.images, train["image"].tolist())
+    src = getattr(data, "images", None)  # the YAML's data.images, else the options the dataset was built with
+    opts = src.model_dump() if src is not None else ds.meta.get("images_config") or {}
+    return ImageFeaturizer(opts.get("size"), opts.get("intensity", "zscore"), opts.get("resize", True)).fit(
+        ds.images, train["image"].tolist())
 
 
 def _image_apply(feat: Any, ds: Any, frame: Any) -> Any:

@@ -91,12 +91,9 @@ class ImageFeaturizer:
             if i not in images.masks:
                 raise DataError(f"{source}: image '{i}' has no mask; a segmentation task needs one per image "
                                 "(data.images.mask_column).")
-            m = images.masks[i]
-            if m.shape != target:
-                from monai.transforms import Resize
+            from medflow.data.images import resize_mask
 
-                m = np.asarray(Resize(target, mode="nearest")(m[None].astype(np.float32)))[0]
-            out[j] = np.rint(m)
+            out[j] = resize_mask(images.masks[i], target)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -134,11 +134,9 @@ class Segmentation(Task):
 
 def mask_in_image_space(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A predicted label map brought back to its image's size (nearest neighbour) when the featurizer resized."""
-    if mask.shape == tuple(shape):
-        return mask
-    from monai.transforms import Resize
+    from medflow.data.images import resize_mask
 
-    return np.asarray(Resize(shape, mode="nearest")(mask[None].astype(np.float32)))[0].astype(np.uint8)
+    return resize_mask(mask, shape).astype(np.uint8)
 
 
 def mask_file_name(image_id: str) -> str:
