@@ -29,6 +29,10 @@ def make_frame(n: int = 200, seed: int = 0, kind: str = "binary", rows_per_patie
         t = rng.exponential(100 * np.exp(-z))
         c = rng.uniform(0, 250, size=len(pid))
         frame["time"], frame["event"] = np.minimum(t, c).round(2) + 0.01, (t <= c).astype(int)
+    elif kind == "treatment_effect":  # confounded by x1, effect grows with x1 (true effect in "tau")
+        frame["t"] = (rng.random(len(pid)) < 1 / (1 + np.exp(-0.8 * x1))).astype(int)
+        frame["tau"] = 3 + 3 * x1
+        frame["y"] = 10 + 2 * z + frame["t"] * frame["tau"] + rng.normal(scale=0.5, size=len(pid))
     else:
         frame["y"] = 10 + 3 * z + rng.normal(scale=0.5, size=len(pid))
     frame.loc[rng.choice(len(frame), 5, replace=False), "x2"] = np.nan

@@ -127,9 +127,10 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
     ("unknown model", CSV + TASK + "models: [mlp, xgboostt]\n", {"d.csv": make_frame(60)},
      "unknown model 'xgboostt'"),
     ("unknown dataset", "data: {dataset: breast_cancr}\n" + TASK, {},
-     "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: bmt, breast_cancer, "
-     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, gbsg2, mni_gm_wm, phantoms_2d, phantoms_3d, "
-     "veterans"),
+     "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: acic16_1, acic16_10, acic16_2, "
+     "acic16_3, acic16_4, acic16_5, acic16_6, acic16_7, acic16_8, acic16_9, bmt, breast_cancer, "
+     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, gbsg2, mni_gm_wm, nhefs, phantoms_2d, phantoms_3d, "
+     "te_sim, veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),
 ])
@@ -144,7 +145,7 @@ def test_demo_fast(tmp_path):
     last = res.stdout.strip().splitlines()[-1]
     assert last.startswith("Report: ") and Path(last[len("Report: "):]).exists()
     assert "demo-breast_cancer" in last and "demo-diabetes" in res.stdout and "R²" in res.stdout
-    assert "demo-phantoms-imaging" in res.stdout
+    assert "demo-phantoms-imaging" in res.stdout and "demo-nhefs-treatment-effect" in res.stdout
 
 
 def test_survival_study_end_to_end(tmp_path):

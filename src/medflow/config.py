@@ -17,6 +17,7 @@ from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
 from medflow.fusion import BlocksConfig
 from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression
+from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
 from medflow.train.trainer import TrainConfig
@@ -24,7 +25,7 @@ from medflow.tuning import TuneConfig
 
 __all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
 
-TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation,
+TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation | TreatmentEffect,
                       Field(discriminator="kind")]
 SplitField = Annotated[ByPatient | KFold, Field(discriminator="kind")]
 

@@ -38,6 +38,7 @@ class BlocksConfig(BaseModel):
     repeats: int = Field(2, ge=1, le=20)
     valid: float = Field(0.15, ge=0.05, lt=0.5)
     n_bootstrap: int = Field(1000, ge=50)
+    metric: str | None = None  # default: the task's primary metric (e.g. sqrt_pehe where the true effect is known)
 
 
 def _blocks(cfg: BlocksConfig, ds: Dataset, features: list[str]) -> dict[str, list[str]]:
@@ -52,12 +53,16 @@ def _blocks(cfg: BlocksConfig, ds: Dataset, features: list[str]) -> dict[str, li
     return {k: list(v) for k, v in blocks.items()}
 
 
-def _configs(blocks: dict[str, list[str]], model: str, params: dict) -> dict[str, tuple[str, dict, list[str]]]:
+def _configs(blocks: dict[str, list[str]], model: str, params: dict,
+             kind: str) -> dict[str, tuple[str, dict, list[str]]]:
+    from medflow.registry import models
+
     every = [c for cols in blocks.values() for c in cols]
     out = {f"{name} only": (model, params, cols) for name, cols in blocks.items()}
     out["early fusion"] = (model, params, every)
-    late = {k: v for k, v in params.items() if k in ("hidden", "dropout")}
-    out["late fusion"] = ("late_fusion", {**late, "blocks": blocks}, every)
+    if kind in models.get("late_fusion").task_kinds:  # one encoder per block (not for every task kind)
+        late = {k: v for k, v in params.items() if k in ("hidden", "dropout")}
+        out["late fusion"] = ("late_fusion", {**late, "blocks": blocks}, every)
     return out
 
 
@@ -65,9 +70,9 @@ def compare_blocks(ds: Dataset, task: Task, cfg: BlocksConfig, train: TrainConfi
     """Out-of-fold scores of each block alone and of early and late fusion, with a paired bootstrap CI."""
     features = [c for c in ds.feature_types if c not in task.label_columns]
     blocks = _blocks(cfg, ds, features)
-    configs = _configs(blocks, cfg.model, cfg.params)
+    configs = _configs(blocks, cfg.model, cfg.params, task.kind)
     frame, n = ds.frame, len(ds.frame)
-    metric = get_metric(task.primary_metric)
+    metric = get_metric(cfg.metric or task.primary_metric)
     oof: dict[str, list[np.ndarray]] = {c: [] for c in configs}
     y_all = None
     for r in range(cfg.repeats):
@@ -91,7 +96,12 @@ def compare_blocks(ds: Dataset, task: Task, cfg: BlocksConfig, train: TrainConfi
                 preds[name][fold.test] = p
         for name in configs:
             oof[name].append(preds[name])
-    return _summarize(oof, y_all, metric, frame[ds.patient_id].astype(str).to_numpy(), cfg, seed, configs)
+    out = _summarize(oof, y_all, metric, frame[ds.patient_id].astype(str).to_numpy(), cfg, seed, configs)
+    if hasattr(task, "decisions"):  # e.g. treatment effects: does a block change who is recommended treatment?
+        every = task.decisions(np.mean(oof["early fusion"], axis=0))
+        out["decision_changes"] = {name: float(np.mean(task.decisions(np.mean(oof[name], axis=0)) != every))
+                                   for name in configs if name.endswith(" only")}
+    return out
 
 
 def _summarize(oof, y, metric, pid, cfg: BlocksConfig, seed: int, configs) -> dict[str, Any]:
@@ -103,7 +113,7 @@ def _summarize(oof, y, metric, pid, cfg: BlocksConfig, seed: int, configs) -> di
     sign = 1 if metric.higher_is_better else -1
     singles = [c for c in configs if c.endswith(" only")]
     best_single = max(singles, key=lambda c: sign * means[c])
-    best_fusion = max(("early fusion", "late fusion"), key=lambda c: sign * means[c])
+    best_fusion = max((c for c in ("early fusion", "late fusion") if c in means), key=lambda c: sign * means[c])
     samples = patient_resamples(pid, cfg.n_bootstrap, seed)
     per = {name: np.array([score(name, idx) for idx in samples]) for name in oof}
     diff = per[best_fusion] - per[best_single]

@@ -21,6 +21,7 @@ from medflow.features import featurizer_from_dict
 from medflow.features.tabular import TabularFeaturizer
 from medflow.models.base import Estimator, load_estimator
 from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression, Task
+from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
 
@@ -29,7 +30,7 @@ __all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read
 INCOMPLETE = ".incomplete"
 _TASKS = {"binary": Binary, "multiclass": Multiclass, "multilabel": Multilabel, "regression": Regression,
           "survival": Survival,
-          "segmentation": Segmentation}
+          "segmentation": Segmentation, "treatment_effect": TreatmentEffect}
 
 
 def task_from_dict(d: dict[str, Any]) -> Task:
@@ -256,6 +257,9 @@ class Run:
             out["prediction"] = [[c for c, p in zip(task.classes, row, strict=True) if p >= 0.5] for row in score]
         elif task.kind == "regression":
             out["prediction"] = score
+        elif hasattr(task, "prediction_columns"):  # e.g. treatment effects: CATE, its interval, the recommendation
+            for col, values in task.prediction_columns(score, self.metrics.data["models"][model]).items():
+                out[col] = values
         self._conformal_columns(out, score, model)
         out["model"] = model
         if self.synthetic:

@@ -214,6 +214,8 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     entries = _check_models(cfg)
     for e in entries:
         check_inputs(model_registry.get(e.name), ds.modality, ds.source)
+    # task-level steps before any split (treatment effects: overlap, trimming, cross-fitted nuisances)
+    ds, analysis = cfg.task.prepare(ds, features, cfg, console)
     subgroups = pd.DataFrame({SUBGROUP_PREFIX + s.label: subgroup_labels(ds.frame, s, ds.source)
                               for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
     strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
@@ -231,8 +233,9 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {inputs},"
                   f" {len(folds)} fold(s), models {[e.name for e in entries]}"
                   + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))
+    if analysis is not None:
+        write_json(work / "task_analysis.json", analysis)
     rows, timings, first, tuning = [], {}, None, {}
-    _warn_horizons(cfg, ds, console)
     for fold in folds:
         fold_rows, info = _fit_fold(cfg, ds, fold, features, work, entries, subgroups, console, first)
         rows += fold_rows
@@ -274,18 +277,6 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     final = work.with_name(work.name[: -len(INCOMPLETE)])
     os.replace(work, final)
     return Run(final)
-
-
-def _warn_horizons(cfg: StudyConfig, ds: Dataset, console: Console) -> None:
-    """Horizons past the longest follow-up are kept, but their metrics are undefined (reported as n/a)."""
-    if cfg.task.kind != "survival" or not cfg.task.horizons:
-        return
-    longest = float(cfg.task.encode(ds.frame)[:, 0].max())
-    beyond = [f"{h:g}" for h in cfg.task.horizons if h >= longest]
-    if beyond:
-        console.print(f"[yellow]warning:[/yellow] task.horizons {', '.join(beyond)} are at or beyond the longest "
-                      f"follow-up ({longest:g} {cfg.task.time_unit}); AUC and calibration there cannot be "
-                      "estimated and are reported as n/a.")
 
 
 def _resume_dir(resume: str | Path, cfg: StudyConfig) -> Path:

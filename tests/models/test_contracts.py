@@ -10,13 +10,15 @@ from medflow.models import build_estimator, load_estimator
 from medflow.registry import models as registry
 from medflow.tasks import Binary, Multiclass, Regression, Survival
 from medflow.tasks.base import Multilabel
+from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
 from tests.conftest import make_frame
 
 TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
          "survival": lambda label: Survival(time="time", event="event"),
          "segmentation": lambda label: Segmentation(labels=["square", "disc"]),
-         "multilabel": lambda label: Multilabel(labels=["y", "is_a"])}
+         "multilabel": lambda label: Multilabel(labels=["y", "is_a"]),
+         "treatment_effect": lambda label: TreatmentEffect(treatment="t", outcome="y", true_effect="tau")}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
 PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  # 'cat' becomes block "other"
           "densenet121": {"init_features": 16, "growth_rate": 8}, "resnet18": {"widen_factor": 0.25}}
@@ -91,6 +93,8 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         assert p.shape == yte.shape and set(np.unique(p)) <= {0, 1, 2}
     elif kind == "multilabel":
         assert p.shape == (len(xte), 2) and ((p >= 0) & (p <= 1)).all()
+    elif kind == "treatment_effect":  # mu0, mu1, cate
+        assert p.shape == (len(xte), 3) and np.isfinite(p).all()
     else:
         assert p.shape == (len(xte),)
     est.save(tmp_path / name)
@@ -108,6 +112,10 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
     elif kind == "segmentation":  # both shapes found (all-square everywhere would score about 0.1)
         from medflow.tasks.segmentation import case_metrics
         assert np.nanmean(case_metrics(p, yte, 2)[:, 0]) > 0.5
+    elif kind == "treatment_effect":  # the effect's heterogeneity (tau = 3 + 3 x1) is found, not just its mean
+        from medflow.evaluate.metrics import get_metric
+        assert np.corrcoef(p[:, 2], yte[:, 2])[0, 1] > 0.6
+        assert get_metric("sqrt_pehe")(yte, p) < 0.75 * np.sqrt(np.mean(yte[:, 2] ** 2))
     elif kind == "survival":
         from medflow.evaluate.metrics import get_metric
         c = get_metric("c_harrell")(yte, p)

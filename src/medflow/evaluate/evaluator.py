@@ -112,6 +112,14 @@ def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: 
         for j, col in enumerate(task.case_columns()):
             out[col] = values[:, j]
         return out
+    if getattr(task, "table_layout", "") == "matrix":
+        # any number of target and prediction columns (treatment effects: [t, y, truth, nuisances], [mu0, mu1, cate])
+        out["y_true"] = y[:, 0]
+        for j in range(y.shape[1]):
+            out[f"target_{j}"] = y[:, j]
+        for j in range(score.shape[1]):
+            out[f"out_{j}"] = score[:, j]
+        return out
     if task.kind == "multilabel":  # one truth and one probability column per label
         out["y_true"] = y.sum(axis=1)
         for j in range(y.shape[1]):
@@ -137,6 +145,9 @@ def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: 
 
 def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
     """The prediction column(s) of a predictions table, as the metric functions take them."""
+    if "out_0" in frame.columns:  # the matrix layout (see prediction_table)
+        return frame[sorted((c for c in frame.columns if c.startswith("out_")), key=lambda c: int(c[4:]))].to_numpy(
+            dtype=float)
     if task_kind == "survival":
         cols = sorted((c for c in frame.columns if c.startswith("surv_")), key=lambda c: int(c[5:]))
         causes = sorted((c for c in frame.columns if c.startswith("cause_")), key=lambda c: int(c[6:]))
@@ -167,6 +178,9 @@ def _confusion(y: np.ndarray, s: np.ndarray, task_kind: str, threshold: float, k
 
 def truth(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
     """The targets of a predictions table: labels, or [time, event] for survival."""
+    if "target_0" in frame.columns:  # the matrix layout (see prediction_table)
+        cols = sorted((c for c in frame.columns if c.startswith("target_")), key=lambda c: int(c[7:]))
+        return frame[cols].to_numpy(dtype=float)
     if task_kind == "survival":
         return frame[["time", "event"]].to_numpy(dtype=float)
     if task_kind == "multilabel":
@@ -234,6 +248,9 @@ def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, s
             entry["confusion"] = _confusion(y, s, task_kind, threshold, k)
         entry["calibration"] = _calibration(y, s, task_kind, cfg.calibration_bins, task.state)
         entry["decision_curve"] = decision_curve(y, s, task_kind, cfg.decision_curve, task.state)
+        entry.update(task.evaluate_extra(truth(valid, task_kind) if not valid.empty else np.empty((0, y.shape[-1])),
+                                         score_matrix(valid, task_kind) if not valid.empty else np.empty((0, 1)),
+                                         y, s, pid, cfg, seed))
         entry["subgroups"] = {c[len(SUBGROUP_PREFIX):]: _subgroups(test, c, metrics, primary, task_kind,
                                                                   threshold, cfg, seed) for c in sg_cols}
         if given.get("conformal"):

@@ -23,6 +23,7 @@ EPS = 1e-15
 
 def get_metric(name: str) -> Metric:
     """Look up a registered metric by name."""
+    import medflow.evaluate.effects  # noqa: F401  (registers the treatment-effect metrics)
     import medflow.evaluate.survival  # noqa: F401  (registers the survival metrics)
 
     return metrics.get(name)

@@ -30,6 +30,8 @@ def method_name(est: Estimator) -> str:
 
 
 def _target(est: Estimator, x: torch.Tensor) -> torch.Tensor | int:
+    if hasattr(est.task, "explain_column"):  # treatment effects: the CATE column (deep: the effect module's output)
+        return 0 if isinstance(est, DeepEstimator) else est.task.explain_column
     if est.task.kind not in ("multiclass", "multilabel"):  # multilabel: the most probable label
         return 0
     return torch.as_tensor(np.asarray(est.predict(x.numpy())).argmax(axis=1))

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from medflow.models import baselines, sequence, survival, tabular, vision
+from medflow.models import baselines, effects, sequence, survival, tabular, vision
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
 
@@ -14,6 +14,7 @@ _DEEP = _ALL | {"survival", "multilabel"}  # deep tabular bodies serve survival 
 _IMAGE = _ALL | {"multilabel"}
 _SURV = frozenset({"survival"})
 _SEG = frozenset({"segmentation"})
+_TE = frozenset({"treatment_effect"})
 
 _LR = {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}, "train.weight_decay": {"low": 1e-6, "high": 1e-2,
                                                                                       "log": True}}
@@ -33,6 +34,9 @@ SEARCH = {
     "small_cnn": {"dropout": [0.0, 0.5], **_LR}, "resnet18": _LR, "densenet121": {"dropout": [0.0, 0.5], **_LR},
     "unet": {"num_res_units": [0, 2], **_LR}, "basic_unet": _LR, "segresnet": {"init_filters": [8, 32], **_LR},
     "transformer": {"d": {"choices": [32, 64, 128]}, "layers": [1, 3], "dropout": [0.0, 0.4], **_LR},
+    "tarnet": {"hidden": [32, 256], "depth": [1, 3], "dropout": [0.0, 0.3], **_LR},
+    "dragonnet": {"hidden": [32, 256], "depth": [1, 3], "alpha": [0.1, 2.0], "beta": [0.1, 2.0], **_LR},
+    "cfrnet": {"hidden": [32, 256], "depth": [1, 3], "alpha": {"low": 1e-3, "high": 10.0, "log": True}, **_LR},
 }
 
 for _spec in (
@@ -89,6 +93,23 @@ for _spec in (
     ModelSpec("basic_unet", "deep", _SEG, vision.BasicUNetConfig, vision.build_basic_unet,
               "MONAI BasicUNet (2-D or 3-D), DiceCE loss; sliding-window inference on large volumes",
               inputs="images", estimator=vision.SegmentationEstimator, complexity=4),
+    ModelSpec("s_learner", "baseline", _TE, effects.MetaLearnerConfig, effects.build_meta,
+              "S-learner: one gradient-boosting outcome model on (covariates, treatment)",
+              estimator=effects.MetaLearnerEstimator, complexity=2),
+    ModelSpec("t_learner", "baseline", _TE, effects.MetaLearnerConfig, effects.build_meta,
+              "T-learner: one gradient-boosting outcome model per arm", estimator=effects.MetaLearnerEstimator,
+              complexity=2),
+    ModelSpec("x_learner", "baseline", _TE, effects.MetaLearnerConfig, effects.build_meta,
+              "X-learner (Kuenzel et al. 2019): imputed effects regressed per arm, blended by the propensity",
+              estimator=effects.MetaLearnerEstimator, complexity=2),
+    ModelSpec("tarnet", "deep", _TE, effects.TARNetConfig, effects.build_tarnet,
+              "TARNet (Shalit et al. 2017): shared representation, one outcome head per arm"),
+    ModelSpec("dragonnet", "deep", _TE, effects.DragonNetConfig, effects.build_dragonnet,
+              "DragonNet (Shi et al. 2019): TARNet + propensity head + targeted regularization",
+              head=effects.dragonnet_head),
+    ModelSpec("cfrnet", "deep", _TE, effects.CFRNetConfig, effects.build_cfrnet,
+              "CFRNet (Shalit et al. 2017): TARNet + Wasserstein (or MMD) balance of the arms' representations",
+              head=effects.cfrnet_head, complexity=4),
 ):
     _registry.register(_spec.name)(dataclasses.replace(_spec, search=SEARCH.get(_spec.name)))
 

@@ -207,7 +207,9 @@ class DeepEstimator(Estimator):
             self.head.state = dict(state.get("head", {}))
 
     def explain_module(self) -> nn.Module:
-        """The module whose single output is attributed: the logit, or the head's risk score."""
+        """The module whose single output is attributed: the logit, the head's risk score, or the effect."""
+        if hasattr(self.task, "effect_module"):
+            return self.task.effect_module(self.module)
         if hasattr(self.head, "risk"):
             from medflow.tasks.survival import _Head
 

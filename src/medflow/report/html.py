@@ -13,6 +13,7 @@ import yaml
 from medflow.artifacts import read_json, write_text
 from medflow.evaluate.evaluator import score_matrix, truth
 from medflow.report import plots
+from medflow.report.effects import effects_section
 from medflow.report.elements import ci, display, escape, html_table, img
 from medflow.report.validation import (
     conformal_section,
@@ -82,6 +83,8 @@ def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[
         return "<div class='grid'>" + img(plots.roc_plot({str(c): (y[:, j], s[:, j]) for j, c in enumerate(classes)
                                                           if 0 < y[:, j].sum() < len(y)}),
                                           f"ROC per label ({sel})") + "</div>"
+    if kind == "treatment_effect":  # its plots are in the treatment-effect section (report/effects.py)
+        return "<p>See Treatment effects below.</p>"
     if kind == "segmentation":  # per-case Dice of each label, one box per model
         cols = [c for c in test.columns if c.startswith("case_dice_") and c != "case_dice_mean"]
         return "<div class='grid'>" + "".join(
@@ -262,7 +265,11 @@ def _blocks_section(run_dir: Path) -> str:
             f"{b['n_bootstrap']} patient bootstrap resamples (paired for the difference).</p>"
             + html_table(["configuration", "input columns", display(b["metric"])], rows)
             + f"<p><b>{escape(b['verdict'])}.</b> The best single block was chosen on these same out-of-fold scores, "
-            "which favours it slightly: a conservative test for fusion.</p>")
+            "which favours it slightly: a conservative test for fusion.</p>"
+            + ("<p>Who is recommended treatment: share of patients whose recommendation differs from the one made "
+               "with every block (out-of-fold, averaged over repeats): "
+               + ", ".join(f"{escape(k)} {v:.1%}" for k, v in b["decision_changes"].items()) + ".</p>"
+               if b.get("decision_changes") else ""))
 
 
 def _target_text(cfg: dict) -> str:
@@ -272,6 +279,8 @@ def _target_text(cfg: dict) -> str:
         return "masks of " + ", ".join(f"'{lab}' ({i})" for i, lab in enumerate(cfg["labels"], start=1))
     if cfg["kind"] == "multilabel":
         return "labels " + ", ".join(f"'{lab}'" for lab in cfg["labels"])
+    if cfg["kind"] == "treatment_effect":
+        return f"effect of '{cfg['treatment']}' on '{cfg['outcome']}' ({cfg['outcome_kind']})"
     return f"label '{cfg['label']}'"
 
 
@@ -336,6 +345,7 @@ def render_report(run_dir: Path) -> str:
         "<h2>Performance plots</h2>" + _plots_section(preds, metrics, kind, classes,
                                                       task["config"].get("time_unit", "")),
         _hazard_ratios(run_dir),
+        effects_section(run_dir, metrics),
         decision_section(metrics, kind),
         conformal_section(metrics, kind, classes),
         "<h2>Subgroups</h2>" + _subgroup_section(metrics, names),

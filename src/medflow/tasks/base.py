@@ -87,6 +87,16 @@ class Task(BaseModel, ABC):
         """Values to stratify splits on, or None."""
         return frame[self.label]
 
+    def prepare(self, ds: Any, features: list[str], cfg: Any, console: Any) -> tuple[Any, dict[str, Any] | None]:
+        """Task-level checks and data steps before any split; returns the dataset to use and an analysis the run
+        saves as `task_analysis.json` (None: nothing to save). Treatment effects check overlap here."""
+        return ds, None
+
+    def evaluate_extra(self, valid_y: np.ndarray, valid_s: np.ndarray, test_y: np.ndarray, test_s: np.ndarray,
+                       pid: np.ndarray, cfg: Any, seed: int) -> dict[str, Any]:
+        """Task-specific entries of a model in metrics.json beyond the metrics (e.g. uplift curves)."""
+        return {}
+
     def write_outputs(self, directory: Any, ds: Any, frame: pd.DataFrame, predictions: np.ndarray) -> None:
         """Store predictions that do not fit a table row (segmentation masks); nothing for row-level tasks."""
         return None

@@ -64,6 +64,17 @@ class Survival(Task):
                             f"({int(s.isna().sum())} record(s)); drop those records or fill them.")
         return s
 
+    def prepare(self, ds: Any, features: list[str], cfg: Any, console: Any) -> tuple[Any, None]:
+        """Horizons past the longest follow-up are kept, but their metrics are undefined (reported as n/a)."""
+        if self.horizons:
+            longest = float(self.encode(ds.frame)[:, 0].max())
+            beyond = [f"{h:g}" for h in self.horizons if h >= longest]
+            if beyond:
+                console.print(f"[yellow]warning:[/yellow] task.horizons {', '.join(beyond)} are at or beyond the "
+                              f"longest follow-up ({longest:g} {self.time_unit}); AUC and calibration there cannot "
+                              "be estimated and are reported as n/a.")
+        return ds, None
+
     def check(self, frame: pd.DataFrame, source: str) -> None:
         t = self._column(frame, self.time, source, "time")
         parsed = pd.to_numeric(t, errors="coerce")
