@@ -141,9 +141,12 @@ if __name__ == "__main__":
     ap.add_argument("--instances", default="1,2,3,4,5,6,7,8,9,10")
     ap.add_argument("--models", default="s_learner,t_learner,x_learner,tarnet,dragonnet,cfrnet")
     ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--out", help="also write the per-instance rows to this CSV")
     ap.add_argument("--econml", action="store_true", help="add econml's causal forest and DR-learner (slow: "
                     "minutes per instance on 2 cores; needs pip install -e '.[bench]')")
     args = ap.parse_args()
     df = run([int(i) for i in args.instances.split(",")], args.models.split(","), args.epochs,
              with_econml=args.econml)
+    if args.out:
+        df.to_csv(args.out, index=False)
     print("\n".join(table(df)))

@@ -110,7 +110,8 @@ def test_poor_overlap_is_refused_with_a_figure_and_trimming_recovers(tmp_path):
                    model=["s_learner"], evaluate=EVAL, output_dir=tmp_path).fit()
     a = json.loads((run.path / "task_analysis.json").read_text())
     assert a["n_trimmed"] > 100 and a["n"] + a["n_trimmed"] == 600
-    assert "removed" in (run.path / "report.html").read_text()
+    html = (run.path / "report.html").read_text()
+    assert "removed" in html and "propensity overlap before trimming" in html
 
 
 @pytest.mark.parametrize("change,message", [

@@ -52,7 +52,9 @@ def effects_section(run_dir: Path, metrics: dict) -> str:
         f"{escape(a['nuisance']['model'])}, cross-fitted over {a['nuisance']['folds']} patient folds (each patient's "
         f"estimates come from models that never saw that patient). Propensity AUROC {ov['propensity_auroc']:.3f} "
         "(near 0.5: arms alike; near 1: arms barely comparable)." + trimmed + "</p>",
-        "<div class='grid'>" + img(plots.overlap_plot(ov), "propensity overlap")
+        "<div class='grid'>" + (img(plots.overlap_plot(a["overlap_before_trim"], "before trimming"),
+                                    "propensity overlap before trimming") if a.get("trim") else "")
+        + img(plots.overlap_plot(ov, "analysed" if a.get("trim") else ""), "propensity overlap")
         + (img(plots.balance_plot(a["balance"]), "covariate balance") if a["balance"] else "") + "</div>",
         (f"<p>Largest imbalance left after inverse-propensity weighting: {escape(worst['column'])}, |SMD| "
          f"{abs(worst['smd_weighted']):.3f} (before {abs(worst['smd']):.3f}).</p>" if worst else ""),

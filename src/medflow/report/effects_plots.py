@@ -11,7 +11,7 @@ from medflow.report.plots import _encode, _figure
 __all__ = ["overlap_plot", "overlap_png", "balance_plot", "cate_hist_plot", "uplift_plot", "cate_calibration_plot"]
 
 
-def _overlap_axes(ov: dict):
+def _overlap_axes(ov: dict, label: str = ""):
     plt, fig, ax = _figure(5.5, 3.6)
     edges = np.asarray(ov["edges"])
     mid, width = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
@@ -23,13 +23,14 @@ def _overlap_axes(ov: dict):
         ax.axvline(b, ls="--", c="grey", lw=0.8)
     ax.axhline(0, c="black", lw=0.6)
     ax.set(xlabel="cross-fitted propensity of treatment", ylabel="share of arm (control drawn downward)",
-           title=f"Overlap: {ov['outside']:.1%} outside [{ov['bound']:g}, {1 - ov['bound']:g}]", xlim=(0, 1))
+           title=f"Overlap{' (' + label + ')' if label else ''}: {ov['outside']:.1%} outside "
+                 f"[{ov['bound']:g}, {1 - ov['bound']:g}]", xlim=(0, 1))
     ax.legend(fontsize=7)
     return plt, fig
 
 
-def overlap_plot(ov: dict) -> str:
-    return _encode(*_overlap_axes(ov))
+def overlap_plot(ov: dict, label: str = "") -> str:
+    return _encode(*_overlap_axes(ov, label))
 
 
 def overlap_png(ov: dict) -> bytes:
