@@ -254,3 +254,17 @@ def test_yaml_run_and_predict_through_the_cli(tmp_path):
     out = pd.read_csv(tmp_path / "out.csv")
     assert len(out) == 25 and {"cate", "benefit", "recommendation"} <= set(out.columns)
     assert ((out["benefit"] > 5) == (out["recommendation"] == "treat")).all()
+
+
+def test_external_validation_refits_the_nuisances_at_the_new_site(sim_run):
+    """At another site the DR scores need that site's own propensity and outcome models (Task.prepare there)."""
+    from medflow.evaluate.external import external_validation
+
+    run, _ = sim_run
+    site = simulate_effects(500, seed=21)
+    result, preds = external_validation(run, site, "site_b", "site_b.csv", seed=0)
+    assert result["task_analysis"]["n"] == 500 and "aipw" in result["task_analysis"]["reference"]
+    for model, entry in result["models"].items():
+        assert np.isfinite(entry["metrics"]["tau_risk"]["value"]) and np.isfinite(entry["metrics"]["qini"]["value"])
+        assert entry["metrics"]["sqrt_pehe"]["value"] < site["true_effect"].std(), model
+    assert preds["target_3"].between(0, 1).all()  # the new site's cross-fitted propensities

@@ -205,6 +205,10 @@ def external_validation(run: Any, data: Any, name: str, source: str, recalibrate
     frame = data.frame if is_events else data
     cfg = cfg or EvaluateConfig(**run.config.get("evaluate", {}))
     task.check(frame, source)
+    analysis = None
+    if not is_events:  # the task's own steps on the new site (treatment effects: overlap, nuisances refitted there)
+        frame, analysis = _prepare_external(run, frame, name, source, seed, console)
+        data = frame
     y = task.encode(frame)
     pid = _patient_ids(run, frame)
     rows = np.arange(len(frame))
@@ -223,6 +227,8 @@ def external_validation(run: Any, data: Any, name: str, source: str, recalibrate
     fixed = {m: {"threshold": internal[m]["threshold"], "conformal": internal[m].get("conformal")}
              for m in run.models}
     result = evaluate_predictions(preds, task, cfg, seed, fixed=fixed, selected=run.metrics.selected_model)
+    if analysis is not None:
+        result["task_analysis"] = analysis
     result["external"] = {"name": name, "source": source, "n_records": int(len(frame)),
                           "n_patients": int(len(np.unique(pid))), "synthetic": bool(getattr(data, "synthetic", False))}
     if task.kind in ("binary", "regression"):
@@ -240,6 +246,31 @@ def external_validation(run: Any, data: Any, name: str, source: str, recalibrate
         result["recalibration"] = _recalibration(preds, task, cfg, recalibrate, fraction, seed,
                                                  {m: internal[m]["threshold"] for m in run.models})
     return result, preds
+
+
+def _prepare_external(run: Any, frame: pd.DataFrame, name: str, source: str, seed: int,
+                      console: Any) -> tuple[pd.DataFrame, dict | None]:
+    """`Task.prepare` on the external table, with the run's feature columns and types."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from medflow.data.dataset import Dataset
+
+    feat = run.featurizer()
+    types = dict(getattr(feat, "feature_types", {}) or {})
+    if not types:
+        return frame, None
+    pid = run.config["data"].get("patient_id") or "__row__"
+    work = frame.reset_index(drop=True).copy()
+    if pid not in work.columns:
+        work[pid] = np.arange(len(work)).astype(str)
+    ds = Dataset(frame=work, name=name, source=source, patient_id=pid,
+                 feature_types={c: t for c, t in types.items() if c in work.columns})
+    cfg = SimpleNamespace(data=None, seed=seed, output_dir=str(run.path / "external"), name=name)
+    new, analysis = run.task.prepare(ds, list(ds.feature_types), cfg, console or Console(stderr=True))
+    out = new.frame
+    return (out.drop(columns=[pid]) if pid == "__row__" else out), analysis
 
 
 def _quality(run: Any) -> dict | None:
