@@ -268,3 +268,17 @@ def test_external_validation_refits_the_nuisances_at_the_new_site(sim_run):
         assert np.isfinite(entry["metrics"]["tau_risk"]["value"]) and np.isfinite(entry["metrics"]["qini"]["value"])
         assert entry["metrics"]["sqrt_pehe"]["value"] < site["true_effect"].std(), model
     assert preds["target_3"].between(0, 1).all()  # the new site's cross-fitted propensities
+
+
+def test_acic_instance_1_is_refused_by_default_and_runs_trimmed(tmp_path):
+    """ACIC 2016 instance 1 has a region where treatment never happens (by design): refused by default, and with
+    trim: [0.01, 0.99] the study runs end to end on the patients who could have received either arm."""
+    ds = mf.datasets.load("acic16_1")
+    task = dict(treatment="treated", outcome="outcome", true_effect="true_effect")
+    with pytest.raises(DataError, match=r"poor overlap between arms of 'treated': 4\d\.\d% of patients"):
+        mf.Study(dataset=ds, task=TreatmentEffect(**task), model=["s_learner"], output_dir=tmp_path).fit()
+    run = mf.Study(dataset=ds, task=TreatmentEffect(**task, trim=[0.01, 0.99]), model=["x_learner"], evaluate=EVAL,
+                   output_dir=tmp_path).fit()
+    a = json.loads((run.path / "task_analysis.json").read_text())
+    assert 2000 < a["n"] < 3000 and a["n"] + a["n_trimmed"] == 4802
+    assert run.metrics.data["models"]["x_learner"]["metrics"]["sqrt_pehe"]["value"] < 1.2
