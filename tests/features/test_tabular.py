@@ -69,3 +69,15 @@ def test_datetime_and_text_binary_columns():
     x = feat.transform(frame)
     assert feat.output_names == ["admit", "admit__missing", "smoker"]
     assert x[1, 0] > x[0, 0] and x[2, 1] == 1 and x[:, 2].tolist() == [1, 0, 1]
+
+
+def test_binary_flag_constant_in_training_is_kept_constant_with_a_warning():
+    """A rare flag (e.g. a comorbidity) absent from one training fold must not stop the run at its test part."""
+    train = pd.DataFrame({"flag": [0, 0, 0, 0]})
+    feat = TabularFeaturizer({"flag": FeatureType.BINARY}).fit(train)
+    with pytest.warns(UserWarning, match=r"1 value\(s\) of binary column 'flag' were not seen in training"):
+        x = feat.transform(pd.DataFrame({"flag": [0, 1, 0]}))
+    assert x[:, 0].tolist() == feat.transform(train)[:3, 0].tolist()  # the unseen 1 reads like the training 0s
+    two = TabularFeaturizer({"flag": FeatureType.BINARY}).fit(pd.DataFrame({"flag": ["yes", "no"]}))
+    with pytest.raises(DataError, match=r"binary column 'flag' holds 'maybe' at row 2; training saw only"):
+        two.transform(pd.DataFrame({"flag": ["yes", "maybe"]}))

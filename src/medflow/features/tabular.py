@@ -115,7 +115,14 @@ class TabularFeaturizer:
                 filled = s.where(~s.isna(), st["mode"])
                 known = {str(x) for x in st["values"]}
                 bad = ~filled.astype(str).isin(known) & filled.notna()
-                if bad.any():
+                if bad.any() and len(st["values"]) == 1:
+                    # a rare flag absent from this training part (e.g. one fold): the column was constant there,
+                    # so the model learned nothing from it; the other value is encoded as the training one
+                    warnings.warn(f"{source}: {int(bad.sum())} value(s) of binary column '{col}' were not seen in "
+                                  f"training (constant {shown(st['values'][0])} there) and are encoded as that value",
+                                  stacklevel=2)
+                    filled = filled.where(~bad, st["values"][0])
+                elif bad.any():
                     row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
                     raise DataError(f"{source}: binary column '{col}' holds {shown(filled[bad].iloc[0])} at row {row}; "
                                     f"training saw only {st['values']}.")
