@@ -21,9 +21,8 @@ import pandas as pd
 import medflow as mf
 from medflow.features import encode_targets, featurize, make_featurizer
 from medflow.models.base import build_estimator
+from medflow.registry import models as model_registry
 from medflow.train.trainer import TrainConfig
-
-DEEP = {"tarnet", "dragonnet", "cfrnet"}
 
 
 def _anchor(x: np.ndarray, a: np.ndarray, y: np.ndarray, folds: list) -> dict[str, np.ndarray]:
@@ -85,7 +84,7 @@ def _medflow(ds, models: list[str], folds: list, train: TrainConfig, seed: int) 
         for m in models:
             start = time.perf_counter()
             est = build_estimator(m, {}, task)
-            if m in DEEP:
+            if model_registry.get(m).family == "deep":
                 est.fit(xs["fit"], ys["fit"], xs["stop"], ys["stop"], train, seed)
             else:  # meta-learners use every training row (they have no early stopping)
                 est.fit(xs["all"], ys["all"], xs["stop"], ys["stop"], train, seed)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from medflow.errors import DataError
 from medflow.evaluate.bootstrap import patient_resamples
@@ -327,10 +326,3 @@ def effect_evaluation(task: Any, valid_y: np.ndarray, valid_s: np.ndarray, test_
                            "test_coverage_true": (float(np.mean(np.abs(truth - cate) <= qhat))
                                                   if np.isfinite(truth).all() else None)}
     return out
-
-
-def effect_summary_table(analysis: dict[str, Any]) -> pd.DataFrame:
-    """The reference estimates of the average effect as a small table (terminal and report)."""
-    rows = [{"estimate": k, **{c: v.get(c) for c in ("value", "low", "high")}}
-            for k, v in analysis["reference"].items()]
-    return pd.DataFrame(rows)

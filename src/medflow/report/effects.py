@@ -6,22 +6,18 @@ from pathlib import Path
 
 from medflow.artifacts import read_json
 from medflow.report import effects_plots as plots
-from medflow.report.elements import escape, html_table, img
+from medflow.report.elements import ci, escape, html_table, img
 
 __all__ = ["effects_section"]
-
-
-def _est(v: dict) -> str:
-    return f"{v['value']:.3f} <span class='muted'>({v['low']:.3f}&ndash;{v['high']:.3f})</span>"
 
 
 def _reference(a: dict, metrics: dict) -> str:
     names = {"difference_in_means": "difference in means (unadjusted)", "ipw": "IPW (Hajek, cross-fitted propensity)",
              "aipw": "AIPW / doubly robust (reference)"}
-    rows = [[escape(names.get(k, k)), _est(v)] for k, v in a["reference"].items()]
+    rows = [[escape(names.get(k, k)), ci(v)] for k, v in a["reference"].items()]
     sel = metrics["selected_model"]
     rows.append([f"selected model {escape(sel)}: mean CATE on the test split",
-                 _est(metrics["models"][sel]["metrics"]["ate"])])
+                 ci(metrics["models"][sel]["metrics"]["ate"])])
     if a.get("true_ate") is not None:
         rows.append(["true ATE (simulation)", f"{a['true_ate']:.3f}"])
     if a.get("published"):
