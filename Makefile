@@ -19,10 +19,12 @@ demo: $(STAMP)
 	$(BIN)/medflow demo
 
 test: $(STAMP)
+	scripts/system-deps.sh
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	scripts/system-deps.sh bench
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python benchmarks/run.py
 

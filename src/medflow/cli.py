@@ -364,6 +364,11 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
               f"oracle AUROC (the simulator's own risk model): {auc}", soft_wrap=True, highlight=False)
 
 
+from medflow.cli_service import register as _register_service  # noqa: E402 - after `app`, `out` and `err`
+
+_register_service(app, out, err)
+
+
 def main() -> None:
     """Entry point: MedflowErrors become one line on stderr and exit status 1."""
     try:

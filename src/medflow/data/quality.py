@@ -9,7 +9,7 @@ import pandas as pd
 
 from medflow.data.dataset import Dataset, FeatureType
 
-__all__ = ["quality_summary"]
+__all__ = ["quality_summary", "reference_distribution"]
 
 
 def quality_summary(ds: Dataset, label_columns: list[str]) -> dict[str, Any]:
@@ -27,10 +27,13 @@ def quality_summary(ds: Dataset, label_columns: list[str]) -> dict[str, Any]:
             q1, q3 = np.nanpercentile(v, [25, 75])
             iqr = q3 - q1
             outliers = int(((v < q1 - 3 * iqr) | (v > q3 + 3 * iqr)).sum()) if iqr > 0 else 0
-            row.update(min=float(v.min()), max=float(v.max()), mean=float(v.mean()), outliers=outliers)
+            row.update(min=float(v.min()), max=float(v.max()), mean=float(v.mean()), outliers=outliers,
+                       reference=reference_distribution(s, kind))
             negative = int((v < 0).sum())
             if negative and float(v.min()) < 0 and float(np.nanmedian(v)) > 0 and negative / len(v) < 0.01:
                 findings.append(f"'{col}': {negative} negative value(s) in an otherwise positive column")
+        elif kind in (FeatureType.CATEGORICAL, FeatureType.BINARY) and s.notna().any():
+            row["reference"] = reference_distribution(s, kind)
         if n_unique <= 1:
             findings.append(f"'{col}' is constant: it carries no information")
         if missing > 0.5:
@@ -56,3 +59,20 @@ def quality_summary(ds: Dataset, label_columns: list[str]) -> dict[str, Any]:
         findings.append(f"{dup} record(s) duplicate another record apart from the patient id")
     return {"columns": columns, "class_balance": balance, "findings": findings,
             "rows": len(ds.frame), "patients": ds.n_patients}
+
+
+def reference_distribution(s: pd.Series, kind: FeatureType, bins: int = 10, top: int = 50) -> dict[str, Any]:
+    """The study data's distribution of one column, kept for drift monitoring (population stability index):
+    numeric: decile edges (interior cut points) and the share in each bin; categorical and binary: the share
+    of each of the `top` commonest values (the rest pooled as `__other__`). Missing values are left out."""
+    s = s.dropna()
+    if kind == FeatureType.NUMERIC:
+        v = s.astype(float).to_numpy()
+        edges = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1]))
+        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+        return {"edges": edges.tolist(), "shares": (counts / max(len(v), 1)).tolist()}
+    shares = s.astype(str).value_counts(normalize=True)
+    out = {str(k): float(v) for k, v in shares.iloc[:top].items()}
+    if len(shares) > top:
+        out["__other__"] = float(shares.iloc[top:].sum())
+    return {"categories": out}

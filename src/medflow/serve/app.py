@@ -1,0 +1,75 @@
+"""The decision-support service: finished runs served over REST (FastAPI), a thin layer over `Run.predict`.
+
+The service never trains and never re-implements prediction: it validates a request against the run's input
+schema, calls `Run.predict`, and adds what a hospital needs around it (keys, rate limits, an audit row per
+prediction committed before the response, Prometheus metrics, model versions picked up on promotion, drift
+monitoring, CDS Hooks cards and a page for clinicians). Design notes: docs/service.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from medflow.runs import load_run
+from medflow.serve.guard import BodyLimit
+from medflow.serve.routes import add_routes
+from medflow.serve.service import Service, ServiceConfig, slug
+from medflow.serve.store import Store
+
+__all__ = ["create_app", "register_runs"]
+
+
+def create_app(runs: list[str | Path] | None = None, config: ServiceConfig | None = None,
+               names: list[str] | None = None) -> FastAPI:
+    """The service app for run directories (each added to the registry and promoted when it is not already the
+    live version of its name) or, with none, for the registry's live versions."""
+    config = config or ServiceConfig()
+    store = Store(config.db)
+    given = register_runs(store, runs or [], names)
+    if given:
+        config.names = sorted(set(config.names) | set(given))
+    service = Service(store, config)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # pick up promotions without a restart
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(config.poll_seconds)
+                try:
+                    if await run_in_threadpool(service.refresh):
+                        app.openapi_schema = None
+                except Exception:  # noqa: BLE001 - a bad promotion must not stop the service; the old one serves
+                    pass
+        task = asyncio.get_running_loop().create_task(poll())
+        yield
+        task.cancel()
+
+    app = FastAPI(title="medflow decision support", version="1", lifespan=lifespan,
+                  description="Predictions from validated medflow runs, with explanations, an audit trail and "
+                              "drift monitoring. Every endpoint but /health and / needs `Authorization: Bearer KEY`.")
+    app.state.service = service
+    add_routes(app, service)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    return app
+
+
+def register_runs(store: Store, runs: list[str | Path], names: list[str] | None = None) -> list[str]:
+    """Add each run to the registry under its study name (or `names`) and promote it unless already live."""
+    out = []
+    live = store.live_versions()
+    for i, path in enumerate(runs):
+        run = load_run(path)
+        name = (names[i] if names and i < len(names) else None) or slug(run.config.get("name") or run.path.parent.name)
+        run_dir = str(run.path.resolve())
+        known = [v for v in store.versions(name) if v["run_dir"] == run_dir]
+        if live.get(name, {}).get("run_dir") != run_dir:
+            version = known[-1]["version"] if known else store.add_version(name, run_dir)
+            store.promote(name, version)
+        out.append(name)
+    return out
+
+

@@ -1,0 +1,178 @@
+"""The service's endpoints. Every refusal is a JSON error `{error, problems: [{field, problem}]}` with the right
+status (400 malformed JSON, 401 missing/unknown/revoked key, 404 unknown model, 413 body too large, 422 a field
+at fault, 429 rate limit), documented in the OpenAPI schema; a failure inside prediction is a 500 that still
+names the model and request (and is counted), never a bare traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from medflow.errors import MedflowError
+from medflow.serve.schema import RequestError
+from medflow.serve.service import (
+    ERROR_SCHEMA,
+    Service,
+    audit_row,
+    error,
+    new_request_id,
+    page,
+    parse_json,
+    predict_payload,
+    prometheus,
+    timer,
+)
+
+__all__ = ["add_routes"]
+
+bearer = HTTPBearer(auto_error=False, description="an API key from `medflow keys create --name NAME`")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {400: "malformed JSON", 401: "missing, unknown or revoked API key", 404: "no such model",
+            413: "body over the size limit", 422: "a field is missing, unknown or of the wrong type (named)",
+            429: "rate limit for this key (see Retry-After)"}
+    return {c: {"description": text[c], "content": {"application/json": {"schema": ERROR_SCHEMA}}} for c in codes}
+
+
+def add_routes(app: FastAPI, service: Service) -> None:
+    def authorized(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+            raise RequestError("missing API key: send `Authorization: Bearer KEY` (create one with "
+                               "`medflow keys create --name NAME`)", [{"field": "Authorization", "problem": "missing"}],
+                               status=401)
+        name = service.store.key_name(creds.credentials)
+        if name is None:
+            raise RequestError("unknown or revoked API key", [{"field": "Authorization", "problem": "not valid"}],
+                               status=401)
+        ok, wait = service.limiter.allow(name)
+        if not ok:
+            raise RequestError(f"rate limit for key '{name}' reached; retry in {wait:.1f} s",
+                               [{"field": "Authorization", "problem": "rate limited"}], status=429)
+        request.state.key = name
+        return name
+
+    @app.exception_handler(RequestError)
+    async def _refused(request: Request, exc: RequestError) -> JSONResponse:
+        parts = request.url.path.strip("/").split("/")
+        model = parts[1] if len(parts) > 1 and parts[0] == "models" else ""
+        service.metrics.observe(_endpoint(request), model, exc.status, 0.0, str(exc.status))
+        headers = {"Retry-After": "1"} if exc.status == 429 else \
+            {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error(exc.status, exc.message, exc.problems, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        return error(422, "; ".join(f"{p['field']}: {p['problem']}" for p in problems), problems)
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        """Liveness: no key needed."""
+        return {"status": "ok", "models": {n: s.version for n, s in service.models.items()}}
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return page()
+
+    @app.get("/models", tags=["models"], responses=_errors(401, 429))
+    def models(key: str = Depends(authorized)) -> list[dict[str, Any]]:
+        """Each served model: version, task, input schema, training data, metrics with 95% CIs, intended use."""
+        return [s.card() for s in service.models.values()]
+
+    @app.get("/metrics", tags=["service"], responses={**_errors(401, 429), 200: {
+        "content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}})
+    def metrics(key: str = Depends(authorized)):
+        """Requests, latency histogram and errors per model (Prometheus text format)."""
+        return prometheus(service)
+
+    for name in list(service.models):
+        _model_routes(app, service, name, authorized)
+
+    @app.api_route("/models/{name}", methods=["GET", "POST"], include_in_schema=False)
+    @app.api_route("/models/{name}/{action}", methods=["GET", "POST"], include_in_schema=False)
+    def unknown(name: str, action: str = "") -> None:
+        known = sorted(service.models)
+        if name in known:
+            raise RequestError(f"model '{name}' has no endpoint '{action}'; it has predict, monitoring, report",
+                               [{"field": "path", "problem": "unknown endpoint"}], status=404)
+        raise RequestError(f"no model '{name}' is served; served: {known}", [{"field": "name", "problem": "unknown"}],
+                           status=404)
+
+    def openapi() -> dict[str, Any]:  # each model's request body from its current version's schema
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for name, served in service.models.items():
+                op = spec["paths"].get(f"/models/{name}/predict", {}).get("post")
+                if op is not None:
+                    op["requestBody"] = {"required": True, "content": {"application/json": {
+                        "schema": served.schema.body_json_schema()}}}
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any) -> None:
+    def served():
+        if name not in service.models:
+            raise RequestError(f"no model '{name}' is served", [{"field": "name", "problem": "unknown"}], status=404)
+        return service.models[name]
+
+    @app.get(f"/models/{name}", tags=["models"], responses=_errors(401, 429), name=f"card {name}")
+    def card(key: str = Depends(authorized)) -> dict[str, Any]:
+        """The model card: version, task, metrics with CIs, training data, intended use, input schema."""
+        return served().card()
+
+    @app.post(f"/models/{name}/predict", tags=["models"], responses=_errors(400, 401, 413, 422, 429),
+              name=f"predict {name}")
+    async def predict(request: Request, key: str = Depends(authorized)) -> dict[str, Any]:
+        """Predict one or many records: the prediction, the decision at the run's threshold, fields outside the
+        training range, and with `explain` the top factors; survival runs add S(t) at the horizons."""
+        start, rid, s = timer(), new_request_id(), served()
+        body = await request.body()
+        try:
+            frame, explain = s.schema.validate(parse_json(body))
+            results, _ = await run_in_threadpool(predict_payload, s, frame, explain)
+        except MedflowError as e:  # e.g. a value the featurizer cannot read: the message names the field
+            raise RequestError(str(e), [{"field": "records", "problem": str(e)}], status=422) from None
+        except RequestError:
+            raise
+        except Exception as e:  # noqa: BLE001 - counted, logged in the answer with the request id, not a traceback
+            service.metrics.observe("predict", name, 500, timer() - start, "internal")
+            return error(500, f"prediction failed for model '{name}' (request {rid}): {type(e).__name__}: {e}")
+        latency = timer() - start
+        await run_in_threadpool(service.store.audit, [audit_row(
+            rid, key, "predict", s, body, results, latency, service.config.store_inputs, len(results))])
+        service.metrics.observe("predict", name, 200, latency)
+        service.metrics.records.labels(name, str(s.version)).inc(len(results))
+        return {"request_id": rid, "model": name, "version": s.version, "synthetic": s.run.synthetic,
+                "task": s.run.task.kind, "predictions": results}
+
+    @app.get(f"/models/{name}/monitoring", tags=["models"], responses=_errors(401, 429), name=f"monitoring {name}")
+    def monitoring(key: str = Depends(authorized)) -> dict[str, Any]:
+        """Input drift since the service started against the training data: population stability index per
+        feature, share of values outside the training range, unseen categories; flags PSI >= 0.2."""
+        return served().monitor.summary()
+
+    @app.get(f"/models/{name}/report", tags=["models"], responses={**_errors(401, 404, 429), 200: {
+        "content": {"text/html": {"schema": {"type": "string"}}}, "description": "the run's HTML model card"}},
+        name=f"report {name}")
+    def report(key: str = Depends(authorized)):
+        """The run's HTML report (model card)."""
+        path = served().run.path / "report.html"
+        if not path.exists():
+            raise RequestError(f"model '{name}' has no report.html; write it with `medflow report RUN_DIR`",
+                               status=404)
+        return FileResponse(path, media_type="text/html")
+
+
+def _endpoint(request: Request) -> str:
+    parts = request.url.path.strip("/").split("/")
+    return parts[-1] if parts and parts[0] == "models" and len(parts) > 2 else (parts[0] or "index")

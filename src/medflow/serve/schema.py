@@ -1,0 +1,188 @@
+"""A served run's input schema: one field per feature the model was trained on, typed from the run's featurizer,
+with the training range and categories from the run's quality summary.
+
+Every field is required and nullable: `null` is a missing value (imputed as in training), an absent field is an
+error that names it, and a field the model does not know is an error too (a typo would otherwise be dropped in
+silence). Numbers are strict (a JSON `true` or `"5"` is not a number) and finite.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from medflow.artifacts import read_json
+
+__all__ = ["InputSchema", "field_errors"]
+
+MAX_RECORDS = 1000
+PLAUSIBLE_WIDTHS = 1000.0
+
+
+def _no_bool(allowed: list[Any]):
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) and not any(isinstance(a, bool) for a in allowed):
+            raise ValueError(f"expected one of {allowed}, got {str(v).lower()}")
+        return v
+    return check
+
+
+def _datetime(v: Any) -> Any:
+    if v is None:
+        return v
+    if not isinstance(v, str) or pd.isna(pd.to_datetime(v, errors="coerce", utc=True)):
+        raise ValueError("expected a date or date-time string such as 2024-03-01 or 2024-03-01T08:30:00Z")
+    return v
+
+
+class InputSchema:
+    """The fields a run's model reads, as a pydantic model (validation) and as JSON Schema (OpenAPI, the web page)."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        feat = run.featurizer()
+        self.kind = "events" if getattr(feat, "name", "") == "codes-v1" else \
+            "images" if getattr(feat, "name", "") == "image-v1" else "table"
+        quality_path = run.path / "quality.json"
+        quality = read_json(quality_path) if quality_path.exists() else {}
+        self.columns = {c["column"]: c for c in quality.get("columns", [])}
+        self.fields: dict[str, dict[str, Any]] = {}
+        if self.kind == "table":
+            for col, kind in feat.feature_types.items():
+                self.fields[col] = self._field(col, kind.value, feat.state[col])
+            self.model = create_model(
+                "Record", __config__=ConfigDict(extra="forbid", strict=True),
+                **{f"f{i}": (self._annotation(col), Field(..., alias=col)) for i, col in enumerate(self.fields)})
+
+    def _field(self, col: str, kind: str, state: dict[str, Any]) -> dict[str, Any]:
+        q = self.columns.get(col, {})
+        f: dict[str, Any] = {"name": col, "type": kind, "missing_in_training": q.get("missing"),
+                             "imputed_with": state.get("median", state.get("mode"))}
+        if kind == "numeric":
+            f["training_range"] = [q["min"], q["max"]] if "min" in q else None
+            f["plausible_range"] = _plausible(f["training_range"])
+            f["training_mean"] = q.get("mean", state.get("mean"))
+        elif kind == "binary":
+            f["values"] = state["values"]
+        elif kind == "categorical":
+            f["categories"] = state["categories"]
+        return f
+
+    def _annotation(self, col: str) -> Any:
+        f = self.fields[col]
+        if f["type"] == "numeric":
+            lo, hi = f["plausible_range"]
+            return Annotated[float, Field(allow_inf_nan=False, ge=lo, le=hi)] | None
+        if f["type"] == "binary":
+            values = tuple(f["values"]) or (0, 1)
+            return Annotated[Literal[values], BeforeValidator(_no_bool(list(values)))] | None  # type: ignore[valid-type]
+        if f["type"] == "datetime":
+            return Annotated[str, BeforeValidator(_datetime)] | None
+        return str | None
+
+    def record_json_schema(self) -> dict[str, Any]:
+        """JSON Schema of one record (plain: no $refs), with each field's training range or categories."""
+        if self.kind != "table":
+            return {"type": "object"}
+        schema = self.model.model_json_schema(by_alias=True)
+        for col, prop in schema["properties"].items():
+            f = self.fields[col]
+            prop.pop("title", None)
+            desc = [f"{f['type']}; null = missing (imputed with {f['imputed_with']!r})"]
+            if f.get("training_range"):
+                desc.append(f"training range {f['training_range'][0]:g} to {f['training_range'][1]:g} (outside it: "
+                            "predicted and flagged)")
+            if f.get("categories"):
+                desc.append(f"training categories {f['categories'][:20]}; others go to an unknown bucket")
+            prop["description"] = "; ".join(desc)
+        schema["title"] = "Record"
+        return schema
+
+    def body_json_schema(self) -> dict[str, Any]:
+        return {"type": "object", "title": "PredictRequest", "additionalProperties": False, "required": ["records"],
+                "properties": {
+                    "records": {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
+                                "items": self.record_json_schema(),
+                                "description": "records in the run's raw input form (one or many)"},
+                    "explain": {"type": "boolean", "default": False,
+                                "description": "add each record's top factors (attributions)"}}}
+
+    def validate(self, body: Any) -> tuple[pd.DataFrame, bool]:
+        """The request body as a frame of records (columns in training order) and the explain flag; raises
+        RequestError (422) naming each bad field as `records[i].field`."""
+        if not isinstance(body, dict):
+            raise RequestError("the body must be a JSON object {\"records\": [...], \"explain\": false}",
+                               [{"field": "body", "problem": f"got {type(body).__name__}"}])
+        unknown = sorted(set(body) - {"records", "explain"})
+        problems = [{"field": k, "problem": "unknown field (allowed: records, explain)"} for k in unknown]
+        explain = body.get("explain", False)
+        if not isinstance(explain, bool):
+            problems.append({"field": "explain", "problem": "must be true or false"})
+        records = body.get("records")
+        if not isinstance(records, list) or not records or len(records) > MAX_RECORDS:
+            problems.append({"field": "records", "problem": f"must be a list of 1 to {MAX_RECORDS} records"})
+            records = []
+        rows = []
+        for i, rec in enumerate(records):
+            try:
+                rows.append(self.model.model_validate(rec).model_dump(by_alias=True))
+            except ValidationError as e:
+                problems += field_errors(e, f"records[{i}]")
+        if problems:
+            raise RequestError(_summary(problems), problems)
+        return pd.DataFrame(rows, columns=list(self.fields)), explain
+
+    def out_of_range(self, frame: pd.DataFrame) -> list[list[str]]:
+        """Per record: the numeric fields outside the training range (predicted anyway, and flagged)."""
+        flags: list[list[str]] = [[] for _ in range(len(frame))]
+        for col, f in self.fields.items():
+            rng = f.get("training_range")
+            if not rng:
+                continue
+            for i, v in enumerate(frame[col].tolist()):
+                if v is not None and not (isinstance(v, float) and math.isnan(v)) and not rng[0] <= v <= rng[1]:
+                    flags[i].append(col)
+        return flags
+
+    def describe(self) -> dict[str, Any]:
+        return {"input": self.kind, "fields": list(self.fields.values())}
+
+
+def _plausible(rng: list[float] | None, widths: float = PLAUSIBLE_WIDTHS) -> list[float]:
+    """Values this far outside the training range are data errors (a unit slip is 10-1000x, not 100 ranges
+    out): refused with 422; values between the training and plausible ranges are predicted and flagged."""
+    if not rng:
+        return [-1e30, 1e30]
+    width = max(rng[1] - rng[0], abs(rng[0]), abs(rng[1]), 1.0)
+    return [rng[0] - widths * width, rng[1] + widths * width]
+
+
+class RequestError(Exception):
+    """A request the service refuses: status, message and the fields at fault."""
+
+    def __init__(self, message: str, problems: list[dict[str, str]] | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.message, self.problems, self.status = message, problems or [], status
+
+
+def field_errors(e: ValidationError, prefix: str) -> list[dict[str, str]]:
+    out = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[", "float",
+                                                                               "str", "none")))
+        problem = "missing (send null for a missing value)" if err["type"] == "missing" else \
+            "unknown field: the model has no such input" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append({"field": f"{prefix}.{loc}" if loc else prefix, "problem": problem})
+    # one problem per field (a union reports each branch)
+    seen: dict[str, dict[str, str]] = {}
+    for p in out:
+        seen.setdefault(p["field"], p)
+    return list(seen.values())
+
+
+def _summary(problems: list[dict[str, str]]) -> str:
+    head = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
+    return head + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")

@@ -1,0 +1,201 @@
+"""The service's state: the served model versions, the store, the guards, and prediction as JSON.
+
+The service never trains and never re-implements prediction: it validates a request against the run's input
+schema, calls `Run.predict`, and adds what a hospital needs around it (keys, rate limits, an audit row per
+prediction committed before the response, Prometheus metrics, model versions picked up on promotion, drift
+monitoring, CDS Hooks cards and a page for clinicians). Design notes: docs/service.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from medflow.errors import MedflowError
+from medflow.runs import Run, load_run
+from medflow.serve.guard import RateLimiter, ServiceMetrics
+from medflow.serve.monitor import DriftMonitor
+from medflow.serve.schema import InputSchema, RequestError
+from medflow.serve.store import Store, dumps
+
+__all__ = ["ServiceConfig", "Service", "Served", "predict_payload"]
+
+ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {
+    "error": {"type": "string"},
+    "problems": {"type": "array", "items": {"type": "object", "properties": {
+        "field": {"type": "string"}, "problem": {"type": "string"}}}}}}
+
+
+@dataclass
+class ServiceConfig:
+    """How the service runs: its database, what it stores, and its limits."""
+
+    db: str | None = None
+    store_inputs: bool = False
+    max_body_bytes: int = 1_000_000
+    rate_per_minute: float = 6000.0
+    rate_burst: int | None = None
+    poll_seconds: float = 1.0
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Served:
+    """One model version as served: its run, schema and drift monitor."""
+
+    name: str
+    version: int
+    run: Run
+    schema: InputSchema
+    monitor: DriftMonitor
+
+    @classmethod
+    def load(cls, name: str, version: int, run_dir: str) -> Served:
+        run = load_run(run_dir)
+        schema = InputSchema(run)
+        return cls(name, version, run, schema, DriftMonitor(schema))
+
+    def card(self) -> dict[str, Any]:
+        r, m = self.run, self.run.metrics.data
+        sel = m["selected_model"]
+        return {"name": self.name, "version": self.version, "run": str(r.path), "study": r.config.get("name"),
+                "task": {"kind": r.task.kind, "labels": list(r.task.label_columns),
+                         "classes": [str(c) for c in getattr(r.task, "classes", []) or []]},
+                "model": sel, "threshold": m["models"][sel].get("threshold"),
+                "intended_use": r.config.get("intended_use") or "", "synthetic": r.synthetic,
+                "training_data": r.manifest.get("data", {}), "splits": r.manifest.get("splits", []),
+                "metrics": {k: {"value": _num(v["value"]), "low": _num(v["low"]), "high": _num(v["high"])}
+                            for k, v in m["models"][sel]["metrics"].items()},
+                "input_schema": self.schema.describe()}
+
+
+class Service:
+    """The served models (live versions from the registry), the store and the guards."""
+
+    def __init__(self, store: Store, config: ServiceConfig) -> None:
+        self.store, self.config = store, config
+        self.metrics = ServiceMetrics()
+        self.limiter = RateLimiter(config.rate_per_minute, config.rate_burst)
+        self.models: dict[str, Served] = {}
+        self.refresh()
+        if not self.models:
+            raise MedflowError("nothing to serve: give run directories (`medflow serve RUN_DIR`) or promote a "
+                               "version (`medflow registry add NAME RUN_DIR`, then `medflow registry promote NAME`).")
+
+    def refresh(self) -> list[str]:
+        """Load any newly promoted version; the swap is one assignment, so in-flight requests finish on the
+        version they started with. Returns the names that changed."""
+        live = self.store.live_versions()
+        changed = []
+        for name, v in live.items():
+            if self.config.names and name not in self.config.names:
+                continue
+            cur = self.models.get(name)
+            if cur is None or cur.version != v["version"]:
+                self.models[name] = Served.load(name, v["version"], v["run_dir"])
+                changed.append(name)
+        return changed
+
+
+def predict_payload(served: Served, frame: pd.DataFrame, explain: bool) -> tuple[list[dict[str, Any]], Any]:
+    """Run.predict on validated records, as JSON: the prediction, the decision, out-of-range flags, explanation."""
+    import warnings
+
+    run = served.run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unseen categories, extrapolated horizons: flagged in the response instead
+        out = run.predict(frame, explain=explain, source="request")
+    flags = served.schema.out_of_range(frame)
+    results = []
+    for i, row in enumerate(out.drop(columns=[c for c in ("survival_curve",) if c in out.columns])
+                            .to_dict(orient="records")):
+        item = {k: _plain(v) for k, v in row.items()}
+        item["decision"] = _decision(run, item)
+        item["out_of_training_range"] = flags[i]
+        results.append(item)
+    served.monitor.observe(frame)
+    return results, out
+
+
+def _decision(run: Run, item: dict[str, Any]) -> dict[str, Any]:
+    kind = run.task.kind
+    if kind == "binary":
+        positive = str(item["prediction"]) == str(run.task.classes[1])
+        return {"label": item["prediction"], "positive": positive, "threshold": item.get("threshold"),
+                "rule": f"{run.task.classes[1]} when probability >= threshold (chosen on validation)"}
+    if kind == "treatment_effect":
+        return {"label": item.get("recommendation"), "benefit": item.get("benefit")}
+    return {"label": item.get("prediction")}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-.") or "model"
+
+
+def audit_row(request_id: str, key: str, endpoint: str, served: Served, body: bytes, results: Any,
+              latency: float, store_inputs: bool, n: int) -> dict[str, Any]:
+    return {"request_id": request_id, "time": datetime.now(UTC), "key_name": key, "endpoint": endpoint,
+            "model": served.name, "version": served.version, "run_dir": str(served.run.path),
+            "input_hash": hashlib.sha256(body).hexdigest(), "n_records": n, "output": dumps(results),
+            "latency_ms": latency * 1000, "input": body.decode("utf-8", "replace") if store_inputs else None}
+
+
+def error(status: int, message: str, problems: list[dict[str, str]] | None = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "problems": problems or []}, status_code=status, headers=headers)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RequestError(f"the body is not valid JSON ({e})", [{"field": "body", "problem": "malformed JSON"}],
+                           status=400) from None
+
+
+def page() -> HTMLResponse:
+    return HTMLResponse((Path(__file__).parent / "page.html").read_text())
+
+
+def prometheus(service: Service) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def timer() -> float:
+    return time.perf_counter()

@@ -1,0 +1,75 @@
+"""Finished runs to serve, a store, and a throwaway PostgreSQL server on loopback (started, not mocked)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from medflow.config import parse_config
+from medflow.study import run_study
+from tests.conftest import make_frame
+
+
+def _study(root: Path, name: str, kind: str, models: list[str], task: dict) -> Path:
+    frame = make_frame(n=300, seed=1, kind=kind)
+    csv = root / f"{name}.csv"
+    frame.to_csv(csv, index=False)
+    cfg = {"name": name, "output_dir": str(root / "runs"), "data": {"path": str(csv), "patient_id": "pid"},
+           "task": task, "models": models, "split": {"kind": "holdout", "test": 0.25, "valid": 0.2},
+           "train": {"max_epochs": 8, "patience": 4, "progress": False}, "evaluate": {"n_bootstrap": 50},
+           "intended_use": "test fixture. Not for clinical use."}
+    return run_study(parse_config(cfg, name)).path
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("served")
+    return {"risk": _study(root, "risk", "binary", ["logistic_regression", "mlp"], {"kind": "binary", "label": "y"}),
+            "surv": _study(root, "surv", "survival", ["cox_ph"],
+                           {"kind": "survival", "time": "time", "event": "event", "horizons": [30, 90]})}
+
+
+@pytest.fixture
+def record() -> dict:
+    return {"x1": 0.3, "x2": -1.0, "cat": "a", "sex": "F"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL 15 cluster in a temporary folder on loopback (Debian's server binaries; `make test` installs
+    them), torn down after the session. Fails, never skips, when the server cannot start."""
+    bindir = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+    assert bindir is not None, "PostgreSQL server binaries not found: `apt-get install -y postgresql` (make test does)"
+    data = Path(tempfile.mkdtemp(prefix="medflow-pg-"))
+    port = _free_port()
+    as_root = os.geteuid() == 0
+    if as_root:
+        shutil.chown(data, "postgres", "postgres")
+    data.chmod(0o700)
+
+    def pg(*args: str) -> None:
+        cmd = [str(bindir / args[0]), *args[1:]]
+        if as_root:
+            cmd = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{a}'" for a in cmd)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+    pg("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+    pg("pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "start", "-o",
+       f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={data} -c fsync=off")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)
