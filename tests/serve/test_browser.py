@@ -1,0 +1,81 @@
+"""The clinicians' page in a real headless Chromium (Debian's, driven by Playwright; no browser download):
+connect with a key, pick a model, fill the form generated from its schema, read the risk, the decision and the
+top-factor bars, which must equal what the REST API returns for the same record."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import sync_playwright
+
+from medflow.serve import ServiceConfig, Store, create_app
+from tests.serve.conftest import _free_port
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def live(runs_root, tmp_path_factory):
+    cfg = ServiceConfig(db=str(tmp_path_factory.mktemp("page") / "page.db"), rate_per_minute=0)
+    key = Store(cfg.db).create_key("ward7")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app([runs_root["risk"], runs_root["surv"]], cfg), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield base, key
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_page_predicts_like_the_api(live):
+    base, key = live
+    record = {"x1": 1.2, "x2": None, "cat": "b", "sex": "M"}
+    api = httpx.post(f"{base}/models/risk/predict", headers={"Authorization": f"Bearer {key}"},
+                     json={"records": [record], "explain": True}).json()["predictions"][0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page()
+        page.goto(base + "/")
+        page.fill("#apikey", "mf_not_a_key")
+        page.click("#connect")
+        page.wait_for_function("document.getElementById('connect-error').textContent.length > 0")
+        assert "unknown or revoked" in page.text_content("#connect-error")
+        page.fill("#apikey", key)
+        page.click("#connect")
+        page.wait_for_selector("#model:not([disabled])")
+        page.select_option("#model", "risk")
+        assert "training range" in page.get_attribute("#f-x1", "placeholder")
+        page.fill("#f-x1", "1.2")  # x2 left empty: sent as missing
+        page.select_option("#f-cat", "b")
+        page.select_option("#f-sex", "M")
+        page.click("#predict")
+        page.wait_for_selector("#result-body:not([hidden])")
+        assert page.text_content("#risk") == f"{100 * api['probability']:.1f}%"
+        decision = page.text_content("#decision")
+        assert ("Above" in decision) == api["decision"]["positive"]
+        bars = page.eval_on_selector_all("#factors g.bar", "els => els.map(e => e.dataset.feature)")
+        assert bars == [e["feature"] for e in api["explanation"]]
+        assert "Not for clinical use" in page.text_content("#model-info")
+        if shot := __import__("os").environ.get("MEDFLOW_PAGE_SCREENSHOT"):
+            page.screenshot(path=shot, full_page=True)
+        # an out-of-range value is predicted and flagged on the page
+        page.fill("#f-x1", "25")
+        page.click("#predict")
+        page.wait_for_function("document.getElementById('range-warning').textContent.includes('x1')")
+        # the model card opens (fetched with the key)
+        with page.context.expect_page() as card:
+            page.click("#card-link")
+        card.value.wait_for_load_state()
+        assert "risk" in card.value.content()
+        browser.close()
