@@ -7,6 +7,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,8 @@ from medflow.study import run_study
 from tests.conftest import make_frame
 
 
-def _study(root: Path, name: str, kind: str, models: list[str], task: dict) -> Path:
-    frame = make_frame(n=300, seed=1, kind=kind)
+def _study(root: Path, name: str, kind: str, models: list[str], task: dict, seed: int = 1) -> Path:
+    frame = make_frame(n=300, seed=seed, kind=kind)
     csv = root / f"{name}.csv"
     frame.to_csv(csv, index=False)
     cfg = {"name": name, "output_dir": str(root / "runs"), "data": {"path": str(csv), "patient_id": "pid"},
@@ -31,6 +34,8 @@ def _study(root: Path, name: str, kind: str, models: list[str], task: dict) -> P
 def runs_root(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("served")
     return {"risk": _study(root, "risk", "binary", ["logistic_regression", "mlp"], {"kind": "binary", "label": "y"}),
+            "risk2": _study(root, "risk2", "binary", ["logistic_regression"], {"kind": "binary", "label": "y"},
+                            seed=2),
             "surv": _study(root, "surv", "survival", ["cox_ph"],
                            {"kind": "survival", "time": "time", "event": "event", "horizons": [30, 90]})}
 
@@ -38,6 +43,26 @@ def runs_root(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def record() -> dict:
     return {"x1": 0.3, "x2": -1.0, "cat": "a", "sex": "F"}
+
+
+@contextmanager
+def live_server(app):
+    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def _free_port() -> int:

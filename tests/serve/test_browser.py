@@ -4,16 +4,12 @@ top-factor bars, which must equal what the REST API returns for the same record.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import sync_playwright
 
 from medflow.serve import ServiceConfig, Store, create_app
-from tests.serve.conftest import _free_port
+from tests.serve.conftest import live_server
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -22,19 +18,8 @@ CHROMIUM = "/usr/bin/chromium"
 def live(runs_root, tmp_path_factory):
     cfg = ServiceConfig(db=str(tmp_path_factory.mktemp("page") / "page.db"), rate_per_minute=0)
     key = Store(cfg.db).create_key("ward7")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app([runs_root["risk"], runs_root["surv"]], cfg), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield base, key
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app([runs_root["risk"], runs_root["surv"]], cfg)) as base:
+        yield base, key
 
 
 def test_page_predicts_like_the_api(live):

@@ -1,0 +1,61 @@
+"""Model versions under load: a promotion (and a rollback) reaches a running service within a second, and no
+in-flight request is dropped or answered by a half-loaded model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from medflow.runs import load_run
+from medflow.serve import ServiceConfig, Store, create_app
+from tests.serve.conftest import live_server
+
+
+def test_promotion_and_rollback_under_load(runs_root, tmp_path, record):
+    cfg = ServiceConfig(db=str(tmp_path / "v.db"), rate_per_minute=0, poll_seconds=0.2)
+    store = Store(cfg.db)
+    key = store.create_key("ward7")
+    app = create_app([runs_root["risk"]], cfg)
+    v2 = store.add_version("risk", str(runs_root["risk2"]))
+    answers: list[tuple[int, int, float]] = []
+    stop = threading.Event()
+
+    def client(base: str) -> None:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
+            while not stop.is_set():
+                r = c.post("/models/risk/predict", json={"records": [record]})
+                body = r.json()
+                answers.append((r.status_code, body.get("version", -1),
+                                body["predictions"][0]["probability"] if r.status_code == 200 else np.nan))
+
+    def wait_for(version: int, more: int) -> None:
+        start = len(answers)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if sum(1 for a in answers[start:] if a[1] == version) >= more:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"version {version} not served within 30 s")
+
+    with live_server(app) as base:
+        threads = [threading.Thread(target=client, args=(base,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        wait_for(1, 20)
+        store.promote("risk", v2)
+        wait_for(v2, 20)
+        store.rollback("risk")
+        wait_for(1, 20)
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert {a[0] for a in answers} == {200}, "a request failed during a promotion"
+    p = {v: {a[2] for a in answers if a[1] == v} for v in (1, v2)}
+    frame = pd.DataFrame([record])
+    assert p[1] == {float(load_run(runs_root["risk"]).predict(frame)["probability"][0])}
+    assert p[v2] == {float(load_run(runs_root["risk2"]).predict(frame)["probability"][0])}
+    assert p[1] != p[v2]
