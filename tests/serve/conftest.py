@@ -40,6 +40,20 @@ def runs_root(tmp_path_factory) -> dict[str, Path]:
                            {"kind": "survival", "time": "time", "event": "event", "horizons": [30, 90]})}
 
 
+@pytest.fixture(scope="session")
+def event_run(tmp_path_factory) -> Path:
+    """A small readmission run on the EHR simulator's MEDS events (SYNTHETIC)."""
+    root = tmp_path_factory.mktemp("events")
+    cfg = {"name": "readmit", "output_dir": str(root / "runs"),
+           "data": {"dataset": "ehr_sim", "cohort": "readmission_30d", "simulate": {"patients": 400, "seed": 0},
+                    "sequence": {"max_len": 48}, "use_source_splits": False},
+           "task": {"kind": "binary", "label": "readmission_30d"}, "models": ["logistic_regression", "gru"],
+           "split": {"kind": "holdout", "test": 0.25, "valid": 0.25},
+           "train": {"max_epochs": 2, "patience": 2, "batch_size": 64, "progress": False},
+           "evaluate": {"n_bootstrap": 50}, "explain": {"max_records": 30, "n_repeats": 1, "examples": 2}}
+    return run_study(parse_config(cfg, "readmit")).path
+
+
 @pytest.fixture
 def record() -> dict:
     return {"x1": 0.3, "x2": -1.0, "cat": "a", "sex": "F"}

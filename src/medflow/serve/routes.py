@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from medflow.errors import MedflowError
-from medflow.serve.schema import RequestError
+from medflow.serve.errors import RequestError
 from medflow.serve.service import (
     ERROR_SCHEMA,
     Service,
@@ -92,8 +92,16 @@ def add_routes(app: FastAPI, service: Service) -> None:
         """Requests, latency histogram and errors per model (Prometheus text format)."""
         return prometheus(service)
 
+    @app.get("/cds-services", tags=["CDS Hooks"], responses=_errors(401, 429))
+    def cds_discovery(key: str = Depends(authorized)) -> dict[str, Any]:
+        """CDS Hooks 2.0 discovery: one `patient-view` service per served model, with its prefetch templates."""
+        from medflow.serve.cds import services_document
+
+        return services_document(service.models)
+
     for name in list(service.models):
         _model_routes(app, service, name, authorized)
+        _cds_route(app, service, name, authorized)
 
     @app.api_route("/models/{name}", methods=["GET", "POST"], include_in_schema=False)
     @app.api_route("/models/{name}/{action}", methods=["GET", "POST"], include_in_schema=False)
@@ -171,6 +179,43 @@ def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any) ->
             raise RequestError(f"model '{name}' has no report.html; write it with `medflow report RUN_DIR`",
                                status=404)
         return FileResponse(path, media_type="text/html")
+
+
+CDS_REQUEST = {"type": "object", "required": ["hook", "hookInstance", "context", "prefetch"], "properties": {
+    "hook": {"type": "string", "enum": ["patient-view"]}, "hookInstance": {"type": "string", "minLength": 1},
+    "fhirServer": {"type": "string"}, "context": {"type": "object", "required": ["patientId"], "properties": {
+        "patientId": {"type": "string"}, "userId": {"type": "string"}}},
+    "prefetch": {"type": "object", "required": ["patient"], "additionalProperties": {
+        "anyOf": [{"type": "object", "required": ["resourceType"], "properties": {
+            "resourceType": {"type": "string"}}}, {"type": "null"}]},
+        "properties": {"patient": {"type": "object", "required": ["resourceType"],
+                                   "properties": {"resourceType": {"type": "string"}}}}}}}
+
+
+def _cds_route(app: FastAPI, service: Service, name: str, authorized: Any) -> None:
+    @app.post(f"/cds-services/{name}", tags=["CDS Hooks"], responses=_errors(400, 401, 413, 422, 429),
+              name=f"cds {name}", openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": CDS_REQUEST}}}})
+    async def hook(request: Request, key: str = Depends(authorized)) -> dict[str, Any]:
+        """CDS Hooks `patient-view`: FHIR prefetch in, one card out (risk band, top factors, model and version)."""
+        from medflow.serve.cds import card, hook_inputs
+
+        start, rid = timer(), new_request_id()
+        if name not in service.models:
+            raise RequestError(f"no CDS service '{name}'", status=404)
+        s = service.models[name]
+        body = await request.body()
+        try:
+            inputs, notes = hook_inputs(s, parse_json(body))
+            results, _ = await run_in_threadpool(predict_payload, s, inputs, True)
+        except MedflowError as e:
+            raise RequestError(str(e), [{"field": "prefetch", "problem": str(e)}], status=422) from None
+        answer = {"cards": [card(s, results[-1], notes)]}
+        latency = timer() - start
+        await run_in_threadpool(service.store.audit, [audit_row(
+            rid, key, "cds", s, body, answer, latency, service.config.store_inputs, len(results))])
+        service.metrics.observe("cds", name, 200, latency)
+        return answer
 
 
 def _endpoint(request: Request) -> str:

@@ -15,8 +15,9 @@ import pandas as pd
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from medflow.artifacts import read_json
+from medflow.serve.errors import RequestError
 
-__all__ = ["InputSchema", "field_errors"]
+__all__ = ["InputSchema", "RequestError", "field_errors"]
 
 MAX_RECORDS = 1000
 PLAUSIBLE_WIDTHS = 1000.0
@@ -102,6 +103,10 @@ class InputSchema:
         return schema
 
     def body_json_schema(self) -> dict[str, Any]:
+        if self.kind == "events":
+            from medflow.serve.events import event_body_schema
+
+            return event_body_schema()
         return {"type": "object", "title": "PredictRequest", "additionalProperties": False, "required": ["records"],
                 "properties": {
                     "records": {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
@@ -110,9 +115,16 @@ class InputSchema:
                     "explain": {"type": "boolean", "default": False,
                                 "description": "add each record's top factors (attributions)"}}}
 
-    def validate(self, body: Any) -> tuple[pd.DataFrame, bool]:
+    def validate(self, body: Any) -> tuple[Any, bool]:
         """The request body as a frame of records (columns in training order) and the explain flag; raises
-        RequestError (422) naming each bad field as `records[i].field`."""
+        RequestError (422) naming each bad field as `records[i].field`. Event runs: the patient's EventData."""
+        if self.kind == "events":
+            from medflow.serve.events import events_from_body
+
+            return events_from_body(body)
+        if self.kind != "table":
+            raise RequestError(f"this run reads {self.kind}; the service predicts tables and event data",
+                               [{"field": "body", "problem": f"{self.kind} runs are not served"}])
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object {\"records\": [...], \"explain\": false}",
                                [{"field": "body", "problem": f"got {type(body).__name__}"}])
@@ -138,6 +150,8 @@ class InputSchema:
     def out_of_range(self, frame: pd.DataFrame) -> list[list[str]]:
         """Per record: the numeric fields outside the training range (predicted anyway, and flagged)."""
         flags: list[list[str]] = [[] for _ in range(len(frame))]
+        if self.kind != "table":
+            return flags
         for col, f in self.fields.items():
             rng = f.get("training_range")
             if not rng:
@@ -158,14 +172,6 @@ def _plausible(rng: list[float] | None, widths: float = PLAUSIBLE_WIDTHS) -> lis
         return [-1e30, 1e30]
     width = max(rng[1] - rng[0], abs(rng[0]), abs(rng[1]), 1.0)
     return [rng[0] - widths * width, rng[1] + widths * width]
-
-
-class RequestError(Exception):
-    """A request the service refuses: status, message and the fields at fault."""
-
-    def __init__(self, message: str, problems: list[dict[str, str]] | None = None, status: int = 422) -> None:
-        super().__init__(message)
-        self.message, self.problems, self.status = message, problems or [], status
 
 
 def field_errors(e: ValidationError, prefix: str) -> list[dict[str, str]]:

@@ -24,9 +24,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from medflow.errors import MedflowError
 from medflow.runs import Run, load_run
+from medflow.serve.errors import RequestError
 from medflow.serve.guard import RateLimiter, ServiceMetrics
 from medflow.serve.monitor import DriftMonitor
-from medflow.serve.schema import InputSchema, RequestError
+from medflow.serve.schema import InputSchema
 from medflow.serve.store import Store, dumps
 
 __all__ = ["ServiceConfig", "Service", "Served", "predict_payload"]
@@ -108,15 +109,23 @@ class Service:
         return changed
 
 
-def predict_payload(served: Served, frame: pd.DataFrame, explain: bool) -> tuple[list[dict[str, Any]], Any]:
-    """Run.predict on validated records, as JSON: the prediction, the decision, out-of-range flags, explanation."""
+def predict_payload(served: Served, inputs: Any, explain: bool) -> tuple[list[dict[str, Any]], Any]:
+    """Run.predict on validated records (or a patient's events), as JSON: the prediction, the decision,
+    out-of-range flags and the explanation."""
     import warnings
 
     run = served.run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unseen categories, extrapolated horizons: flagged in the response instead
-        out = run.predict(frame, explain=explain, source="request")
-    flags = served.schema.out_of_range(frame)
+        if served.schema.kind == "events":
+            from medflow.serve.events import events_dataset, request_subject_ids
+
+            out = request_subject_ids(run.predict(events_dataset(run, inputs), explain=explain), inputs)
+            flags = [[] for _ in range(len(out))]
+        else:
+            out = run.predict(inputs, explain=explain, source="request")
+            flags = served.schema.out_of_range(inputs)
+            served.monitor.observe(inputs)
     results = []
     for i, row in enumerate(out.drop(columns=[c for c in ("survival_curve",) if c in out.columns])
                             .to_dict(orient="records")):
@@ -124,7 +133,6 @@ def predict_payload(served: Served, frame: pd.DataFrame, explain: bool) -> tuple
         item["decision"] = _decision(run, item)
         item["out_of_training_range"] = flags[i]
         results.append(item)
-    served.monitor.observe(frame)
     return results, out
 
 
@@ -144,6 +152,8 @@ def _plain(v: Any) -> Any:
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
         return None
+    if isinstance(v, pd.Timestamp | datetime):
+        return v.isoformat()
     if isinstance(v, (list, tuple, np.ndarray)):
         return [_plain(x) for x in v]
     if isinstance(v, dict):
