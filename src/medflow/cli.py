@@ -81,7 +81,10 @@ def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
         nnodes: Annotated[int, typer.Option(help="machines taking part (each runs this command)")] = 1,
         node_rank: Annotated[int, typer.Option(help="this machine's index among --nnodes")] = 0,
         master_addr: Annotated[str, typer.Option(help="address of node 0 (several machines)")] = "127.0.0.1",
-        master_port: Annotated[int, typer.Option(help="port on node 0 (several machines)")] = 29500) -> None:
+        master_port: Annotated[int, typer.Option(help="port on node 0 (several machines)")] = 29500,
+        mlflow: Annotated[bool, typer.Option(help="also log the finished run to MLflow (see --mlflow-uri)")] = False,
+        mlflow_uri: Annotated[str, typer.Option(help="MLflow target: a folder (SQLite tracking db and artifacts "
+                                                     "inside) or a tracking URI")] = "mlruns") -> None:
     """Run a study described in YAML: train, evaluate, explain, report."""
     import os
 
@@ -103,6 +106,12 @@ def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
         return
     _show_run(result)
     _say_report(result.path / "report.html")
+    if mlflow:
+        from medflow.tracking import log_run, tracking_uri
+
+        run_id = log_run(result, mlflow_uri)
+        out.print(f"MLflow: run {run_id}; browse with `mlflow ui --backend-store-uri {tracking_uri(mlflow_uri)[0]}`",
+                  soft_wrap=True, highlight=False)
 
 
 def _relaunch_under_torchrun(study: Path, resume: Path | None, output_dir: Path | None, nproc: int, nnodes: int,

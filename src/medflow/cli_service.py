@@ -122,6 +122,27 @@ def register(app: typer.Typer, out, err) -> None:  # noqa: ANN001 - rich console
         out.print(table)
 
     @app.command()
+    def export(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+               onnx: Annotated[bool, typer.Option("--onnx", help="export to ONNX (the one format for now)")] = False,
+               model: Annotated[str | None, typer.Option(help="default: the run's selected model")] = None,
+               output: Annotated[Path | None, typer.Option("-o", "--output", help="a new folder (default: "
+                                                                                  "RUN_DIR/onnx/MODEL)")] = None,
+               check: Annotated[bool, typer.Option(help="compare ONNX Runtime with PyTorch on the run's own "
+                                                        "test records")] = True) -> None:
+        """Export a deep tabular model to ONNX with its preprocessing (ONNX Runtime reproduces Run.predict)."""
+        from medflow.export import export_onnx
+
+        if not onnx:
+            raise ConfigError("say which format: --onnx (the one export format for now).")
+        folder = export_onnx(run_dir, model, output)
+        err.print(f"ONNX export -> {folder}", soft_wrap=True, highlight=False)
+        if check:
+            from medflow.export import compare_with_run
+
+            diff, n = compare_with_run(folder)
+            err.print(f"ONNX Runtime vs PyTorch on {n} records: largest difference {diff:.2e}")
+
+    @app.command()
     def audit(db: Db = None,
               since: Annotated[str | None, typer.Option(help="ISO date or time, e.g. 2026-11-01")] = None,
               model: Annotated[str | None, typer.Option(help="one served model's name")] = None,
