@@ -4,6 +4,7 @@ right status and names the field, keys, limits, audit rows, metrics and drift mo
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,8 @@ def test_keys_are_required_and_revocable(service, record):
         r = client.get("/models", headers=headers)
         assert r.status_code in (401, 403) and r.json()["error"]
     assert client.get("/models", headers=auth).status_code == 200
-    store.revoke_key("ward7")
+    store.revoke_key("ward7")  # as `medflow keys revoke` would, from another process: effective within 1 s
+    time.sleep(1.1)
     r = client.post("/models/risk/predict", headers=auth, json={"records": [record]})
     assert r.status_code == 401 and "revoked" in r.json()["error"]
     assert store.audit_rows() == []  # refused requests predict nothing and audit nothing

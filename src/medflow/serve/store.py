@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class Store:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = database_url(url)
+        self.key_ttl = 1.0
+        self._key_cache: dict[str, tuple[str | None, float]] = {}
         try:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
             if self.engine.dialect.name == "sqlite":
@@ -115,6 +118,7 @@ class Store:
         return key
 
     def revoke_key(self, name: str) -> None:
+        self._key_cache.clear()
         with self.engine.begin() as c:
             n = c.execute(keys_table.update().where((keys_table.c.name == name) & keys_table.c.revoked.is_(None))
                           .values(revoked=_now())).rowcount
@@ -128,11 +132,22 @@ class Store:
         return [{"name": r.name, "created": _iso(r.created), "revoked": _iso(r.revoked)} for r in rows]
 
     def key_name(self, key: str) -> str | None:
-        """The name of an active key, or None (unknown or revoked)."""
+        """The name of an active key, or None (unknown or revoked). Answers are cached for `key_ttl` seconds
+        (1 s), so a revocation by another process (`medflow keys revoke`) takes effect within a second; one
+        through this Store takes effect at once."""
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._key_cache.get(digest)
+        if hit is not None and now - hit[1] < self.key_ttl:
+            return hit[0]
         with self.engine.connect() as c:
             row = c.execute(sa.select(keys_table.c.name).where(
-                (keys_table.c.key_hash == hash_key(key)) & keys_table.c.revoked.is_(None))).first()
-        return None if row is None else row.name
+                (keys_table.c.key_hash == digest) & keys_table.c.revoked.is_(None))).first()
+        name = None if row is None else row.name
+        if len(self._key_cache) > 10_000:  # bounded: unknown keys sent at random must not grow it forever
+            self._key_cache.clear()
+        self._key_cache[digest] = (name, now)
+        return name
 
     # --- audit ----------------------------------------------------------------------------------------------
     def audit(self, rows: list[dict[str, Any]]) -> None:
