@@ -9,6 +9,7 @@ monitoring, CDS Hooks cards and a page for clinicians). Design notes: docs/servi
 from __future__ import annotations
 
 import asyncio
+import gc
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -45,6 +46,10 @@ def create_app(runs: list[str | Path] | None = None, config: ServiceConfig | Non
                 except Exception:  # noqa: BLE001 - a bad promotion must not stop the service; the old one serves
                     pass
         task = asyncio.get_running_loop().create_task(poll())
+        # the runs, torch and pandas loaded at startup are long-lived: keep them out of the collector's full
+        # passes, which otherwise stall every request for tens of milliseconds now and then
+        gc.collect()
+        gc.freeze()
         yield
         task.cancel()
 

@@ -12,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from medflow.errors import MedflowError
 from medflow.serve.errors import RequestError
@@ -141,11 +140,18 @@ def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any) ->
 
     @app.post(f"/models/{name}/predict", tags=["models"], responses=_errors(400, 401, 413, 422, 429),
               name=f"predict {name}")
-    async def predict(request: Request, key: str = Depends(authorized)) -> dict[str, Any]:
+    async def predict(request: Request, key: str = Depends(authorized)) -> JSONResponse:
         """Predict one or many records: the prediction, the decision at the run's threshold, fields outside the
         training range, and with `explain` the top factors; survival runs add S(t) at the horizons."""
-        start, body = timer(), await request.body()
-        return await run_in_threadpool(_predict, service, served(), key, body, start)
+        start, body, s = timer(), await request.body(), served()
+        if s.batcher is None:  # event data: one patient's record per call
+            return await service.call(_predict, service, s, key, body, start)
+        payload = parse_json(body)
+        # small bodies are validated here (a fraction of a millisecond); large ones off the event loop
+        frame, explain = s.schema.validate(payload) if len(body) < 16_384 else \
+            await service.call(s.schema.validate, payload)
+        return await s.batcher.submit(frame, explain, {"request_id": new_request_id(), "key": key, "body": body,
+                                                        "start": start})
 
     @app.get(f"/models/{name}/monitoring", tags=["models"], responses=_errors(401, 429), name=f"monitoring {name}")
     def monitoring(key: str = Depends(authorized)) -> dict[str, Any]:
@@ -191,18 +197,18 @@ def _cds_route(app: FastAPI, service: Service, name: str, authorized: Any) -> No
         body = await request.body()
         try:
             inputs, notes = hook_inputs(s, parse_json(body))
-            results, _ = await run_in_threadpool(predict_payload, s, inputs, True)
+            results, _ = await service.call(predict_payload, s, inputs, True)
         except MedflowError as e:
             raise RequestError(str(e), [{"field": "prefetch", "problem": str(e)}], status=422) from None
         answer = {"cards": [card(s, results[-1], notes)]}
         latency = timer() - start
-        await run_in_threadpool(service.store.audit, [audit_row(
+        await service.call(service.store.audit, [audit_row(
             rid, key, "cds", s, body, answer, latency, service.config.store_inputs, len(results))])
         service.metrics.observe("cds", name, 200, latency)
         return answer
 
 
-def _predict(service: Service, s: Any, key: str, body: bytes, start: float) -> dict[str, Any] | JSONResponse:
+def _predict(service: Service, s: Any, key: str, body: bytes, start: float) -> JSONResponse:
     """Validate, predict, audit (committed before the answer), count: one thread hop per request."""
     rid, name = new_request_id(), s.name
     try:
@@ -220,8 +226,8 @@ def _predict(service: Service, s: Any, key: str, body: bytes, start: float) -> d
                                    len(results))])
     service.metrics.observe("predict", name, 200, latency)
     service.metrics.records.labels(name, str(s.version)).inc(len(results))
-    return {"request_id": rid, "model": name, "version": s.version, "synthetic": s.run.synthetic,
-            "task": s.run.task.kind, "predictions": results}
+    return JSONResponse({"request_id": rid, "model": name, "version": s.version, "synthetic": s.run.synthetic,
+                         "task": s.run.task.kind, "predictions": results})
 
 
 def _endpoint(request: Request) -> str:
