@@ -36,8 +36,8 @@ class _Item:
 class Batcher:
     """One worker thread per served model version; `submit` returns the request's results (or raises)."""
 
-    def __init__(self, served: Any, finish: Any, max_batch: int = 64) -> None:
-        self.served, self.finish, self.max_batch = served, finish, max_batch
+    def __init__(self, served: Any, predict: Any, finish: Any, max_batch: int = 64) -> None:
+        self.served, self.predict, self.finish, self.max_batch = served, predict, finish, max_batch
         self.queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self.sizes: list[int] = []  # batch sizes seen (for the benchmark and tests), bounded
         self.thread = threading.Thread(target=self._work, name=f"medflow-batch-{served.name}", daemon=True)
@@ -75,11 +75,9 @@ class Batcher:
                     self._run(group, explain)
 
     def _run(self, items: list[_Item], explain: bool) -> None:
-        from medflow.serve.service import predict_payload
-
         try:
             frame = pd.concat([i.frame for i in items], ignore_index=True) if len(items) > 1 else items[0].frame
-            results, _ = predict_payload(self.served, frame, explain)
+            results, _ = self.predict(self.served, frame, explain)
         except Exception as e:  # noqa: BLE001 - retried one by one so only the request at fault fails
             if len(items) > 1:
                 for item in items:

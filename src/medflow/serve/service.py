@@ -122,7 +122,7 @@ class Service:
                 if new.schema.kind == "table":
                     from medflow.serve.batching import Batcher
 
-                    new.batcher = Batcher(new, self.finish)
+                    new.batcher = Batcher(new, predict_payload, self.finish)
                 self.models[name] = new
                 if cur is not None and cur.batcher is not None:
                     cur.batcher.close()  # after the requests already queued on the old version are answered
