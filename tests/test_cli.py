@@ -146,6 +146,9 @@ def test_demo_fast(tmp_path):
     assert last.startswith("Report: ") and Path(last[len("Report: "):]).exists()
     assert "demo-breast_cancer" in last and "demo-diabetes" in res.stdout and "R²" in res.stdout
     assert "demo-phantoms-imaging" in res.stdout and "demo-nhefs-treatment-effect" in res.stdout
+    # the service section: a REST prediction, a CDS Hooks card, an audit row each, an ONNX export checked
+    assert "REST: P(malignant)" in res.stderr and "CDS Hooks card" in res.stderr, res.stderr
+    assert "audit trail: 2 row(s)" in res.stderr and "max difference" in res.stderr
 
 
 def test_survival_study_end_to_end(tmp_path):

@@ -25,6 +25,7 @@ _LAZY = {
     "Study": ("medflow.study", "Study"),
     "Run": ("medflow.runs", "Run"),
     "load_run": ("medflow.runs", "load_run"),
+    "start_service": ("medflow.serve.app", "serve"),  # `medflow.serve` is the package
     "MedflowError": ("medflow.errors", "MedflowError"),
     "DataError": ("medflow.errors", "DataError"),
     "ConfigError": ("medflow.errors", "ConfigError"),

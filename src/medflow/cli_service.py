@@ -47,8 +47,20 @@ def register(app: typer.Typer, out, err) -> None:  # noqa: ANN001 - rich console
         app_ = create_app([str(r) for r in runs or []], config, names=name)
         served = app_.state.service.models
         err.print(f"serving {', '.join(f'{n} v{s.version}' for n, s in served.items())} at http://{host}:{port}/ "
-                  f"(audit: {app_.state.service.store.safe_url})", soft_wrap=True, highlight=False)
-        uvicorn.run(app_, host=host, port=port, log_level="warning", workers=1 if workers < 2 else workers)
+                  f"(audit: {app_.state.service.store.safe_url})"
+                  + (f" with {workers} worker processes" if workers > 1 else ""), soft_wrap=True, highlight=False)
+        if workers > 1:  # each worker builds its own app from the registry the runs were just promoted in
+            import dataclasses
+            import json
+            import os
+
+            from medflow.serve.app import ENV
+
+            os.environ[ENV] = json.dumps(dataclasses.asdict(config) | {"names": sorted(served)})
+            uvicorn.run("medflow.serve.app:app_from_env", factory=True, host=host, port=port, log_level="warning",
+                        workers=workers)
+            return
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
 
     @keys_app.command("create")
     def keys_create(name: Annotated[str, typer.Option(help="who the key is for, e.g. ward7")], db: Db = None) -> None:

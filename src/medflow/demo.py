@@ -87,10 +87,15 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
 def run_demo(output_dir: Path, fast: bool = False, show: Callable[[Run], None] | None = None,
              console: Console | None = None) -> list[Path]:
     """Run every demo study; returns the report paths (breast cancer first)."""
-    reports = []
+    reports, runs = [], {}
     for raw in demo_configs(output_dir, fast):
         run = run_study(parse_config(raw, f"demo {raw['name']}"), console=console)
         if show:
             show(run)
         reports.append(run.path / "report.html")
+        runs[raw["name"]] = run
+    from medflow.serve.demo import service_demo
+
+    for line in service_demo(runs, Path(output_dir)):
+        (console or Console(stderr=True)).print(line, soft_wrap=True, highlight=False)
     return reports

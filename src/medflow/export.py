@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shutil
 import tempfile
 import warnings
@@ -66,6 +67,7 @@ def export_onnx(run_dir: str | Path, model: str | None = None, output: str | Pat
             x = torch.zeros(2, width)
             with contextlib.redirect_stdout(io.StringIO()), torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the exporter's deprecation chatter
+                logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notes
                 torch.onnx.export(module, (x,), str(tmp / f"fold_{f}.onnx"), input_names=["features"],
                                   output_names=["outputs"], dynamic_shapes=({0: torch.export.Dim("batch")},),
                                   opset_version=OPSET, dynamo=True, verbose=False)

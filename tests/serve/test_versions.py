@@ -86,3 +86,19 @@ def test_concurrent_requests_are_batched_and_answered_each_their_own(runs_root, 
     want = load_run(runs_root["risk"]).predict(pd.DataFrame([{**record, "x1": x} for x in xs]))["probability"]
     np.testing.assert_allclose([g[1] for g in got], want, atol=1e-5)
     assert {r["request_id"] for r in store.audit_rows()} == {g[2] for g in got}
+
+
+def test_serve_from_python_in_the_background(runs_root, tmp_path, record):
+    import medflow as mf
+    from tests.serve.conftest import _free_port
+
+    db = str(tmp_path / "py.db")
+    key = Store(db).create_key("nb")
+    handle = mf.start_service(load_run(runs_root["risk"]), port=_free_port(), background=True, db=db)
+    try:
+        r = httpx.post(f"{handle.url}/models/risk/predict", headers={"Authorization": f"Bearer {key}"},
+                       json={"records": [record]})
+        assert r.status_code == 200 and 0 <= r.json()["predictions"][0]["probability"] <= 1
+    finally:
+        handle.stop()
+    assert not handle.thread.is_alive()

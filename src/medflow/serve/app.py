@@ -12,17 +12,19 @@ import asyncio
 import gc
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from medflow.errors import MedflowError
 from medflow.runs import load_run
 from medflow.serve.guard import BodyLimit
 from medflow.serve.routes import add_routes
 from medflow.serve.service import Service, ServiceConfig, slug
 from medflow.serve.store import Store
 
-__all__ = ["create_app", "register_runs"]
+__all__ = ["create_app", "register_runs", "serve", "ServiceHandle"]
 
 
 def create_app(runs: list[str | Path] | None = None, config: ServiceConfig | None = None,
@@ -78,3 +80,58 @@ def register_runs(store: Store, runs: list[str | Path], names: list[str] | None 
     return out
 
 
+
+
+ENV = "MEDFLOW_SERVE_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """The app for each uvicorn worker process (`medflow serve --workers N`): the parent registered the runs and
+    passes the names and settings in $MEDFLOW_SERVE_CONFIG."""
+    import json
+    import os
+
+    import torch
+
+    torch.set_num_threads(1)
+    return create_app(None, ServiceConfig(**json.loads(os.environ[ENV])))
+
+
+class ServiceHandle:
+    """A service started by `serve(..., background=True)`: its URL, its app, and `stop()`."""
+
+    def __init__(self, server: Any, thread: Any, url: str, app: FastAPI) -> None:
+        self.server, self.thread, self.url, self.app = server, thread, url, app
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __repr__(self) -> str:
+        return f"<medflow service at {self.url}>"
+
+
+def serve(*runs: Any, host: str = "127.0.0.1", port: int = 8000, background: bool = False,
+          names: list[str] | None = None, **config: Any) -> ServiceHandle | None:
+    """Serve runs (Run objects or run directories) from Python: `mf.start_service(run)` blocks like `medflow
+    serve`; `mf.start_service(run, background=True)` returns a handle (`.url`, `.stop()`) for notebooks and tests. Keyword
+    arguments are ServiceConfig fields (db, store_inputs, max_body_bytes, rate_per_minute, ...)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    paths = [getattr(r, "path", r) for r in runs]
+    app = create_app(paths, ServiceConfig(**config), names=names)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    if not background:
+        server.run()
+        return None
+    thread = threading.Thread(target=server.run, name="medflow-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise MedflowError(f"the service did not start on {host}:{port} (is the port in use?)")
+        time.sleep(0.02)
+    return ServiceHandle(server, thread, f"http://{host}:{port}", app)
