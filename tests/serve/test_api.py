@@ -159,3 +159,32 @@ def test_monitoring_flags_a_shift(service, record):
     x1 = next(f for f in m["features"] if f["feature"] == "x1")
     assert x1["psi"] > 0.5 and x1["stability"] == "shift" and any(f.startswith("x1: PSI") for f in m["flagged"])
     assert x1["outside_training_range_share"] > 0.05
+
+
+def test_drift_counts_saved_and_reported(runs_root, tmp_path, record):
+    """At shutdown the service saves its drift counts into the run; the report sums every process's counts."""
+    import shutil
+
+    import medflow as mf
+    from medflow.artifacts import read_json, write_json
+    from tests.serve.conftest import _free_port
+
+    run_dir = tmp_path / "risk-run"
+    shutil.copytree(runs_root["risk"], run_dir)
+    db = str(tmp_path / "m.db")
+    key = Store(db).create_key("m")
+    handle = mf.start_service(run_dir, port=_free_port(), background=True, db=db, names=["risk"])
+    rng = np.random.default_rng(1)
+    import httpx
+
+    httpx.post(f"{handle.url}/models/risk/predict", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+               json={"records": [{**record, "x1": float(v)} for v in rng.normal(3, 1, 200)]})
+    handle.stop()
+    (saved,) = list((run_dir / "monitoring").glob("*.json"))
+    state = read_json(saved)
+    assert state["n"] == 200 and state["model"] == "risk" and state["version"] == 1
+    write_json(run_dir / "monitoring" / "other-worker.json", {**state, "n": 100, "counts": {
+        c: {**v, "missing": 0, "outside": 0, "cats": {}, "bins": [0] * len(v["bins"]) if v["bins"] else None}
+        for c, v in state["counts"].items()}})  # a second process that saw 100 records (zeros, for the sum)
+    html = (mf.load_run(run_dir).report()).read_text()
+    assert "Monitoring in service" in html and "300 record(s)" in html and "x1: PSI" in html

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def create_app(runs: list[str | Path] | None = None, config: ServiceConfig | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # pick up promotions without a restart
         async def poll() -> None:
+            last_save = time.monotonic()
             while True:
                 await asyncio.sleep(config.poll_seconds)
                 try:
@@ -47,6 +49,9 @@ def create_app(runs: list[str | Path] | None = None, config: ServiceConfig | Non
                         app.openapi_schema = None
                 except Exception:  # noqa: BLE001 - a bad promotion must not stop the service; the old one serves
                     pass
+                if time.monotonic() - last_save >= config.monitoring_save_seconds:
+                    last_save = time.monotonic()
+                    await run_in_threadpool(service.save_monitoring)
         task = asyncio.get_running_loop().create_task(poll())
         # the runs, torch and pandas loaded at startup are long-lived: keep them out of the collector's full
         # passes, which otherwise stall every request for tens of milliseconds now and then
@@ -54,6 +59,7 @@ def create_app(runs: list[str | Path] | None = None, config: ServiceConfig | Non
         gc.freeze()
         yield
         task.cancel()
+        service.save_monitoring()
 
     app = FastAPI(title="medflow decision support", version="1", lifespan=lifespan,
                   description="Predictions from validated medflow runs, with explanations, an audit trail and "
@@ -113,9 +119,9 @@ class ServiceHandle:
 
 def serve(*runs: Any, host: str = "127.0.0.1", port: int = 8000, background: bool = False,
           names: list[str] | None = None, **config: Any) -> ServiceHandle | None:
-    """Serve runs (Run objects or run directories) from Python: `mf.start_service(run)` blocks like `medflow
-    serve`; `mf.start_service(run, background=True)` returns a handle (`.url`, `.stop()`) for notebooks and tests. Keyword
-    arguments are ServiceConfig fields (db, store_inputs, max_body_bytes, rate_per_minute, ...)."""
+    """Serve runs (Run objects or run directories) from Python: `mf.start_service(run)` blocks like
+    `medflow serve`; `mf.start_service(run, background=True)` returns a handle (`.url`, `.stop()`) for
+    notebooks and tests. Keyword arguments are ServiceConfig fields (db, store_inputs, rate_per_minute, ...)."""
     import threading
     import time
 

@@ -16,17 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DriftMonitor", "psi"]
+from medflow.evaluate.drift import psi, summarize
 
-EPS = 1e-4
-
-
-def psi(expected: np.ndarray, observed: np.ndarray) -> float:
-    """Population stability index between two share vectors (each sums to 1); empty bins floored at 1e-4."""
-    e = np.clip(np.asarray(expected, float), EPS, None)
-    o = np.clip(np.asarray(observed, float), EPS, None)
-    e, o = e / e.sum(), o / o.sum()
-    return float(np.sum((o - e) * np.log(o / e)))
+__all__ = ["DriftMonitor", "psi", "summarize"]
 
 
 class DriftMonitor:
@@ -38,6 +30,10 @@ class DriftMonitor:
         self._pending: list[pd.DataFrame] = []
         self._pending_rows = 0
         self.batch = 256
+        self._saved_n = 0
+        from datetime import UTC, datetime
+
+        self.started = datetime.now(UTC).isoformat(timespec="seconds")
         self._num = [c for c, f in schema.fields.items() if f["type"] == "numeric"]
         self._other = [c for c in schema.fields if c not in self._num]
         self.n = 0
@@ -87,41 +83,34 @@ class DriftMonitor:
                         key = str(value)
                         c["cats"][key] = c["cats"].get(key, 0) + 1
 
-    def summary(self, min_records: int = 30) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        """The raw counts (additive: states of several workers or restarts sum), with what summarizing needs."""
         self._flush()
         with self._lock:
-            rows, flagged = [], []
-            for col, f in self.schema.fields.items():
-                c = self.counts[col]
-                row: dict[str, Any] = {"feature": col, "type": f["type"], "n": self.n,
-                                       "missing_share": c["missing"] / self.n if self.n else None,
-                                       "missing_in_training": f.get("missing_in_training"), "psi": None}
-                present = self.n - c["missing"]
-                if f["type"] == "numeric":
-                    row["outside_training_range_share"] = c["outside"] / present if present else None
-                    if c["bins"] is not None and present:
-                        row["psi"] = psi(c["ref"]["shares"], c["bins"] / present)
-                elif f["type"] in ("categorical", "binary") and present:
-                    ref = (c["ref"] or {}).get("categories", {})
-                    known = set(f.get("categories") or [str(v) for v in f.get("values") or []])
-                    unseen = sum(k for v, k in c["cats"].items() if v not in known)
-                    row["unseen_category_share"] = unseen / present
-                    if ref:
-                        cats = [k for k in ref if k != "__other__"]
-                        obs = [c["cats"].get(k, 0) for k in cats]
-                        exp = [ref[k] for k in cats]
-                        if "__other__" in ref or unseen:
-                            exp.append(ref.get("__other__", 0.0))
-                            obs.append(present - sum(obs))
-                        row["psi"] = psi(np.asarray(exp), np.asarray(obs) / present)
-                if row["psi"] is not None:
-                    row["stability"] = "stable" if row["psi"] < 0.1 else "moderate" if row["psi"] < 0.2 else "shift"
-                    if row["psi"] >= 0.2 and self.n >= min_records:
-                        flagged.append(f"{col}: PSI {row['psi']:.2f}")
-                if (row.get("outside_training_range_share") or 0) > 0.05 and self.n >= min_records:
-                    flagged.append(f"{col}: {row['outside_training_range_share']:.0%} outside the training range")
-                rows.append(row)
-        note = None if self.n >= min_records else \
-            f"{self.n} record(s) seen; drift figures are unreliable below {min_records}"
-        return {"records_seen": self.n, "features": rows, "flagged": flagged, "note": note,
-                "reference": "the study data's distribution (quality.json); PSI >= 0.2 flags a shift"}
+            counts = {col: {"missing": c["missing"], "outside": c["outside"], "cats": dict(c["cats"]),
+                            "bins": None if c["bins"] is None else c["bins"].tolist()}
+                      for col, c in self.counts.items()}
+            return {"n": self.n, "counts": counts, "fields": self.schema.fields,
+                    "references": {col: c["ref"] for col, c in self.counts.items()}}
+
+    def summary(self, min_records: int = 30) -> dict[str, Any]:
+        return summarize(self.state(), min_records)
+
+    def save(self, run_dir: Any, model: str, version: int) -> bool:
+        """Write this process's counts to `<run>/monitoring/<host>-<pid>.json` (atomically) when they changed;
+        the run's report sums every such file into its monitoring section."""
+        import os
+        import socket
+        from datetime import UTC, datetime
+        from pathlib import Path
+
+        from medflow.artifacts import write_json
+
+        state = self.state()
+        if state["n"] == self._saved_n:
+            return False
+        state.update(model=model, version=version, started=self.started,
+                     updated=datetime.now(UTC).isoformat(timespec="seconds"))
+        write_json(Path(run_dir) / "monitoring" / f"{socket.gethostname()}-{os.getpid()}.json", state)
+        self._saved_n = state["n"]
+        return True

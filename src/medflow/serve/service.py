@@ -50,6 +50,7 @@ class ServiceConfig:
     rate_burst: int | None = None
     poll_seconds: float = 1.0
     predict_threads: int = 1
+    monitoring_save_seconds: float = 30.0
     names: list[str] = field(default_factory=list)
 
 
@@ -128,6 +129,21 @@ class Service:
                     cur.batcher.close()  # after the requests already queued on the old version are answered
                 changed.append(name)
         return changed
+
+    def save_monitoring(self) -> None:
+        """Persist each served model's drift counts into its run directory (for the report's section)."""
+        for s in list(self.models.values()):
+            if s.schema.kind != "table":
+                continue
+            try:
+                s.monitor.save(s.run.path, s.name, s.version)
+            except OSError as e:  # a read-only run folder: monitoring stays available over HTTP
+                if not getattr(s, "_save_warned", False):
+                    import warnings
+
+                    warnings.warn(f"{s.run.path}: cannot save drift counts ({e}); /monitoring still answers",
+                                  stacklevel=2)
+                    s._save_warned = True
 
     def finish(self, served: Served, parts: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[Any]:
         """Audit a batch of answered requests in one transaction (committed before any is released), count
