@@ -238,7 +238,8 @@ class Run:
         return out
 
     def _prediction_frame(self, frame: pd.DataFrame, score: np.ndarray, model: str) -> pd.DataFrame:
-        task, out = self.task, pd.DataFrame(index=frame.index)
+        task, out = self.task, {}  # columns gathered, then one DataFrame (inserting them one by one cost more
+        # than the model itself when predicting one record)
         pid = self.config["data"].get("patient_id")
         if pid and pid in frame.columns:
             out[pid] = frame[pid].to_numpy()
@@ -264,9 +265,9 @@ class Run:
         out["model"] = model
         if self.synthetic:
             out["synthetic"] = True
-        return out
+        return pd.DataFrame(out, index=frame.index)
 
-    def _conformal_columns(self, out: pd.DataFrame, score: np.ndarray, model: str) -> None:
+    def _conformal_columns(self, out: dict[str, Any], score: np.ndarray, model: str) -> None:
         """The conformal prediction set (classification, survival at the horizons) or interval (regression)."""
         from medflow.evaluate.conformal import apply_conformal
 

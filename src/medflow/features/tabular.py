@@ -103,9 +103,17 @@ class TabularFeaturizer:
         if not self.fitted:
             raise DataError("the featurizer is not fitted; call fit() on training records first.")
         self.check_columns(frame, source)
+        fast = self._numeric_block(frame, source)
         blocks = []
         for col, kind in self.feature_types.items():
-            st, s = self.state[col], frame[col]
+            st = self.state[col]
+            if col in fast:
+                z, miss = fast[col]
+                blocks.append(z[:, None])
+                if st["indicator"]:
+                    blocks.append(miss.astype(float)[:, None])
+                continue
+            s = frame[col]
             miss = s.isna().to_numpy()
             if kind in (FeatureType.NUMERIC, FeatureType.DATETIME):
                 v = _as_float(s, kind, source, col)
@@ -142,6 +150,29 @@ class TabularFeaturizer:
             if st["indicator"]:
                 blocks.append(miss.astype(float)[:, None])
         return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
+
+    def _numeric_block(self, frame: pd.DataFrame, source: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Numeric columns already held as numbers, standardized in one vectorized pass (the per-column path
+        costs tens of microseconds of pandas overhead per column, which dominates predicting one record)."""
+        dtypes = frame.dtypes
+        cols = [c for c, k in self.feature_types.items()
+                if k == FeatureType.NUMERIC and pd.api.types.is_numeric_dtype(dtypes[c])]
+        if not cols:
+            return {}
+        v = frame[cols].to_numpy(dtype=float, na_value=np.nan)
+        inf = np.isinf(v)
+        if inf.any():
+            j = int(np.flatnonzero(inf.any(axis=0))[0])
+            rows = np.flatnonzero(inf[:, j])
+            raise DataError(f"{source}: column '{cols[j]}' holds an infinite value in {len(rows)} record(s), first "
+                            f"at row {int(rows[0]) + 1}. Fix the values or leave them empty for missing.")
+        miss = np.isnan(v)
+        st = [self.state[c] for c in cols]
+        median = np.array([x["median"] for x in st])
+        mean = np.array([x["mean"] for x in st])
+        std = np.array([x["std"] for x in st])
+        z = (np.where(miss, median, v) - mean) / std
+        return {c: (z[:, j], miss[:, j]) for j, c in enumerate(cols)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "feature_types": {k: v.value for k, v in self.feature_types.items()},

@@ -137,15 +137,14 @@ class InputSchema:
         if not isinstance(records, list) or not records or len(records) > MAX_RECORDS:
             problems.append({"field": "records", "problem": f"must be a list of 1 to {MAX_RECORDS} records"})
             records = []
-        rows = []
         for i, rec in enumerate(records):
             try:
-                rows.append(self.model.model_validate(rec).model_dump(by_alias=True))
-            except ValidationError as e:
+                self.model.model_validate(rec)  # strict: a valid record's values are the ones sent, so the frame
+            except ValidationError as e:      # is built from them directly (no dump back to dicts)
                 problems += field_errors(e, f"records[{i}]")
         if problems:
             raise RequestError(_summary(problems), problems)
-        return pd.DataFrame(rows, columns=list(self.fields)), explain
+        return pd.DataFrame.from_records(records, columns=list(self.fields)), explain
 
     def out_of_range(self, frame: pd.DataFrame) -> list[list[str]]:
         """Per record: the numeric fields outside the training range (predicted anyway, and flagged)."""
