@@ -8,9 +8,9 @@ silence). Numbers are strict (a JSON `true` or `"5"` is not a number) and finite
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
@@ -151,13 +151,16 @@ class InputSchema:
         flags: list[list[str]] = [[] for _ in range(len(frame))]
         if self.kind != "table":
             return flags
-        for col, f in self.fields.items():
-            rng = f.get("training_range")
-            if not rng:
-                continue
-            for i, v in enumerate(frame[col].tolist()):
-                if v is not None and not (isinstance(v, float) and math.isnan(v)) and not rng[0] <= v <= rng[1]:
-                    flags[i].append(col)
+        cols = [c for c, f in self.fields.items() if f.get("training_range")]
+        if not cols:
+            return flags
+        v = frame[cols].to_numpy(dtype=float, na_value=np.nan)  # one pass over every ranged column
+        lo = np.array([self.fields[c]["training_range"][0] for c in cols])
+        hi = np.array([self.fields[c]["training_range"][1] for c in cols])
+        with np.errstate(invalid="ignore"):
+            outside = (v < lo) | (v > hi)  # NaN (missing) compares False: not flagged
+        for i, j in zip(*np.nonzero(outside), strict=True):
+            flags[i].append(cols[j])
         return flags
 
     def describe(self) -> dict[str, Any]:
