@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+
+os.environ.setdefault("POLARS_MAX_THREADS", "1")  # as `medflow serve` runs it, so the bare predictor is comparable
 import re
 import subprocess
 import sys

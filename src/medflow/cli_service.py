@@ -37,12 +37,17 @@ def register(app: typer.Typer, out, err) -> None:  # noqa: ANN001 - rich console
               = 6000.0,
               workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1) -> None:
         """Serve finished runs over REST and CDS Hooks, with a page for clinicians at /."""
+        import os
+
+        # one request, one core: concurrency comes from requests, not from intra-op threads (Polars reads its
+        # setting when first imported, which is below)
+        os.environ.setdefault("POLARS_MAX_THREADS", "1")
         import torch
         import uvicorn
 
         from medflow.serve import ServiceConfig, create_app
 
-        torch.set_num_threads(1)  # one request, one core: concurrency comes from requests, not intra-op threads
+        torch.set_num_threads(1)
         config = ServiceConfig(db=db, store_inputs=store_inputs, max_body_bytes=max_body, rate_per_minute=rate)
         app_ = create_app([str(r) for r in runs or []], config, names=name)
         served = app_.state.service.models
