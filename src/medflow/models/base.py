@@ -135,7 +135,7 @@ class Estimator(ABC):
         meta = {"name": self.spec.name, "params": self.params.model_dump(), "in_dim": self.in_dim,
                 "input_shape": self.input_shape,
                 "sources": self.sources, "history": self.history, "resumed_from": self.resumed_from,
-                "extra": self.extra_state()}
+                "privacy": getattr(self, "privacy", None), "extra": self.extra_state()}
         atomic_write_bytes(directory / "model.json", json.dumps(meta, indent=1).encode())
 
 
@@ -155,6 +155,7 @@ def load_estimator(directory: Path, task: Task) -> Estimator:
     est.in_dim = meta["in_dim"]
     est.input_shape = meta.get("input_shape")
     est.history = meta.get("history", [])
+    est.privacy = meta.get("privacy")
     est.sources = meta.get("sources")
     est.load_extra_state(meta.get("extra", {}))
     est._load_weights(directory)
@@ -245,6 +246,7 @@ class DeepEstimator(Estimator):
         state = trainer.fit(self.module, self.head.loss, _tensor(x_train), _target(y_train),
                             _tensor(x_valid), _target(y_valid), None if metric is None else val_metric)
         self.history = state.history
+        self.privacy = state.privacy  # DP-SGD: the epsilon spent (None when trained without train.privacy)
         self.best_epoch = callbacks[0].best_epoch
         resumed = [cb.resumed_from for cb in callbacks if isinstance(cb, Checkpoint)]
         self.resumed_from = resumed[0] if resumed else None

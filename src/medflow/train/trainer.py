@@ -18,7 +18,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from medflow.errors import ConfigError
 from medflow.train import distributed
+from medflow.train.privacy import PrivacyConfig
 
 __all__ = ["TrainConfig", "Trainer", "TrainState", "take", "predict_outputs"]
 
@@ -56,6 +58,7 @@ class TrainConfig(BaseModel):
     monitor: str | None = None
     grad_clip: float | None = Field(1.0, gt=0)
     progress: bool = True
+    privacy: PrivacyConfig | None = None  # DP-SGD (train/privacy.py); per-sample clipping replaces grad_clip
 
 
 @dataclass
@@ -68,6 +71,7 @@ class TrainState:
     val_metric: float = float("nan")
     should_stop: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None  # DP-SGD: epsilon spent so far, noise multiplier, steps
 
 
 def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -97,6 +101,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.state = TrainState()
         self.module: nn.Module | None = None
+        self.private: Any = None  # DP-SGD wrapper while fitting with train.privacy
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.generator = torch.Generator().manual_seed(seed)
@@ -117,22 +122,37 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.loss_fn = loss_fn
+        world, rank = distributed.world_size(), distributed.rank()
+        n = len(x_train)
+        bs = min(cfg.batch_size, n)
+        self.private = None
+        if cfg.privacy is not None:
+            if world > 1:
+                raise ConfigError("train.privacy: DP-SGD across several processes is not supported; train with "
+                                  "--nproc 1.")
+            from medflow.train.privacy import PrivateTraining
+
+            self.private = PrivateTraining(cfg.privacy, module, self.optimizer, n, bs, cfg.max_epochs,
+                                           self.generator)
         for cb in self.callbacks:
             cb.on_fit_start(self)
-        world, rank = distributed.world_size(), distributed.rank()
-        forward = module
+        forward = module if self.private is None else self.private.module
         if world > 1:  # after a resume has loaded the weights: DDP starts from rank 0's, identical anyway
             from torch.nn.parallel import DistributedDataParallel
 
             forward = DistributedDataParallel(module)
-        n = len(x_train)
-        bs = min(cfg.batch_size, n)
         for epoch in range(self.state.epoch + 1, cfg.max_epochs):
             if self.state.should_stop:  # resumed from a checkpoint written after the stop decision
                 break
             module.train()
             total, batches = 0.0, 0
-            for idx in self._batches(x_train, n, bs):
+            if self.private is not None:  # DP-SGD: Poisson batches, per-sample clipping, noise, accounting
+                for idx in self.private.batches():
+                    loss = loss_fn(forward(take(x_train, idx)), y_train[idx]) if len(idx) else None
+                    self.private.step(loss)
+                    if loss is not None:
+                        total, batches = total + float(loss.detach()), batches + 1
+            for idx in ([] if self.private is not None else self._batches(x_train, n, bs)):
                 if len(idx) < max(2, world) and n >= 2:  # BatchNorm cannot train on a batch of one
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
@@ -158,12 +178,17 @@ class Trainer:
             self.state.history.append({"epoch": epoch, "train_loss": self.state.train_loss,
                                        "val_loss": self.state.val_loss, "val_metric": self.state.val_metric,
                                        "lr": self.optimizer.param_groups[0]["lr"]})
+            if self.private is not None:
+                self.state.privacy = self.private.spent()
+                self.state.history[-1]["epsilon"] = self.state.privacy["epsilon_spent"]
             for cb in self.callbacks:
                 cb.on_epoch_end(self)
             if self.state.should_stop:
                 break
         for cb in self.callbacks:
             cb.on_fit_end(self)
+        if self.private is not None:
+            self.private.close()
         module.eval()
         return self.state
 
@@ -202,6 +227,7 @@ class Trainer:
             "history": self.state.history, "should_stop": self.state.should_stop, "torch_rng": torch.get_rng_state(),
             "generator": self.generator.get_state(),
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+            "privacy": None if getattr(self, "private", None) is None else self.private.state_dict(),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -217,3 +243,5 @@ class Trainer:
         for cb in self.callbacks:
             if type(cb).__name__ in sd["callbacks"]:
                 cb.load_state_dict(sd["callbacks"][type(cb).__name__])
+        if getattr(self, "private", None) is not None and sd.get("privacy"):
+            self.private.load_state_dict(sd["privacy"])
