@@ -20,6 +20,7 @@ from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression
 from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.survival import Survival
+from medflow.train.privacy import PrivacyConfig
 from medflow.train.trainer import TrainConfig
 from medflow.tuning import TuneConfig
 
@@ -109,6 +110,15 @@ class ModelEntry(BaseModel):
     init_from: str | None = Field(None, description="a finished run directory whose model weights start training")
     init_model: str | None = Field(None, description="the model in init_from to copy (default: the same name)")
     freeze: Literal["none", "backbone"] = "none"
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$",
+                              description="the name this entry's results go by (default: name); lets one model "
+                                          "appear twice, e.g. with and without privacy")
+    privacy: PrivacyConfig | None = Field(None, description="DP-SGD for this model only (overrides train.privacy)")
+
+    @property
+    def key(self) -> str:
+        """The entry's name in the run directory, metrics and report."""
+        return self.label or self.name
 
     def init(self) -> Any:
         if self.init_from is None:

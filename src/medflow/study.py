@@ -111,8 +111,10 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
     if not entries:
         raise ConfigError("the study names no models; add at least one under models:.")
     names = [e.name for e in entries]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"models: each model may appear once, got {names}.")
+    keys = [e.key for e in entries]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"models: each model may appear once, got {keys}; give repeats a label, e.g. "
+                          "{name: mlp, label: mlp_dp, privacy: {epsilon: 3}}.")
     for e in entries:
         build_estimator(e.name, e.params, cfg.task)  # unknown names, bad params, wrong task kind
         if e.init_from and model_registry.get(e.name).family != "deep":
@@ -120,6 +122,9 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
                               "torch models only.")
         if e.init_from and not Path(e.init_from).is_dir():
             raise ConfigError(f"models: '{e.name}' init_from {e.init_from}: no such run directory.")
+        if e.privacy and model_registry.get(e.name).family != "deep":
+            raise ConfigError(f"models: '{e.key}' is not a deep model; privacy (DP-SGD) applies to torch models "
+                              "only.")
     if cfg.tune is not None:
         from medflow.tuning import check_spaces
 
@@ -146,37 +151,41 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
     ys = {part: encode_targets(feat, task, ds, df) for part, df in parts}
     xs.setdefault("stop", xs["valid"])
     ys.setdefault("stop", ys["valid"])
-    rows, timings, tuning, transfer = [], {}, {}, {}
+    rows, timings, tuning, transfer, privacy = [], {}, {}, {}, {}
     for entry in entries:
-        model_dir = fold_dir / entry.name
+        model_dir = fold_dir / entry.key
         start = time.perf_counter()
         if (model_dir / "model.json").exists():
             est = load_estimator(model_dir, task)
-            console.print(f"  [dim]{entry.name}: already trained (resumed run)[/dim]")
+            console.print(f"  [dim]{entry.key}: already trained (resumed run)[/dim]")
         else:
             params, train_cfg = entry.params, cfg.train
             if cfg.tune is not None:
                 from medflow.tuning import tuned
 
                 params, train_cfg = tuned(cfg, ds, fold, task, features, entry, model_dir, console, tuning)
+            if entry.privacy is not None:
+                train_cfg = train_cfg.model_copy(update={"privacy": entry.privacy})
             est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xs["train"])
             est.init = entry.init()
             est.fit(xs["train"], ys["train"], xs["stop"], ys["stop"], train_cfg, cfg.seed,
-                    workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.name)
+                    workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.key)
             if est.init is not None:
-                transfer[entry.name] = est.init.report
+                transfer[entry.key] = est.init.report
             if getattr(est, "resumed_from", None) is not None:
-                console.print(f"  {entry.name}: resumed from the checkpoint after epoch {est.resumed_from + 1}")
+                console.print(f"  {entry.key}: resumed from the checkpoint after epoch {est.resumed_from + 1}")
             est.save(model_dir)
-        timings[entry.name] = time.perf_counter() - start
+        timings[entry.key] = time.perf_counter() - start
+        if getattr(est, "privacy", None):  # DP-SGD: the accountant's epsilon, per model and fold
+            privacy[entry.key] = est.privacy
         for part, idx in (("valid", fold.valid), ("test", fold.test)):
             pred = est.predict(xs[part])
             if part == "test":  # e.g. segmentation masks, written beside the model
                 task.write_outputs(model_dir / "test_outputs", ds, test, pred)
-            rows.append(_prediction_rows(ds, task, pred, ys[part], idx, part, fold.index, entry.name, subgroups))
+            rows.append(_prediction_rows(ds, task, pred, ys[part], idx, part, fold.index, entry.key, subgroups))
     return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys, "tuning": tuning,
-                  "test_frame": test, "transfer": transfer}
+                  "test_frame": test, "transfer": transfer, "privacy": privacy}
 
 
 def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
@@ -194,7 +203,7 @@ def _explain(cfg: StudyConfig, run_dir: Path, fold_info: dict, entries: list[Mod
 
     task, feat, xs, ys = fold_info["task"], fold_info["featurizer"], fold_info["xs"], fold_info["ys"]
     metric = get_metric(task.primary_metric)
-    return {e.name: explain_model(load_estimator(run_dir / "fold_0" / e.name, task), xs["test"], ys["test"], feat,
+    return {e.key: explain_model(load_estimator(run_dir / "fold_0" / e.key, task), xs["test"], ys["test"], feat,
                                   metric, cfg.explain, cfg.seed, ds, fold_info["test_frame"]) for e in entries}
 
 
@@ -231,11 +240,11 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     inputs = (f"{ds.events.n_events:,} events" if ds.events is not None else f"{len(ds.images)} images"
               if ds.images is not None else f"{len(features)} features")
     console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {inputs},"
-                  f" {len(folds)} fold(s), models {[e.name for e in entries]}"
+                  f" {len(folds)} fold(s), models {[e.key for e in entries]}"
                   + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))
     if analysis is not None:
         write_json(work / "task_analysis.json", analysis)
-    rows, timings, first, tuning = [], {}, None, {}
+    rows, timings, first, tuning, privacy = [], {}, None, {}, {}
     for fold in folds:
         fold_rows, info = _fit_fold(cfg, ds, fold, features, work, entries, subgroups, console, first)
         rows += fold_rows
@@ -243,6 +252,8 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
             timings[k] = timings.get(k, 0.0) + v
         for k, v in info["tuning"].items():
             tuning.setdefault(k, {})[str(fold.index)] = v
+        for k, v in info["privacy"].items():
+            privacy.setdefault(k, {})[str(fold.index)] = v
         first = first or info
     if distributed.is_distributed():  # training is done: rank 0 evaluates and writes, the others stop here
         main = distributed.is_main()
@@ -257,6 +268,8 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     metrics["fit_seconds"] = timings
     if tuning:
         metrics["tuning"] = tuning
+    if privacy:
+        metrics["privacy"] = privacy
     if first["transfer"]:
         metrics["transfer"] = first["transfer"]
     write_json(work / "metrics.json", metrics)
@@ -306,6 +319,6 @@ def _manifest(cfg: StudyConfig, ds: Dataset, folds: list[Fold], features: list[s
         "features": features, "feature_types": {c: ds.feature_types[c].value for c in features},
         "patient_id_note": ds.meta.get("patient_id_note"),
         "splits": [{"fold": f.index, **f.sizes(ds.frame[ds.patient_id])} for f in folds],
-        "models": {n: model_registry.get(n).family for n in (e.name for e in cfg.model_entries())},
+        "models": {e.key: model_registry.get(e.name).family for e in cfg.model_entries()},
         "wall_seconds": wall, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

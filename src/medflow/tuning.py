@@ -187,5 +187,5 @@ def tuned(cfg: Any, ds: Any, fold: Any, task: Any, features: list[str], entry: A
         result = tune_model(entry, _parsed_space(entry.name, spaces[entry.name]), cfg, ds, rows, task, features,
                             cfg.seed, fold.index, console)
         write_json(saved, result)
-    tuning[entry.name] = {k: v for k, v in result.items() if k != "trials"}
+    tuning[entry.key] = {k: v for k, v in result.items() if k != "trials"}
     return {**entry.params, **result["model_params"]}, cfg.train.model_copy(update=result["train_params"])

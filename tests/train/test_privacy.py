@@ -47,3 +47,22 @@ def test_batchnorm_models_are_refused_with_the_reason(tmp_path):
         run_study(_study(tmp_path, ["resnet_mlp"], {"epsilon": 3.0}))
     with pytest.raises(ConfigError, match="epsilon"):
         _study(tmp_path, ["mlp"], {"epsilon": -1})
+
+
+def test_private_and_non_private_twins_on_the_same_folds(tmp_path):
+    """One model twice (a label tells them apart): metrics, privacy ledger and the report side by side."""
+    cfg = _study(tmp_path, ["mlp", {"name": "mlp", "label": "mlp_dp", "privacy": {"epsilon": 3.0}},
+                            "logistic_regression"], None)
+    run = run_study(cfg)
+    assert set(run.models) == {"mlp", "mlp_dp", "logistic_regression"}
+    assert run.estimator("mlp").privacy is None and run.estimator("mlp_dp").privacy["epsilon_spent"] <= 3.0 + 1e-6
+    assert set(run.metrics.data["privacy"]) == {"mlp_dp"}
+    assert run.manifest["models"] == {"mlp": "deep", "mlp_dp": "deep", "logistic_regression": "baseline"}
+    html = run.report().read_text()
+    assert "Differential privacy" in html and "mlp_dp (DP-SGD)" in html
+    pred = run.predict(make_frame(n=5, seed=8)[["x1", "x2", "cat", "sex"]], model="mlp_dp")
+    assert pred["model"].eq("mlp_dp").all() and pred["probability"].between(0, 1).all()
+    with pytest.raises(ConfigError, match="give repeats a label"):
+        run_study(_study(tmp_path / "dup", ["mlp", {"name": "mlp", "privacy": {"epsilon": 3.0}}], None))
+    with pytest.raises(ConfigError, match="not a deep model"):
+        run_study(_study(tmp_path / "lr", [{"name": "logistic_regression", "privacy": {"epsilon": 3.0}}], None))

@@ -1,5 +1,6 @@
-"""The report's monitoring section: input drift of the run's model in service, summed over every service process
-that saved counts into `<run>/monitoring/` (docs/service.md)."""
+"""Report sections on a model's life beyond its metrics: input drift in service, summed over every service process
+that saved counts into `<run>/monitoring/` (docs/service.md), and the privacy spent by DP-SGD training
+(docs/privacy.md)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 
 from medflow.artifacts import read_json
 from medflow.evaluate.drift import merge_states, summarize
-from medflow.report.elements import escape, html_table
+from medflow.report.elements import ci, escape, html_table
 
-__all__ = ["monitoring_section"]
+__all__ = ["monitoring_section", "privacy_section"]
 
 
 def _share(v: float | None) -> str:
@@ -42,3 +43,26 @@ def monitoring_section(run_dir: Path) -> str:
             + (f"<p><strong>Flagged:</strong></p><ul>{flagged}</ul>" if flagged else "<p>Nothing flagged.</p>")
             + html_table(["feature", "type", "PSI", "reading", "outside training range", "unseen categories",
                           "missing", "missing in training"], rows))
+
+
+def privacy_section(metrics: dict) -> str:
+    """Models trained with DP-SGD: the epsilon the accountant spent per fold, beside every model's test metrics
+    (the non-private ones trained on the same folds)."""
+    privacy = metrics.get("privacy") or {}
+    if not privacy:
+        return ""
+    ledger = [(model, fold, p) for model, folds in privacy.items() for fold, p in folds.items()]
+    rows = [[escape(model), escape(fold), f"{p['epsilon_spent']:.3f}", f"{p['epsilon_target']:g}", f"{p['delta']:g}",
+             f"{p['max_grad_norm']:g}", f"{p['noise_multiplier']:.3f}", f"{p['sample_rate']:.3f}", p["steps"]]
+            for model, fold, p in ledger]
+    primary = metrics.get("primary_metric", "")
+    cmp_rows = [[escape(m) + (" (DP-SGD)" if m in privacy else ""), ci(e["metrics"][primary])]
+                for m, e in metrics["models"].items() if primary in e["metrics"]]
+    return ("<h2>Differential privacy</h2><p>Models trained with DP-SGD (Opacus: per-sample clipping, Gaussian "
+            "noise, Poisson batches, RDP accountant). The guarantee covers the trained weights with respect to the "
+            "training records; validation records (early stopping, selection) and test records are not protected. "
+            "Every model below was trained and tested on the same folds.</p>"
+            + html_table(["model", "fold", "epsilon spent", "epsilon target", "delta", "clip norm",
+                          "noise multiplier", "sample rate", "steps"], rows)
+            + (html_table(["model", f"test {escape(primary)} (95% CI)"], cmp_rows) if cmp_rows else ""))
+
