@@ -16,6 +16,7 @@ import bench_effects  # noqa: E402
 import bench_ehr  # noqa: E402
 import bench_imaging  # noqa: E402
 import bench_models  # noqa: E402
+import bench_privacy  # noqa: E402
 import bench_service  # noqa: E402
 import bench_survival  # noqa: E402
 import bench_trainer  # noqa: E402
@@ -80,6 +81,9 @@ def main() -> None:
                                                       "cfrnet"])
     lines += ["", "## (h) Treatment effects: ACIC 2016 instances 1-10, the anchor's 5 folds, out-of-sample "
               "sqrt(PEHE) (anchor_* = `../shared/anchors/causal` code run here)", "", *bench_effects.table(effects)]
+    privacy = bench_privacy.run()
+    lines += ["", "## (j) DP-SGD: medflow's Trainer beside the Opacus anchor (breast cancer, the anchor's 5 folds; "
+              "mean (sd))", "", *bench_privacy.markdown(privacy)]
     service = bench_service.run(30)
     lines += ["", "## (i) The decision-support service under load (wrk, loopback, 30 s per row; the bare FastAPI "
               "endpoint and the bare Run.predict measured in the same run)", "", *bench_service.markdown(service)]
@@ -90,7 +94,7 @@ def main() -> None:
     (out / "latest.json").write_text(json.dumps({"trainer": trainer, "models": models, "survival": survival,
                                                  "fusion": blocks, "ddp": ddp, "imaging": imaging,
                                                  "effects": effects.to_dict(orient="records"),
-                                                 "service": service},
+                                                 "service": service, "privacy": privacy},
                                                 indent=1))
     print(text[text.index("## (b)"):])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -65,6 +66,11 @@ class PrivateTraining:
         self.optimizer = DPOptimizer(optimizer, noise_multiplier=self.noise_multiplier,
                                      max_grad_norm=cfg.max_grad_norm, expected_batch_size=batch_size)
         self.accountant = RDPAccountant()
+        from opacus.accountants.analysis.rdp import compute_rdp
+
+        self._orders = list(RDPAccountant.DEFAULT_ALPHAS)
+        self._rdp_step = np.asarray(compute_rdp(q=self.sample_rate, noise_multiplier=self.noise_multiplier, steps=1,
+                                                orders=self._orders))
 
     def batches(self) -> list[torch.Tensor]:
         """One epoch of Poisson-sampled batches (sizes vary; a batch may be empty)."""
@@ -83,10 +89,16 @@ class PrivateTraining:
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
 
     def spent(self) -> dict[str, Any]:
+        """The privacy spent so far. Every step has the same noise and sample rate, so the RDP of the whole run
+        is `steps` times one step's (computed once): the same figure as the accountant's `get_epsilon`, without
+        its 8 ms per call, which was most of an epoch's cost on small data."""
+        from opacus.accountants.analysis.rdp import get_privacy_spent
+
         steps = sum(h[2] for h in self.accountant.history)
         with warnings.catch_warnings():  # "optimal order is the largest alpha": the bound is valid, if loose
             warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-            eps = float(self.accountant.get_epsilon(self.cfg.delta)) if steps else 0.0
+            eps = float(get_privacy_spent(orders=self._orders, rdp=self._rdp_step * steps,
+                                          delta=self.cfg.delta)[0]) if steps else 0.0
         return {"epsilon_spent": eps, "epsilon_target": self.cfg.epsilon, "delta": self.cfg.delta,
                 "max_grad_norm": self.cfg.max_grad_norm, "noise_multiplier": self.noise_multiplier,
                 "sample_rate": self.sample_rate, "steps": int(steps), "accountant": "rdp (opacus)"}
