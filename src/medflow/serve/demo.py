@@ -52,5 +52,6 @@ def service_demo(runs: dict[str, Any], output_dir: Path) -> list[str]:
         folder = export_onnx(bc.path, "mlp", Path(output_dir) / "onnx" / f"breast-cancer-mlp-{bc.path.name}")
         diff, n = compare_with_run(folder)
         lines.append(f"  ONNX: {folder} (ONNX Runtime vs PyTorch on {n} records: max difference {diff:.1e})")
-    lines.append("  serve it: medflow serve " + str(bc.path) + " --db " + str(db) + "  (page at http://127.0.0.1:8000/)")
+    lines.append(f"  serve it: medflow keys create --name me --db {db}  (prints a key), then medflow serve {bc.path} "
+                 f"--db {db}  (page at http://127.0.0.1:8000/)")
     return lines
