@@ -7,8 +7,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,21 +60,13 @@ def record() -> dict:
 @contextmanager
 def live_server(app):
     """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
-    import uvicorn
+    from medflow.serve.app import ServiceHandle
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
+    handle = ServiceHandle.start(app, port=_free_port())
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield handle.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        handle.stop()
 
 
 def _free_port() -> int:

@@ -109,6 +109,23 @@ class ServiceHandle:
     def __init__(self, server: Any, thread: Any, url: str, app: FastAPI) -> None:
         self.server, self.thread, self.url, self.app = server, thread, url, app
 
+    @classmethod
+    def start(cls, app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> ServiceHandle:
+        """Run `app` under uvicorn in a background thread; returns once it accepts connections."""
+        import threading
+
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, name="medflow-serve", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise MedflowError(f"the service did not start on {host}:{port} (is the port in use?)")
+            time.sleep(0.02)
+        return cls(server, thread, f"http://{host}:{port}", app)
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
@@ -122,22 +139,11 @@ def serve(*runs: Any, host: str = "127.0.0.1", port: int = 8000, background: boo
     """Serve runs (Run objects or run directories) from Python: `mf.start_service(run)` blocks like
     `medflow serve`; `mf.start_service(run, background=True)` returns a handle (`.url`, `.stop()`) for
     notebooks and tests. Keyword arguments are ServiceConfig fields (db, store_inputs, rate_per_minute, ...)."""
-    import threading
-    import time
-
-    import uvicorn
-
     paths = [getattr(r, "path", r) for r in runs]
     app = create_app(paths, ServiceConfig(**config), names=names)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    if not background:
-        server.run()
-        return None
-    thread = threading.Thread(target=server.run, name="medflow-serve", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise MedflowError(f"the service did not start on {host}:{port} (is the port in use?)")
-        time.sleep(0.02)
-    return ServiceHandle(server, thread, f"http://{host}:{port}", app)
+    if background:
+        return ServiceHandle.start(app, host, port)
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return None

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medflow.evaluate.drift import psi, summarize
+from medflow.evaluate.drift import summarize
 
-__all__ = ["DriftMonitor", "psi", "summarize"]
+__all__ = ["DriftMonitor"]
 
 
 class DriftMonitor:

@@ -5,6 +5,7 @@ names the model and request (and is counted), never a bare traceback."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -25,7 +26,6 @@ from medflow.serve.service import (
     parse_json,
     predict_payload,
     prometheus,
-    timer,
 )
 
 __all__ = ["add_routes"]
@@ -143,7 +143,7 @@ def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any) ->
     async def predict(request: Request, key: str = Depends(authorized)) -> JSONResponse:
         """Predict one or many records: the prediction, the decision at the run's threshold, fields outside the
         training range, and with `explain` the top factors; survival runs add S(t) at the horizons."""
-        start, body, s = timer(), await request.body(), served()
+        start, body, s = time.perf_counter(), await request.body(), served()
         if s.batcher is None:  # event data: one patient's record per call
             return await service.call(_predict, service, s, key, body, start)
         payload = parse_json(body)
@@ -190,7 +190,7 @@ def _cds_route(app: FastAPI, service: Service, name: str, authorized: Any) -> No
         """CDS Hooks `patient-view`: FHIR prefetch in, one card out (risk band, top factors, model and version)."""
         from medflow.serve.cds import card, hook_inputs
 
-        start, rid = timer(), new_request_id()
+        start, rid = time.perf_counter(), new_request_id()
         if name not in service.models:
             raise RequestError(f"no CDS service '{name}'", status=404)
         s = service.models[name]
@@ -201,7 +201,7 @@ def _cds_route(app: FastAPI, service: Service, name: str, authorized: Any) -> No
         except MedflowError as e:
             raise RequestError(str(e), [{"field": "prefetch", "problem": str(e)}], status=422) from None
         answer = {"cards": [card(s, results[-1], notes)]}
-        latency = timer() - start
+        latency = time.perf_counter() - start
         await service.call(service.store.audit, [audit_row(
             rid, key, "cds", s, body, answer, latency, service.config.store_inputs, len(results))])
         service.metrics.observe("cds", name, 200, latency)
@@ -219,15 +219,9 @@ def _predict(service: Service, s: Any, key: str, body: bytes, start: float) -> J
     except RequestError:
         raise
     except Exception as e:  # noqa: BLE001 - counted, answered with the request id, not a traceback
-        service.metrics.observe("predict", name, 500, timer() - start, "internal")
+        service.metrics.observe("predict", name, 500, time.perf_counter() - start, "internal")
         return error(500, f"prediction failed for model '{name}' (request {rid}): {type(e).__name__}: {e}")
-    latency = timer() - start
-    service.store.audit([audit_row(rid, key, "predict", s, body, results, latency, service.config.store_inputs,
-                                   len(results))])
-    service.metrics.observe("predict", name, 200, latency)
-    service.metrics.records.labels(name, str(s.version)).inc(len(results))
-    return JSONResponse({"request_id": rid, "model": name, "version": s.version, "synthetic": s.run.synthetic,
-                         "task": s.run.task.kind, "predictions": results})
+    return service.finish(s, [({"request_id": rid, "key": key, "body": body, "start": start}, results)])[0]
 
 
 def _endpoint(request: Request) -> str:

@@ -261,6 +261,3 @@ def prometheus(service: Service) -> Response:
 
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-
-def timer() -> float:
-    return time.perf_counter()

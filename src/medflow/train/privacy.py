@@ -77,6 +77,17 @@ class PrivateTraining:
         draws = torch.rand(self.steps_per_epoch, self.n, generator=self.generator) < self.sample_rate
         return [torch.nonzero(row, as_tuple=True)[0] for row in draws]
 
+    def epoch(self, batch_loss: Any) -> tuple[float, int]:
+        """One epoch of private steps; `batch_loss(idx)` is the mean loss of records idx. Returns the summed batch
+        losses and the number of non-empty batches."""
+        total, batches = 0.0, 0
+        for idx in self.batches():
+            loss = batch_loss(idx) if len(idx) else None
+            self.step(loss)
+            if loss is not None:
+                total, batches = total + float(loss.detach()), batches + 1
+        return total, batches
+
     def step(self, loss: torch.Tensor | None) -> None:
         """Clip per-sample gradients, add noise, update, and account for the step (also for an empty batch,
         which releases noise only)."""

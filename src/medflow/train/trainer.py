@@ -145,28 +145,10 @@ class Trainer:
             if self.state.should_stop:  # resumed from a checkpoint written after the stop decision
                 break
             module.train()
-            total, batches = 0.0, 0
             if self.private is not None:  # DP-SGD: Poisson batches, per-sample clipping, noise, accounting
-                for idx in self.private.batches():
-                    loss = loss_fn(forward(take(x_train, idx)), y_train[idx]) if len(idx) else None
-                    self.private.step(loss)
-                    if loss is not None:
-                        total, batches = total + float(loss.detach()), batches + 1
-            for idx in ([] if self.private is not None else self._batches(x_train, n, bs)):
-                if len(idx) < max(2, world) and n >= 2:  # BatchNorm cannot train on a batch of one
-                    continue
-                self.optimizer.zero_grad(set_to_none=True)
-                part = torch.tensor_split(idx, world)[rank] if world > 1 else idx
-                loss = loss_fn(forward(take(x_train, part)), y_train[part])
-                share = len(part) / len(idx)
-                # DDP averages gradients over processes; weighting each process's mean loss by its share of
-                # the global batch makes that average the gradient of the global batch's mean loss
-                (loss * (share * world)).backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                total += float(loss.detach()) * share
-                batches += 1
+                total, batches = self.private.epoch(lambda idx: loss_fn(forward(take(x_train, idx)), y_train[idx]))
+            else:
+                total, batches = self._epoch(forward, loss_fn, x_train, y_train, n, bs, world, rank)
             self.scheduler.step()
             self.state.epoch = epoch
             self.state.train_loss = distributed.all_sum(total) / max(batches, 1)  # one message per epoch
@@ -191,6 +173,27 @@ class Trainer:
             self.private.close()
         module.eval()
         return self.state
+
+    def _epoch(self, forward: Any, loss_fn: Callable, x_train: Any, y_train: torch.Tensor, n: int, bs: int,
+               world: int, rank: int) -> tuple[float, int]:
+        """One pass over shuffled batches; returns the summed batch losses and the number of batches."""
+        total, batches = 0.0, 0
+        for idx in self._batches(x_train, n, bs):
+            if len(idx) < max(2, world) and n >= 2:  # BatchNorm cannot train on a batch of one
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            part = torch.tensor_split(idx, world)[rank] if world > 1 else idx
+            loss = loss_fn(forward(take(x_train, part)), y_train[part])
+            share = len(part) / len(idx)
+            # DDP averages gradients over processes; weighting each process's mean loss by its share of
+            # the global batch makes that average the gradient of the global batch's mean loss
+            (loss * (share * world)).backward()
+            if self.config.grad_clip:
+                nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            total += float(loss.detach()) * share
+            batches += 1
+        return total, batches
 
     def _batches(self, x: Any, n: int, bs: int) -> list[torch.Tensor]:
         """Shuffled batches; inputs with `sizes()` (event windows) are bucketed by length.
