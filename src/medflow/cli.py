@@ -373,9 +373,11 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
               f"oracle AUROC (the simulator's own risk model): {auc}", soft_wrap=True, highlight=False)
 
 
-from medflow.cli_service import register as _register_service  # noqa: E402 - after `app`, `out` and `err`
+from medflow.cli_privacy import register as _register_privacy  # noqa: E402 - after `app`, `out` and `err`
+from medflow.cli_service import register as _register_service  # noqa: E402
 
 _register_service(app, out, err)
+_register_privacy(app, out, err, _show_run, _say_report)
 
 
 def main() -> None:

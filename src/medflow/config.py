@@ -15,6 +15,7 @@ from medflow.data.images import ImageSource
 from medflow.data.splits import ByPatient, KFold
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
+from medflow.federate import FederateConfig
 from medflow.fusion import BlocksConfig
 from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression
 from medflow.tasks.effects import TreatmentEffect
@@ -78,6 +79,7 @@ class DataConfig(BaseModel):
     simulate: SimulateConfig = SimulateConfig()
     use_source_splits: bool = True
     stream: bool = False
+    as_table: bool = False  # event data as a table of count features (study_data.event_counts_table)
     patient_id: str | None = None
     types: dict[str, FeatureType] = {}
     drop: list[str] = []
@@ -91,6 +93,9 @@ class DataConfig(BaseModel):
             raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
         if self.cohort is not None and self.labels is not None:
             raise ValueError("give either data.cohort or data.labels (a MEDS label file), not both")
+        if self.as_table and not self.is_events:
+            raise ValueError("data.as_table turns event data into a table of count features; it needs event data "
+                             "(data.meds, data.fhir, data.events or data.dataset: ehr_sim)")
         if self.stream and not self.meds:
             raise ValueError("data.stream reads a MEDS folder one shard at a time; it needs data.meds")
         return self
@@ -152,6 +157,7 @@ class StudyConfig(BaseModel):
     explain: ExplainConfig = ExplainConfig()
     compare_blocks: BlocksConfig | None = None
     tune: TuneConfig | None = None
+    federated: FederateConfig | None = None  # `medflow federate`: Flower's options and how sites are formed
     seed: int = 0
     output_dir: str = "runs"
 

@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from medflow.tasks.base import Task
 from medflow.train import distributed
 from medflow.train.trainer import TrainConfig
 
-__all__ = ["Study", "run_study"]
+__all__ = ["Study", "run_study", "finish_run"]
 
 
 class Study:
@@ -261,17 +262,25 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
         distributed.shutdown()
         if not main:
             return None
+    extra = {"fit_seconds": timings, "tuning": tuning, "privacy": privacy, "transfer": first["transfer"]}
+    return finish_run(cfg, ds, work, rows, first, entries, folds, features, started, console, extra)
+
+
+def finish_run(cfg: StudyConfig, ds: Dataset, work: Path, rows: list[pd.DataFrame], first: dict,
+               entries: list[ModelEntry], folds: list[Fold], features: list[str], started: float, console: Console,
+               extra: dict, adjust: Callable[[dict], None] | None = None) -> Run:
+    """Evaluate the trained models' predictions, explain, report, and move the finished run into place.
+
+    `extra` adds non-empty sections to metrics.json (fit seconds, tuning, privacy, transfer, federated); `adjust`
+    may edit the metrics after evaluation (a federated run names its federated model as the selected one).
+    """
     preds = pd.concat(rows, ignore_index=True)
     write_parquet(work / "predictions.parquet", preds)
     console.print("evaluating (bootstrap over patients) ...")
     metrics = evaluate_predictions(preds, first["task"], cfg.evaluate, cfg.seed)
-    metrics["fit_seconds"] = timings
-    if tuning:
-        metrics["tuning"] = tuning
-    if privacy:
-        metrics["privacy"] = privacy
-    if first["transfer"]:
-        metrics["transfer"] = first["transfer"]
+    metrics.update({k: v for k, v in extra.items() if v})
+    if adjust is not None:
+        adjust(metrics)
     write_json(work / "metrics.json", metrics)
     console.print("explaining ...")
     write_json(work / "explanations.json", _explain(cfg, work, first, entries, ds))
@@ -282,7 +291,8 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
         console.print("comparing feature blocks and their fusion (repeated k-fold) ...")
         quiet = cfg.train.model_copy(update={"progress": False})
         write_json(work / "blocks.json", compare_blocks(ds, cfg.task, cfg.compare_blocks, quiet, cfg.seed))
-    write_json(work / "manifest.json", _manifest(cfg, ds, folds, features, time.perf_counter() - started))
+    write_json(work / "manifest.json", _manifest(cfg, ds, folds, features, time.perf_counter() - started,
+                                                  entries))
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     from medflow.report.html import write_report
 
@@ -305,7 +315,8 @@ def _resume_dir(resume: str | Path, cfg: StudyConfig) -> Path:
     return p
 
 
-def _manifest(cfg: StudyConfig, ds: Dataset, folds: list[Fold], features: list[str], wall: float) -> dict:
+def _manifest(cfg: StudyConfig, ds: Dataset, folds: list[Fold], features: list[str], wall: float,
+              entries: list[ModelEntry]) -> dict:
     import sklearn
     import torch
 
@@ -319,6 +330,6 @@ def _manifest(cfg: StudyConfig, ds: Dataset, folds: list[Fold], features: list[s
         "features": features, "feature_types": {c: ds.feature_types[c].value for c in features},
         "patient_id_note": ds.meta.get("patient_id_note"),
         "splits": [{"fold": f.index, **f.sizes(ds.frame[ds.patient_id])} for f in folds],
-        "models": {e.key: model_registry.get(e.name).family for e in cfg.model_entries()},
+        "models": {e.key: model_registry.get(e.name).family for e in entries},
         "wall_seconds": wall, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 
 from medflow.config import DataConfig, StudyConfig
@@ -66,7 +67,8 @@ def load_event_data(data: DataConfig) -> Dataset:
 def load_study_data(data: DataConfig) -> Dataset:
     """The Dataset a study's `data:` section names."""
     if data.is_events:
-        return load_event_data(data)
+        ds = load_event_data(data)
+        return event_counts_table(ds, data.sequence.min_count) if data.as_table else ds
     if data.images is not None:
         from medflow.data.images import read_image_dataset
 
@@ -102,3 +104,28 @@ def source_folds(cfg: StudyConfig, ds: Dataset, console: Console) -> list[Fold] 
     console.print(f"using the source's subject splits: {len(parts['train'])} train, {len(parts['tuning'])} tuning "
                   f"(validation), {len(parts['held_out'])} held-out (test) samples")
     return [Fold(0, parts["train"], parts["tuning"], parts["held_out"])]
+
+
+def event_counts_table(ds: Dataset, min_count: int = 1) -> Dataset:
+    """An event dataset as a table (`data.as_table: true`): one row per prediction sample with the log1p count of
+    each code in the sample's window, the mean of each numeric code's values, age, and the sample's own columns
+    (e.g. race, sex, the label). The code vocabulary (codes seen at least `min_count` times) is read from all
+    samples without their labels. Federated training and synthetic data read tables; so can any tabular model.
+    """
+    from medflow.data.dataset import FeatureType
+    from medflow.data.ehr import samples_frame
+    from medflow.features.codes import EventFeaturizer
+
+    samples = samples_frame(ds.frame)
+    x = EventFeaturizer(min_count=min_count).fit(ds.events, samples).transform(ds.events, samples)
+    names = x.matrix_names()
+    keep = [j for j, n in enumerate(names) if n not in ds.frame.columns and not n.startswith(("count:GENDER//",
+                                                                                           "count:RACE//"))]
+    counts = pd.DataFrame(x.to_matrix()[:, keep], columns=[names[j] for j in keep], index=ds.frame.index)
+    frame = pd.concat([ds.frame.drop(columns=["prediction_time"]), counts], axis=1)
+    types = {c: t for c, t in ds.feature_types.items() if c != "prediction_time"}
+    types.update(dict.fromkeys(counts.columns, FeatureType.NUMERIC))
+    return Dataset(frame=frame, name=ds.name, patient_id=ds.patient_id, feature_types=types,
+                   source=ds.source + " (as a table of count features)", synthetic=ds.synthetic,
+                   description=ds.description + f" As a table: {len(counts.columns)} count and mean-value features.",
+                   label_hint=ds.label_hint, meta={**ds.meta, "kind": "table"})

@@ -36,8 +36,11 @@ class PatientResamples:
             chosen = rng.integers(0, self.n_patients, self.n_patients)
             if self.one_row_each:
                 yield self.order[chosen]
-            else:
-                yield np.concatenate([self.order[self.starts[c]:self.starts[c] + self.counts[c]] for c in chosen])
+            else:  # all rows of each chosen patient, in the order drawn (vectorized concatenation of their slices)
+                lengths = self.counts[chosen]
+                ends = np.cumsum(lengths)
+                offsets = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - lengths, lengths)
+                yield self.order[np.repeat(self.starts[chosen], lengths) + offsets]
 
 
 def patient_resamples(patient_ids: np.ndarray, n_boot: int, seed: int) -> PatientResamples:

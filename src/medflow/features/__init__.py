@@ -15,7 +15,7 @@ from typing import Any
 from medflow.registry import Registry
 
 __all__ = ["FeaturizerKind", "featurizers", "featurizer_from_dict", "make_featurizer", "featurize", "input_names",
-           "encode_targets"]
+           "encode_targets", "merge_featurizers"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class FeaturizerKind:
     apply: Callable[[Any, Any, Any], Any]
     load: Callable[[dict[str, Any]], Any]
     targets: Callable[[Any, Any, Any], Any] | None = None  # targets that are not frame columns (masks)
+    # one featurizer from several fitted on disjoint record sets: [(featurizer, n_records)] (federated sites)
+    merge: Callable[[list[tuple[Any, int]]], Any] | None = None
 
 
 featurizers: Registry = Registry("featurizer")
@@ -88,8 +90,14 @@ def _image_load(d: dict[str, Any]) -> Any:
     return ImageFeaturizer.from_dict(d)
 
 
+def _tabular_merge(parts: list[tuple[Any, int]]) -> Any:
+    from medflow.features.tabular import TabularFeaturizer
+
+    return TabularFeaturizer.merge(parts)
+
+
 for _kind in (FeaturizerKind("tabular", "tabular-v1", _tabular_fit, lambda f, ds, frame: f.transform(frame),
-                             _tabular_load),
+                             _tabular_load, merge=_tabular_merge),
               FeaturizerKind("events", "codes-v1", _events_fit, _events_apply, _events_load),
               FeaturizerKind("images", "image-v1", _image_fit, _image_apply, _image_load,
                              lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source))):
@@ -111,6 +119,17 @@ def make_featurizer(ds: Any, features: list[str], train: Any, data: Any = None) 
     `data` is the study's `data:` section (event windows: `data.sequence`; images: `data.images`).
     """
     return featurizers.get(ds.modality).fit(ds, features, train, data)
+
+
+def merge_featurizers(ds: Any, parts: list[tuple[Any, int]]) -> Any:
+    """One featurizer from per-site featurizers and their training record counts (federated training)."""
+    kind = featurizers.get(ds.modality)
+    if kind.merge is None:
+        from medflow.errors import ConfigError
+
+        raise ConfigError(f"federated training needs a featurizer that merges site summaries; {ds.modality} data "
+                          "have none yet (tables do).")
+    return kind.merge(parts)
 
 
 def featurize(feat: Any, ds: Any, frame: Any) -> Any:

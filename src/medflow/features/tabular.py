@@ -6,6 +6,7 @@ raw records reproduces the transform exactly.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +178,44 @@ class TabularFeaturizer:
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "feature_types": {k: v.value for k, v in self.feature_types.items()},
                 "state": self.state}
+
+    @classmethod
+    def merge(cls, parts: list[tuple[TabularFeaturizer, int]]) -> TabularFeaturizer:
+        """One featurizer from several fitted on disjoint record sets (federated sites), from their summaries.
+
+        `parts` are (featurizer, training records). Means and standard deviations are pooled exactly (the sd
+        over the sites' imputed values); the median is the record-weighted mean of the sites' medians (a
+        median cannot be pooled from medians); categories and binary values are the union; modes the
+        record-weighted majority of the sites' modes; a missing indicator is kept when any site had gaps.
+        """
+        first = parts[0][0]
+        out = cls(dict(first.feature_types), first.version)
+        n = np.array([float(k) for _, k in parts])
+        w = n / n.sum()
+        for col, kind in first.feature_types.items():
+            st = [f.state[col] for f, _ in parts]
+            indicator = any(x["indicator"] for x in st)
+            if kind in (FeatureType.NUMERIC, FeatureType.DATETIME):
+                means = np.array([x["mean"] for x in st])
+                mean = float(w @ means)
+                var = float(w @ (np.array([x["std"] for x in st]) ** 2 + (means - mean) ** 2))
+                out.state[col] = {"median": float(w @ np.array([x["median"] for x in st])), "mean": mean,
+                                  "std": float(np.sqrt(var)) if var > 0 else 1.0, "indicator": indicator}
+                continue
+            votes: dict[str, float] = {}
+            for x, k in zip(st, n, strict=True):
+                if x["mode"] is not None:
+                    votes[json.dumps(x["mode"])] = votes.get(json.dumps(x["mode"]), 0.0) + k
+            mode = json.loads(max(sorted(votes), key=votes.__getitem__)) if votes else None
+            if kind == FeatureType.BINARY:
+                values = sorted({json.dumps(v) for x in st for v in x["values"]})
+                values = sorted((json.loads(v) for v in values), key=str)
+                out.state[col] = {"values": values, "positive": _plain(_binary_positive(values)), "mode": mode,
+                                  "indicator": indicator}
+            else:
+                out.state[col] = {"categories": sorted({c for x in st for c in x["categories"]}),
+                                  "mode": UNKNOWN if mode is None else mode, "indicator": indicator}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TabularFeaturizer:

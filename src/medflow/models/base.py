@@ -254,6 +254,36 @@ class DeepEstimator(Estimator):
             self.head.after_fit(self.outputs(x_train), np.asarray(y_train))
         return self
 
+    def fit_federated(self, sites: list[tuple[str, Any, np.ndarray, Any, np.ndarray]], train: TrainConfig, fed: Any,
+                      seed: int, progress: Callable | None = None) -> DeepEstimator:
+        """Train across sites with Flower (`train/federated.py`): `sites` are (name, x_train, y_train, x_stop,
+        y_stop) per site; the weights of the round with the lowest site-weighted validation loss are kept."""
+        from medflow.train.federated import Site, federated_fit
+
+        torch.manual_seed(seed)
+        self.head = self._make_head()
+        if hasattr(self.head, "after_fit"):
+            raise ConfigError(f"model '{self.spec.name}': federated training of a model whose head is fitted on the "
+                              "pooled training outputs after training (a survival baseline hazard) is not supported.")
+        parts = [Site(name, _tensor(self.inputs(x)), _target(y), _tensor(self.inputs(xv)), _target(yv))
+                 for name, x, y, xv, yv in sites]
+        self.input_shape = [int(v) for v in parts[0].x_train.shape[1:]]
+        self.module = self._build(parts[0].x_train.shape[1])
+        if self.init is not None:
+            self.init.apply(self.module)
+        result = federated_fit(self.module, self.head.loss, parts, train, fed, seed, progress)
+        self.module.load_state_dict(result.state_dict)
+        self.module.eval()
+        self.history = [{"epoch": h["round"] - 1, "train_loss": h["train_loss"], "val_loss": h["val_loss"],
+                         "val_metric": float("nan"), "site_train_loss": h["site_train_loss"]} for h in result.history]
+        self.best_epoch = result.best_round - 1
+        if result.privacy:  # each record is protected by its own site's DP-SGD: the model's epsilon is the largest
+            worst = max(result.privacy.values(), key=lambda p: p["epsilon_spent"])
+            self.privacy = {**worst, "per_site": {k: v["epsilon_spent"] for k, v in result.privacy.items()}}
+        else:
+            self.privacy = None
+        return self
+
     def outputs(self, x: Any) -> np.ndarray:
         from medflow.train.trainer import predict_outputs
 

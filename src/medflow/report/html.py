@@ -15,7 +15,7 @@ from medflow.evaluate.evaluator import score_matrix, truth
 from medflow.report import plots
 from medflow.report.effects import effects_section
 from medflow.report.elements import ci, display, escape, html_table, img
-from medflow.report.monitoring import monitoring_section, privacy_section
+from medflow.report.monitoring import federated_section, monitoring_section, privacy_section
 from medflow.report.validation import (
     conformal_section,
     decision_section,
@@ -353,6 +353,7 @@ def render_report(run_dir: Path) -> str:
         external_section(external, names),
         monitoring_section(run_dir),
         privacy_section(metrics),
+        federated_section(metrics),
         _blocks_section(run_dir),
         "<h2>Explanations</h2>" + _explain_section(expl, metrics["selected_model"]),
         ("<h2>Training</h2>" + img(plots.history_plot(histories), "training curves")) if histories else "",

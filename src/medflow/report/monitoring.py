@@ -10,7 +10,7 @@ from medflow.artifacts import read_json
 from medflow.evaluate.drift import merge_states, summarize
 from medflow.report.elements import ci, escape, html_table
 
-__all__ = ["monitoring_section", "privacy_section"]
+__all__ = ["monitoring_section", "privacy_section", "federated_section"]
 
 
 def _share(v: float | None) -> str:
@@ -66,3 +66,37 @@ def privacy_section(metrics: dict) -> str:
                           "noise multiplier", "sample rate", "steps"], rows)
             + (html_table(["model", f"test {escape(primary)} (95% CI)"], cmp_rows) if cmp_rows else ""))
 
+
+
+def federated_section(metrics: dict) -> str:
+    """A federated run (`medflow federate`): the sites, what they shared, and each model's test metric on every
+    site's held-out patients (federated, pooled, each site alone), with 95% CIs."""
+    fed = metrics.get("federated")
+    if not fed:
+        return ""
+    primary = metrics.get("primary_metric", "")
+    sites = list(fed["sites"])
+    site_rows = [[escape(s), v["train"]["patients"], v["valid"]["patients"], v["test"]["patients"],
+                  f"{v['prevalence']:.1%}" if "prevalence" in v else ""] for s, v in fed["sites"].items()]
+    roles = [(fed["federated_model"], f"federated ({fed['strategy']})"), (fed["pooled_model"], "pooled (upper bound)")]
+    roles += [(m, f"{s} alone") for s, m in fed["alone_models"].items()]
+    rows = []
+    for model, role in roles:
+        entry = metrics["models"].get(model)
+        if entry is None or primary not in entry["metrics"]:
+            continue
+        groups = (entry.get("subgroups", {}).get("site") or {}).get("groups", {})
+        rows.append([escape(role), ci(entry["metrics"][primary])]
+                    + [ci(groups[s]["metrics"][primary]) if s in groups and primary in groups[s]["metrics"] else ""
+                       for s in sites])
+    mu = f", proximal mu {fed['proximal_mu']:g}" if fed.get("proximal_mu") is not None else ""
+    return ("<h2>Federated training</h2>"
+            f"<p>{escape(fed['federated_model'])} was trained with Flower ({escape(fed['strategy'])}{mu}) over "
+            f"{len(sites)} sites for {fed['rounds']} rounds of {fed['local_epochs']} local epoch(s); the global "
+            f"weights of round {fed['best_round']} (lowest validation loss over the sites) are kept. Shared: "
+            f"{escape(fed['shared'])}. Each site split its own patients; every model below shares the architecture, "
+            "the featurizer (merged from the sites' summaries) and the training options, and is tested on the same "
+            "held-out patients of every site.</p>"
+            + html_table(["site", "train patients", "validation patients", "test patients", "prevalence (train)"],
+                         site_rows)
+            + html_table(["model", f"test {escape(primary)}, all sites"] + [f"{escape(s)}" for s in sites], rows))

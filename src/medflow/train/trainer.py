@@ -118,38 +118,13 @@ class Trainer:
     ) -> TrainState:
         """Train `module` in place; returns the final state (history per epoch)."""
         cfg = self.config
-        self.module = module
-        self.optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
-        self.loss_fn = loss_fn
-        world, rank = distributed.world_size(), distributed.rank()
-        n = len(x_train)
-        bs = min(cfg.batch_size, n)
-        self.private = None
-        if cfg.privacy is not None:
-            if world > 1:
-                raise ConfigError("train.privacy: DP-SGD across several processes is not supported; train with "
-                                  "--nproc 1.")
-            from medflow.train.privacy import PrivateTraining
-
-            self.private = PrivateTraining(cfg.privacy, module, self.optimizer, n, bs, cfg.max_epochs,
-                                           self.generator)
+        self.setup(module, loss_fn, len(x_train))
         for cb in self.callbacks:
             cb.on_fit_start(self)
-        forward = module if self.private is None else self.private.module
-        if world > 1:  # after a resume has loaded the weights: DDP starts from rank 0's, identical anyway
-            from torch.nn.parallel import DistributedDataParallel
-
-            forward = DistributedDataParallel(module)
         for epoch in range(self.state.epoch + 1, cfg.max_epochs):
             if self.state.should_stop:  # resumed from a checkpoint written after the stop decision
                 break
-            module.train()
-            if self.private is not None:  # DP-SGD: Poisson batches, per-sample clipping, noise, accounting
-                total, batches = self.private.epoch(lambda idx: loss_fn(forward(take(x_train, idx)), y_train[idx]))
-            else:
-                total, batches = self._epoch(forward, loss_fn, x_train, y_train, n, bs, world, rank)
-            self.scheduler.step()
+            total, batches = self._train_epoch(x_train, y_train)
             self.state.epoch = epoch
             self.state.train_loss = distributed.all_sum(total) / max(batches, 1)  # one message per epoch
             if x_valid is not None and len(x_valid):
@@ -161,7 +136,6 @@ class Trainer:
                                        "val_loss": self.state.val_loss, "val_metric": self.state.val_metric,
                                        "lr": self.optimizer.param_groups[0]["lr"]})
             if self.private is not None:
-                self.state.privacy = self.private.spent()
                 self.state.history[-1]["epsilon"] = self.state.privacy["epsilon_spent"]
             for cb in self.callbacks:
                 cb.on_epoch_end(self)
@@ -169,10 +143,63 @@ class Trainer:
                 break
         for cb in self.callbacks:
             cb.on_fit_end(self)
+        self.close()
+        return self.state
+
+    def setup(self, module: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              n: int) -> None:
+        """Create the optimizer, schedule and (with train.privacy) the DP-SGD wrapper for `n` training records.
+
+        `fit` calls it; code that drives epochs itself (a federated site, `train/federated.py`) calls it once and
+        then `train_epoch` as often as it needs: the optimizer state, the schedule, the batch generator and the
+        privacy ledger carry over between calls, exactly as inside `fit`.
+        """
+        cfg = self.config
+        self.module = module
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
+        self.loss_fn = loss_fn
+        world = distributed.world_size()
+        self._batch_size = min(cfg.batch_size, n)
+        self.private = None
+        if cfg.privacy is not None:
+            if world > 1:
+                raise ConfigError("train.privacy: DP-SGD across several processes is not supported; train with "
+                                  "--nproc 1.")
+            from medflow.train.privacy import PrivateTraining
+
+            self.private = PrivateTraining(cfg.privacy, module, self.optimizer, n, self._batch_size, cfg.max_epochs,
+                                           self.generator)
+        self._forward = module if self.private is None else self.private.module
+        if world > 1:  # after a resume has loaded the weights: DDP starts from rank 0's, identical anyway
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._forward = DistributedDataParallel(module)
+
+    def train_epoch(self, x_train: Any, y_train: torch.Tensor) -> float:
+        """One epoch over the training records (after `setup`); returns the mean batch loss."""
+        total, batches = self._train_epoch(x_train, y_train)
+        return distributed.all_sum(total) / max(batches, 1)
+
+    def _train_epoch(self, x_train: Any, y_train: torch.Tensor) -> tuple[float, int]:
+        self.module.train()
+        forward, loss_fn = self._forward, self.loss_fn
+        if self.private is not None:  # DP-SGD: Poisson batches, per-sample clipping, noise, accounting
+            out = self.private.epoch(lambda idx: loss_fn(forward(take(x_train, idx)), y_train[idx]))
+        else:
+            out = self._epoch(forward, loss_fn, x_train, y_train, len(x_train), self._batch_size,
+                              distributed.world_size(), distributed.rank())
+        self.scheduler.step()
+        if self.private is not None:
+            self.state.privacy = self.private.spent()
+        return out
+
+    def close(self) -> None:
+        """End training: Opacus's hooks come off (a plain module again) and the module is put in eval mode."""
         if self.private is not None:
             self.private.close()
-        module.eval()
-        return self.state
+        if self.module is not None:
+            self.module.eval()
 
     def _epoch(self, forward: Any, loss_fn: Callable, x_train: Any, y_train: torch.Tensor, n: int, bs: int,
                world: int, rank: int) -> tuple[float, int]:

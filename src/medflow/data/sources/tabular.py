@@ -92,8 +92,24 @@ def read_table(
     """
     p = Path(path)
     frame = read_frame(p, encoding)
+    if _marked_synthetic(p, frame):  # written by `medflow synthesize`: stays SYNTHETIC in every output
+        synthetic = True
+        frame = frame.drop(columns=["synthetic"], errors="ignore")
     return dataset_from_frame(frame, source=str(p), name=name or p.stem, patient_id=patient_id,
                               types=types, synthetic=synthetic)
+
+
+def _marked_synthetic(p: Path, frame: pd.DataFrame) -> bool:
+    """Parquet with `medflow.synthetic` in its metadata, or a table whose `synthetic` column says SYNTHETIC in
+    every row (how `medflow synthesize` marks CSV)."""
+    if "synthetic" in frame.columns and (frame["synthetic"].astype(str) == "SYNTHETIC").all():
+        return True
+    if p.suffix.lower() in PARQUET_SUFFIXES:
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(p).metadata or {}
+        return meta.get(b"medflow.synthetic") == b"true"
+    return False
 
 
 def dataset_from_frame(
