@@ -66,3 +66,10 @@ def test_private_and_non_private_twins_on_the_same_folds(tmp_path):
         run_study(_study(tmp_path / "dup", ["mlp", {"name": "mlp", "privacy": {"epsilon": 3.0}}], None))
     with pytest.raises(ConfigError, match="not a deep model"):
         run_study(_study(tmp_path / "lr", [{"name": "logistic_regression", "privacy": {"epsilon": 3.0}}], None))
+
+
+def test_bad_privacy_budgets_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"delta 0\.01 is not below 1/n"):
+        run_study(_study(tmp_path / "d", ["mlp"], {"epsilon": 3.0, "delta": 0.01}))
+    with pytest.raises(ConfigError, match="epsilon"):
+        _study(tmp_path / "e", ["mlp"], {"epsilon": 0})

@@ -95,7 +95,8 @@ def synthesize(source: str | Path | Dataset, model: str = "tvae", n: int | None 
                             f"has {len(available)} columns: {available[:20]}{' ...' if len(available) > 20 else ''}.")
         available = list(dict.fromkeys(columns + ([label] if label and label not in columns else [])))
     types = {c: ds.feature_types[c] for c in available}
-    if label is not None and types.get(label) is None:
+    if label is not None and (types.get(label) is None or ds.frame[label].nunique() <= 2):
+        # the outcome is generated as a category (a 0/1 label read as numeric, too), so samples keep its values
         types[label] = FeatureType.BINARY if ds.frame[label].nunique() <= 2 else FeatureType.CATEGORICAL
     frame = ds.frame
     pid = frame[ds.patient_id].astype(str)

@@ -167,7 +167,7 @@ def fidelity_report(train: pd.DataFrame, holdout: pd.DataFrame, syn: pd.DataFram
                            "per_column": shapes, "dcr": dcr_share(xt, xs),
                            "membership_auroc": membership_auroc(xt, xh, xs),
                            "n_train": len(train), "n_holdout": len(holdout), "n_synthetic": len(syn)}
-    if label is not None and types.get(label) == FeatureType.BINARY:
+    if label is not None and train[label].nunique() == 2:
         positive = sorted(train[label].dropna().unique().tolist(), key=str)[-1]
         y = lambda f: (f[label] == positive).to_numpy().astype(int)  # noqa: E731
         out["tstr_auroc"] = tstr(xs, y(syn), xh, y(holdout))

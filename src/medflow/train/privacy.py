@@ -54,6 +54,10 @@ class PrivateTraining:
                               "without BatchNorm (e.g. mlp with norm: layer or none) or drop train.privacy.")
         if n < 2:
             raise ConfigError("train.privacy: DP-SGD needs at least 2 training records.")
+        if cfg.delta >= 1 / n:
+            raise ConfigError(f"train.privacy.delta {cfg.delta:g} is not below 1/n = {1 / n:.2g} for {n} training "
+                              "records: a delta that large allows a mechanism that publishes some records outright; "
+                              f"set delta below {1 / n:.1g} (e.g. 1e-5).")
         self.cfg, self.n, self.generator = cfg, n, generator
         self.sample_rate = min(1.0, batch_size / n)
         self.steps_per_epoch = max(1, round(1 / self.sample_rate))
