@@ -73,3 +73,34 @@ def test_bad_privacy_budgets_are_refused(tmp_path):
         run_study(_study(tmp_path / "d", ["mlp"], {"epsilon": 3.0, "delta": 0.01}))
     with pytest.raises(ConfigError, match="epsilon"):
         _study(tmp_path / "e", ["mlp"], {"epsilon": 0})
+
+
+def test_recurrent_layers_train_privately_as_opacus_layers_and_come_back_plain():
+    import torch
+    from torch import nn
+
+    from medflow.train.privacy import PrivacyConfig
+    from medflow.train.trainer import TrainConfig, Trainer
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 8, batch_first=True)
+            self.head = nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[1][-1])
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, 3, generator=g)
+    y = (x[:, :, 0].sum(1) > 0).float()
+    torch.manual_seed(0)
+    net = Net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cfg = TrainConfig(max_epochs=3, batch_size=50, lr=0.01, progress=False, privacy=PrivacyConfig(epsilon=3.0))
+    state = Trainer(cfg, seed=0).fit(net, lambda o, t: nn.functional.binary_cross_entropy_with_logits(o[:, 0], t),
+                                     x, y)
+    assert 2.0 < state.privacy["epsilon_spent"] <= 3.0 + 1e-6
+    assert type(net.rnn) is nn.GRU  # the plain layer is back, with the privately trained weights
+    assert set(net.state_dict()) == set(before)
+    assert not torch.equal(net.state_dict()["rnn.weight_hh_l0"], before["rnn.weight_hh_l0"])

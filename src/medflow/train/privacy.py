@@ -24,7 +24,33 @@ from torch import nn
 
 from medflow.errors import ConfigError
 
-__all__ = ["PrivacyConfig", "PrivateTraining"]
+__all__ = ["PrivacyConfig", "PrivateTraining", "dp_layers", "restore_layers"]
+
+
+def dp_layers(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """Swap every `nn.GRU` / `nn.LSTM` inside `module` for Opacus's `DPGRU` / `DPLSTM` in place (the same weights
+    under the same parameter names), so DP-SGD can compute their per-sample gradients; returns what
+    `restore_layers` puts back after training, so the saved and served model is the plain one."""
+    from opacus.layers import DPGRU, DPLSTM
+
+    swapped = []
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) in (nn.GRU, nn.LSTM):
+                cls = DPGRU if isinstance(child, nn.GRU) else DPLSTM
+                dp = cls(child.input_size, child.hidden_size, num_layers=child.num_layers, bias=child.bias,
+                         batch_first=child.batch_first, dropout=child.dropout, bidirectional=child.bidirectional)
+                dp.load_state_dict(child.state_dict())
+                setattr(parent, name, dp)
+                swapped.append((parent, name, child))
+    return swapped
+
+
+def restore_layers(swapped: list[tuple[nn.Module, str, nn.Module]]) -> None:
+    """Put the plain recurrent layers back, carrying the trained weights over."""
+    for parent, name, original in swapped:
+        original.load_state_dict(getattr(parent, name).state_dict())
+        setattr(parent, name, original)
 
 
 class PrivacyConfig(BaseModel):
@@ -51,7 +77,8 @@ class PrivateTraining:
         if errors:
             reasons = "; ".join(sorted({str(e).split("\n")[0] for e in errors}))
             raise ConfigError(f"train.privacy: this model cannot be trained with DP-SGD: {reasons}. Use a model "
-                              "without BatchNorm (e.g. mlp with norm: layer or none) or drop train.privacy.")
+                              "without BatchNorm or attention (mlp with norm: layer or none; on event data gru, "
+                              "lstm, retain or bag_of_codes_mlp) or drop train.privacy.")
         if n < 2:
             raise ConfigError("train.privacy: DP-SGD needs at least 2 training records.")
         if cfg.delta >= 1 / n:

@@ -156,6 +156,11 @@ class Trainer:
         """
         cfg = self.config
         self.module = module
+        self._swapped: list = []
+        if cfg.privacy is not None:  # GRU / LSTM train as Opacus's DP layers (the same weights), then go back
+            from medflow.train.privacy import dp_layers
+
+            self._swapped = dp_layers(module)
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.loss_fn = loss_fn
@@ -198,6 +203,11 @@ class Trainer:
         """End training: Opacus's hooks come off (a plain module again) and the module is put in eval mode."""
         if self.private is not None:
             self.private.close()
+        if getattr(self, "_swapped", None):
+            from medflow.train.privacy import restore_layers
+
+            restore_layers(self._swapped)
+            self._swapped = []
         if self.module is not None:
             self.module.eval()
 
