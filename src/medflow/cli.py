@@ -11,55 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medflow.cli_show import err, metrics_table, out, say_report, say_selection, show_run
 from medflow.errors import ConfigError, MedflowError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="medflow: from healthcare data to a validated, explained model.")
-out = Console()
-err = Console(stderr=True)
-
-
-def metrics_table(metrics: dict, title: str) -> Table:
-    """Rows = metrics, columns = models; cells 'value (low-high)'; the selected model starred."""
-    from medflow.evaluate.metrics import metric_info
-
-    sel = metrics.get("selected_model")
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric", overflow="fold")
-    models = list(metrics["models"])
-    for m in models:
-        table.add_column(m + (" *" if m == sel else ""), justify="right", overflow="fold")
-    names = list(metrics["models"][models[0]]["metrics"])
-    for n in names:
-        cells = []
-        for m in models:
-            v = metrics["models"][m]["metrics"][n]
-            cells.append("n/a" if v["value"] != v["value"] else f"{v['value']:.3f}\n({v['low']:.3f}-{v['high']:.3f})")
-        table.add_row(metric_info(n)[0], *cells)
-    level = int(round(metrics.get("level", 0.95) * 100))
-    rule = (metrics.get("selection") or {}).get("rule", "")
-    table.caption = (f"test split; {level}% CI from {metrics['n_bootstrap']} patient bootstrap resamples; "
-                     f"* = selected on validation {metrics['primary_metric']} ({rule})")
-    return table
-
-
-def _show_run(run, label: str | None = None) -> None:
-    title = (label or run.config["name"]) + (" [SYNTHETIC DATA]" if run.synthetic else "")
-    out.print(metrics_table(run.metrics.data, title))
-    _say_selection(run.metrics.data)
-
-
-def _say_selection(metrics: dict) -> None:
-    sel = metrics.get("selection") or {}
-    if sel.get("reason"):
-        out.print(f"selected: {sel['reason']}", soft_wrap=True, highlight=False)
-    if sel.get("warning"):
-        err.print(f"[yellow]warning:[/yellow] {sel['warning']}", soft_wrap=True, highlight=False)
-
-
-def _say_report(path: Path) -> None:
-    out.print(f"Report: {Path(path).resolve()}", soft_wrap=True, highlight=False)
-
 
 @app.command()
 def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
@@ -68,8 +24,8 @@ def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go
     EHR readmission (events) and simulated imaging phantoms (CNNs with Grad-CAM)."""
     from medflow.demo import run_demo
 
-    reports = run_demo(output_dir, fast=fast, show=_show_run, console=err)
-    _say_report(reports[0])
+    reports = run_demo(output_dir, fast=fast, show=show_run, console=err)
+    say_report(reports[0])
 
 
 @app.command()
@@ -104,8 +60,8 @@ def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
     result = s.fit(resume=resume, console=console)
     if result is None:  # a non-zero rank: rank 0 reports
         return
-    _show_run(result)
-    _say_report(result.path / "report.html")
+    show_run(result)
+    say_report(result.path / "report.html")
     if mlflow:
         from medflow.tracking import log_run, tracking_uri
 
@@ -171,10 +127,10 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
         if key in r.metrics.data:
             metrics[key] = r.metrics.data[key]
     out.print(metrics_table(metrics, cfg.name + (" [SYNTHETIC DATA]" if r.synthetic else "")))
-    _say_selection(metrics)
+    say_selection(metrics)
     if save:
         write_json(r.path / "metrics.json", metrics)
-        _say_report(r.report())
+        say_report(r.report())
 
 
 def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction: float, labels: Path | None,
@@ -223,7 +179,7 @@ def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction
                       f"calibration-in-the-large {b['citl']['value']:+.3f} -> {a['citl']['value']:+.3f}",
                       highlight=False)
     out.print(f"external validation written to {folder}", soft_wrap=True, highlight=False)
-    _say_report(r.report())
+    say_report(r.report())
 
 
 @app.command()
@@ -232,7 +188,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a finished run director
     """(Re)write a run's HTML model card."""
     from medflow.runs import load_run
 
-    _say_report(load_run(run_dir).report(output))
+    say_report(load_run(run_dir).report(output))
 
 
 @app.command()
@@ -373,11 +329,11 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
               f"oracle AUROC (the simulator's own risk model): {auc}", soft_wrap=True, highlight=False)
 
 
-from medflow.cli_privacy import register as _register_privacy  # noqa: E402 - after `app`, `out` and `err`
+from medflow.cli_privacy import register as _register_privacy  # noqa: E402 - after `app`
 from medflow.cli_service import register as _register_service  # noqa: E402
 
-_register_service(app, out, err)
-_register_privacy(app, out, err, _show_run, _say_report)
+_register_service(app)
+_register_privacy(app)
 
 
 def main() -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from medflow.cli_show import err, out, say_report, show_run
 from medflow.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ def site_table(metrics: dict) -> Table:
     return table
 
 
-def register(app: typer.Typer, out, err, show_run: Callable, say_report: Callable) -> None:  # noqa: ANN001
+def register(app: typer.Typer) -> None:
     @app.command()
     def federate(study: Annotated[Path, typer.Argument(help="study YAML file (data options, task, model, train)")],
                  sites: Annotated[list[Path] | None, typer.Option(help="one CSV/Parquet table per site (repeat, or "

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from medflow.cli_show import err, out
 from medflow.errors import ConfigError
 
 DB_HELP = ("the service database: a SQLite file path or URL (default sqlite:///medflow-service.db), or "
@@ -19,7 +20,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys for the service (onl
 registry_app = typer.Typer(no_args_is_help=True, help="Model versions the service serves: add, promote, roll back.")
 
 
-def register(app: typer.Typer, out, err) -> None:  # noqa: ANN001 - rich consoles
+def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(registry_app, name="registry")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
@@ -87,6 +88,7 @@ def _read_sites(cfg: Any, paths: list[str | Path]) -> Dataset:
     parts, first = [], None
     for path in paths:
         ds = load_study_data(cfg.data.model_copy(update={"path": str(path), "dataset": None}))
+        _check_table(ds)
         name = Path(path).stem
         if first is None:
             first = (ds, path)
@@ -171,7 +173,7 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
     from medflow.features import encode_targets, featurize, input_names, make_featurizer, merge_featurizers
     from medflow.models.base import build_estimator
     from medflow.registry import models as model_registry
-    from medflow.runs import write_json
+    from medflow.runs import write_json, write_text
     from medflow.study import _feature_columns, _new_run_dir, _prediction_rows, finish_run
     from medflow.study_data import load_study_data
 
@@ -195,7 +197,6 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
         ds = Dataset(frame=frame, name=ds.name, patient_id=ds.patient_id,
                      feature_types={k: v for k, v in ds.feature_types.items() if k != fed.sites.column},
                      source=ds.source, synthetic=ds.synthetic, description=ds.description, meta=ds.meta)
-    _check_table(ds)
     ds.synthetic = ds.synthetic or cfg.data.synthetic
     cfg.task.check(ds.frame, ds.source)
     site_names = _check_sites(ds, cfg)
@@ -219,33 +220,32 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
     feats = [(make_featurizer(ds, features, frame.iloc[f.train], cfg.data), len(f.train)) for f in per_site.values()]
     feat = merge_featurizers(ds, feats)
     work = _new_run_dir(cfg)
-    import yaml
-
-    from medflow.runs import write_text
-
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
     write_json(work / "fold_0" / "featurizer.json", feat.to_dict())
     write_json(work / "fold_0" / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
     x_all, y_all = featurize(feat, ds, frame), encode_targets(feat, task, ds, frame)
-    console.print(f"[bold]{cfg.name}[/bold]: federated {fed.strategy} over {len(site_names)} sites "
-                  f"({', '.join(f'{s}: {frame.iloc[np.r_[f.train, f.valid, f.test]][ds.patient_id].nunique()}' for s, f in per_site.items())} patients), "  # noqa: E501
-                  f"{len(features)} features, {fed.rounds} rounds" + (" [bold red]SYNTHETIC DATA[/bold red]"
-                                                                      if ds.synthetic else ""))
-    stop = lambda f: f.early_stopping  # noqa: E731
+    sizes = ", ".join(f"{s}: {frame[ds.patient_id].iloc[np.r_[f.train, f.valid, f.test]].nunique()}"
+                      for s, f in per_site.items())
+    console.print(f"[bold]{cfg.name}[/bold]: federated {fed.strategy} over {len(site_names)} sites ({sizes} "
+                  f"patients), {len(features)} features, {fed.rounds} rounds"
+                  + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))
     rows, timings, privacy = [], {}, {}
     history: list[dict] = []
+    best_round = None
     for role, key in keys.items():
         t0 = time.perf_counter()
         est = build_estimator(base.name, base.params, task)
         est.sources = input_names(est, feat, x_all)
         if role == "federated":
             console.print(f"  {key}: {fed.rounds} rounds x {fed.local_epochs} local epoch(s) on each site")
-            parts = [(s, x_all[f.train], y_all[f.train], x_all[stop(f)], y_all[stop(f)]) for s, f in per_site.items()]
+            parts = [(s, x_all[f.train], y_all[f.train], x_all[f.early_stopping], y_all[f.early_stopping])
+                     for s, f in per_site.items()]
             est.fit_federated(parts, cfg.train, fed, cfg.seed)
-            history = est.history
+            history, best_round = est.history, est.best_epoch + 1
         else:
             f = fold if role == "pooled" else per_site[role]
-            est.fit(x_all[f.train], y_all[f.train], x_all[stop(f)], y_all[stop(f)], cfg.train, cfg.seed)
+            est.fit(x_all[f.train], y_all[f.train], x_all[f.early_stopping], y_all[f.early_stopping], cfg.train,
+                    cfg.seed)
         est.save(work / "fold_0" / key)
         timings[key] = time.perf_counter() - t0
         if getattr(est, "privacy", None):
@@ -259,7 +259,7 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
                "proximal_mu": fed.proximal_mu if fed.strategy == "fedprox" else None, "model": base.key,
                "federated_model": keys["federated"], "pooled_model": keys["pooled"],
                "alone_models": {s: keys[s] for s in site_names},
-               "best_round": int(np.argmin([h["val_loss"] for h in history])) + 1 if history else None,
+               "best_round": best_round,
                "history": [{"round": h["epoch"] + 1, "train_loss": h["train_loss"], "val_loss": h["val_loss"],
                             "site_train_loss": h["site_train_loss"]} for h in history],
                "sites": {s: {part: {"patients": int(frame.iloc[getattr(f, part)][ds.patient_id].nunique()),

@@ -23,7 +23,7 @@ from medflow.artifacts import atomic_write_bytes
 from medflow.errors import ConfigError, ModelError
 from medflow.registry import models as model_registry
 from medflow.tasks.base import Task
-from medflow.train.callbacks import Checkpoint, EarlyStopping, ProgressBar
+from medflow.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, round_bar
 from medflow.train.distributed import is_main
 from medflow.train.trainer import TrainConfig, Trainer
 
@@ -271,7 +271,9 @@ class DeepEstimator(Estimator):
         self.module = self._build(parts[0].x_train.shape[1])
         if self.init is not None:
             self.init.apply(self.module)
-        result = federated_fit(self.module, self.head.loss, parts, train, fed, seed, progress)
+        show = progress is None and train.progress and is_main()
+        with round_bar(f"{self.spec.name:>18}", fed.rounds, show) as bar:
+            result = federated_fit(self.module, self.head.loss, parts, train, fed, seed, progress or bar)
         self.module.load_state_dict(result.state_dict)
         self.module.eval()
         self.history = [{"epoch": h["round"] - 1, "train_loss": h["train_loss"], "val_loss": h["val_loss"],

@@ -25,6 +25,7 @@ from medflow.errors import ConfigError, DataError
 __all__ = ["synthesize", "SYNTHETIC_KEY"]
 
 SYNTHETIC_KEY = b"medflow.synthetic"
+OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 
 
 def _source(source: str | Path, patient_id: str | None) -> tuple[Dataset, str | None, set[str] | None]:
@@ -77,6 +78,8 @@ def synthesize(source: str | Path | Dataset, model: str = "tvae", n: int | None 
     from medflow.synth.fidelity import fidelity_report
     from medflow.synth.generators import make_generator
 
+    if output is not None and Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"-o {output}: write .parquet (it carries the SYNTHETIC mark) or .csv.")
     if isinstance(source, Dataset):
         ds, run_label, test = source, source.label_hint, None
     else:
@@ -111,7 +114,7 @@ def synthesize(source: str | Path | Dataset, model: str = "tvae", n: int | None 
     if len(holdout_rows) == 0 or len(train_rows) < 10:
         raise DataError(f"{ds.source}: {len(train_rows)} training and {len(holdout_rows)} held-out rows; "
                         "synthesizing needs at least 10 training rows and some held-out rows.")
-    n = n or len(train_rows)
+    n = len(train_rows) if n is None else n
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}.")
     gen = make_generator(model, types, **(params or {}))

@@ -31,17 +31,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from medflow.data.dataset import FeatureType
+from medflow.synth.transform import as_float
 
 __all__ = ["fidelity_report", "column_shapes", "column_pairs", "dcr_share", "membership_auroc", "tstr"]
 
 NUMERIC = (FeatureType.NUMERIC, FeatureType.DATETIME)
-
-
-def _num(s: pd.Series, kind: FeatureType) -> np.ndarray:
-    if kind == FeatureType.DATETIME:
-        t = pd.to_datetime(s, errors="coerce", utc=True)
-        return np.where(t.isna(), np.nan, t.astype("int64") / 1e9)
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
 
 
 def _cat(s: pd.Series) -> pd.Series:
@@ -58,7 +52,7 @@ def column_shapes(real: pd.DataFrame, syn: pd.DataFrame, types: dict[str, Featur
     out = {}
     for col, kind in types.items():
         if kind in NUMERIC:
-            r, s = _num(real[col], kind), _num(syn[col], kind)
+            r, s = as_float(real[col], kind), as_float(syn[col], kind)
             r, s = r[~np.isnan(r)], s[~np.isnan(s)]
             out[col] = 1 - float(ks_2samp(r, s).statistic) if len(r) and len(s) else 0.0
         else:
@@ -67,7 +61,7 @@ def column_shapes(real: pd.DataFrame, syn: pd.DataFrame, types: dict[str, Featur
 
 
 def _binned(real: pd.Series, syn: pd.Series, kind: FeatureType) -> tuple[pd.Series, pd.Series]:
-    r, s = _num(real, kind), _num(syn, kind)
+    r, s = as_float(real, kind), as_float(syn, kind)
     ok = r[~np.isnan(r)]
     edges = np.histogram_bin_edges(ok, bins=10) if len(ok) else np.array([0.0, 1.0])
     cut = lambda v: pd.Series(np.where(np.isnan(v), -1, np.digitize(v, edges[1:-1])).astype(str))  # noqa: E731
@@ -90,8 +84,8 @@ def column_pairs(real: pd.DataFrame, syn: pd.DataFrame, types: dict[str, Feature
     scores = []
     for a, b in pairs:
         if types[a] in NUMERIC and types[b] in NUMERIC:
-            ra = pd.DataFrame({"a": _num(real[a], types[a]), "b": _num(real[b], types[b])}).dropna()
-            sa = pd.DataFrame({"a": _num(syn[a], types[a]), "b": _num(syn[b], types[b])}).dropna()
+            ra = pd.DataFrame({"a": as_float(real[a], types[a]), "b": as_float(real[b], types[b])}).dropna()
+            sa = pd.DataFrame({"a": as_float(syn[a], types[a]), "b": as_float(syn[b], types[b])}).dropna()
             rr, rs = ra["a"].corr(ra["b"]), sa["a"].corr(sa["b"])
             if np.isnan(rr) or abs(rr) <= min_correlation:
                 continue
@@ -112,13 +106,13 @@ class _Encoder:
     def __init__(self, frame: pd.DataFrame, types: dict[str, FeatureType]) -> None:
         self.types = types
         self.num = {c: (np.nanmedian(v), np.nanstd(v) or 1.0) for c, k in types.items() if k in NUMERIC
-                    for v in [_num(frame[c], k)]}
+                    for v in [as_float(frame[c], k)]}
         self.cats = {c: sorted(_cat(frame[c]).unique()) for c, k in types.items() if k not in NUMERIC}
 
     def __call__(self, frame: pd.DataFrame) -> np.ndarray:
         parts = []
         for c, (med, sd) in self.num.items():
-            v = _num(frame[c], self.types[c])
+            v = as_float(frame[c], self.types[c])
             parts.append(((np.where(np.isnan(v), med, v) - med) / sd)[:, None])
         for c, cats in self.cats.items():
             v = _cat(frame[c]).to_numpy()

@@ -42,7 +42,8 @@ class Copula:
         self.tf.fit(frame, seed)
         rng = np.random.default_rng(seed)
         self.cuts: dict[str, np.ndarray] = {}
-        z = np.column_stack([self._latent(frame, s, rng) for s in self._spans()])
+        x = self.tf.transform(frame)
+        z = np.column_stack([self._latent(x, s, rng) for s in self._spans()])
         self.corr = np.corrcoef(z, rowvar=False) if z.shape[1] > 1 else np.ones((1, 1))
         self.corr = np.nan_to_num(self.corr) + 1e-6 * np.eye(len(self.corr))
         return self
@@ -50,8 +51,7 @@ class Copula:
     def _spans(self) -> list:
         return [s for s in self.tf.spans if s.kind != "flag"] + [s for s in self.tf.spans if s.kind == "flag"]
 
-    def _latent(self, frame: pd.DataFrame, span: Any, rng: np.random.Generator) -> np.ndarray:
-        x = self.tf.transform(frame)
+    def _latent(self, x: np.ndarray, span: Any, rng: np.random.Generator) -> np.ndarray:
         if span.kind == "num":
             return x[:, span.start]
         if span.kind == "flag":  # missing or not: a two-category column

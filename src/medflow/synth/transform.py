@@ -19,7 +19,7 @@ from sklearn.preprocessing import QuantileTransformer
 from medflow.data.dataset import FeatureType
 from medflow.errors import DataError
 
-__all__ = ["TableTransformer", "Span"]
+__all__ = ["TableTransformer", "Span", "as_float"]
 
 MISSING = "__missing__"
 
@@ -50,7 +50,7 @@ class TableTransformer:
         pos = 0
         for col, kind in self.types.items():
             if kind in (FeatureType.NUMERIC, FeatureType.DATETIME):
-                v = _as_float(frame[col], kind)
+                v = as_float(frame[col], kind)
                 ok = ~np.isnan(v)
                 if not ok.any():
                     raise DataError(f"column '{col}' has no values; drop it before synthesizing.")
@@ -77,7 +77,7 @@ class TableTransformer:
         for span in self.spans:
             col = span.column
             if span.kind == "num":
-                v = _as_float(frame[col], self.types[col])
+                v = as_float(frame[col], self.types[col])
                 ok = ~np.isnan(v)
                 z = np.zeros(len(v))
                 if ok.any():
@@ -122,7 +122,8 @@ class TableTransformer:
         return frame
 
 
-def _as_float(s: pd.Series, kind: FeatureType) -> np.ndarray:
+def as_float(s: pd.Series, kind: FeatureType) -> np.ndarray:
+    """A numeric or datetime column as floats (datetimes in seconds); what cannot be read becomes NaN."""
     if kind == FeatureType.DATETIME:
         t = pd.to_datetime(s, errors="coerce", utc=True)
         return np.where(t.isna(), np.nan, t.astype("int64") / 1e9)

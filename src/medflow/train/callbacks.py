@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +14,7 @@ import torch
 if TYPE_CHECKING:
     from medflow.train.trainer import Trainer
 
-__all__ = ["Callback", "EarlyStopping", "Checkpoint", "ProgressBar"]
+__all__ = ["Callback", "EarlyStopping", "Checkpoint", "ProgressBar", "round_bar"]
 
 
 class Callback:
@@ -131,3 +133,21 @@ class ProgressBar(Callback):
     def on_fit_end(self, trainer: Trainer) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+@contextmanager
+def round_bar(description: str, total: int, show: bool = True) -> Iterator[Callable | None]:
+    """A rich progress bar over federated rounds: yields `update(round, entry)` (None when not shown)."""
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(f"{description} rounds"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)
+    task = bar.add_task(description, total=total, info="")
+    bar.start()
+    try:
+        yield lambda r, h: bar.update(task, completed=r, info=f"loss {h['train_loss']:.4f} val {h['val_loss']:.4f}")
+    finally:
+        bar.stop()

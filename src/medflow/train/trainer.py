@@ -102,6 +102,7 @@ class Trainer:
         self.state = TrainState()
         self.module: nn.Module | None = None
         self.private: Any = None  # DP-SGD wrapper while fitting with train.privacy
+        self._swapped: list = []  # recurrent layers swapped for Opacus's while training privately
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.generator = torch.Generator().manual_seed(seed)
@@ -124,9 +125,8 @@ class Trainer:
         for epoch in range(self.state.epoch + 1, cfg.max_epochs):
             if self.state.should_stop:  # resumed from a checkpoint written after the stop decision
                 break
-            total, batches = self._train_epoch(x_train, y_train)
+            self.state.train_loss = self.train_epoch(x_train, y_train)
             self.state.epoch = epoch
-            self.state.train_loss = distributed.all_sum(total) / max(batches, 1)  # one message per epoch
             if x_valid is not None and len(x_valid):
                 out = self.predict_outputs(x_valid)
                 self.state.val_loss = float(loss_fn(out, y_valid))
@@ -155,8 +155,11 @@ class Trainer:
         privacy ledger carry over between calls, exactly as inside `fit`.
         """
         cfg = self.config
+        world = distributed.world_size()
+        if cfg.privacy is not None and world > 1:
+            raise ConfigError("train.privacy: DP-SGD across several processes is not supported; train with "
+                              "--nproc 1.")
         self.module = module
-        self._swapped: list = []
         if cfg.privacy is not None:  # GRU / LSTM train as Opacus's DP layers (the same weights), then go back
             from medflow.train.privacy import dp_layers
 
@@ -164,13 +167,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.loss_fn = loss_fn
-        world = distributed.world_size()
         self._batch_size = min(cfg.batch_size, n)
         self.private = None
         if cfg.privacy is not None:
-            if world > 1:
-                raise ConfigError("train.privacy: DP-SGD across several processes is not supported; train with "
-                                  "--nproc 1.")
             from medflow.train.privacy import PrivateTraining
 
             self.private = PrivateTraining(cfg.privacy, module, self.optimizer, n, self._batch_size, cfg.max_epochs,
@@ -182,28 +181,24 @@ class Trainer:
             self._forward = DistributedDataParallel(module)
 
     def train_epoch(self, x_train: Any, y_train: torch.Tensor) -> float:
-        """One epoch over the training records (after `setup`); returns the mean batch loss."""
-        total, batches = self._train_epoch(x_train, y_train)
-        return distributed.all_sum(total) / max(batches, 1)
-
-    def _train_epoch(self, x_train: Any, y_train: torch.Tensor) -> tuple[float, int]:
+        """One epoch over the training records (after `setup`); returns the mean batch loss over all processes."""
         self.module.train()
         forward, loss_fn = self._forward, self.loss_fn
         if self.private is not None:  # DP-SGD: Poisson batches, per-sample clipping, noise, accounting
-            out = self.private.epoch(lambda idx: loss_fn(forward(take(x_train, idx)), y_train[idx]))
+            total, batches = self.private.epoch(lambda idx: loss_fn(forward(take(x_train, idx)), y_train[idx]))
         else:
-            out = self._epoch(forward, loss_fn, x_train, y_train, len(x_train), self._batch_size,
-                              distributed.world_size(), distributed.rank())
+            total, batches = self._epoch(forward, loss_fn, x_train, y_train, len(x_train), self._batch_size,
+                                         distributed.world_size(), distributed.rank())
         self.scheduler.step()
         if self.private is not None:
             self.state.privacy = self.private.spent()
-        return out
+        return distributed.all_sum(total) / max(batches, 1)  # one message per epoch
 
     def close(self) -> None:
         """End training: Opacus's hooks come off (a plain module again) and the module is put in eval mode."""
         if self.private is not None:
             self.private.close()
-        if getattr(self, "_swapped", None):
+        if self._swapped:
             from medflow.train.privacy import restore_layers
 
             restore_layers(self._swapped)
