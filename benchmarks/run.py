@@ -17,6 +17,7 @@ import bench_ehr  # noqa: E402
 import bench_federated  # noqa: E402
 import bench_imaging  # noqa: E402
 import bench_models  # noqa: E402
+import bench_molecules  # noqa: E402
 import bench_privacy  # noqa: E402
 import bench_service  # noqa: E402
 import bench_survival  # noqa: E402
@@ -93,6 +94,9 @@ def main() -> None:
     synthetic = bench_synthetic.run()
     lines += ["", "## (l) Synthetic patients: medflow's generators beside SDV's, one fidelity/privacy code path",
               "", *bench_synthetic.markdown(synthetic)]
+    molecules = bench_molecules.run()
+    lines += ["", "## (m) Molecular property prediction beside chemprop 2.3.1 on chemprop's own split files (test "
+              "RMSE, mean +- sd over seeds 0-2)", "", *bench_molecules.markdown(molecules)]
     service = bench_service.run(30)
     lines += ["", "## (i) The decision-support service under load (wrk, loopback, 30 s per row; the bare FastAPI "
               "endpoint and the bare Run.predict measured in the same run)", "", *bench_service.markdown(service)]
@@ -104,7 +108,7 @@ def main() -> None:
                                                  "fusion": blocks, "ddp": ddp, "imaging": imaging,
                                                  "effects": effects.to_dict(orient="records"),
                                                  "service": service, "privacy": privacy, "federated": federated,
-                                                 "synthetic": synthetic},
+                                                 "synthetic": synthetic, "molecules": molecules},
                                                 indent=1))
     print(text[text.index("## (b)"):])
 

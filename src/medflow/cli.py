@@ -329,11 +329,13 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
               f"oracle AUROC (the simulator's own risk model): {auc}", soft_wrap=True, highlight=False)
 
 
-from medflow.cli_privacy import register as _register_privacy  # noqa: E402 - after `app`
+from medflow.cli_molecules import register as _register_molecules  # noqa: E402 - after `app`
+from medflow.cli_privacy import register as _register_privacy  # noqa: E402
 from medflow.cli_service import register as _register_service  # noqa: E402
 
 _register_service(app)
 _register_privacy(app)
+_register_molecules(app)
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from medflow.data.cohort import Cohort
 from medflow.data.dataset import FeatureType
 from medflow.data.images import ImageSource
-from medflow.data.splits import ByPatient, KFold
+from medflow.data.molecules import MoleculeSource
+from medflow.data.splits import ByPatient, KFold, Scaffold
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
 from medflow.federate import FederateConfig
@@ -29,7 +30,7 @@ __all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_con
 
 TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation | TreatmentEffect,
                       Field(discriminator="kind")]
-SplitField = Annotated[ByPatient | KFold, Field(discriminator="kind")]
+SplitField = Annotated[ByPatient | KFold | Scaffold, Field(discriminator="kind")]
 
 
 class EventTableConfig(BaseModel):
@@ -64,7 +65,8 @@ class SimulateConfig(BaseModel):
 
 class DataConfig(BaseModel):
     """Where the records come from: a built-in `dataset`, a CSV/Parquet `path`, event data (`meds`, `fhir`,
-    `events`) with a `cohort` definition or a MEDS `labels` file, or `images` (files, DICOM, NIfTI, .npz)."""
+    `events`) with a `cohort` definition or a MEDS `labels` file, `images` (files, DICOM, NIfTI, .npz) or
+    `molecules` (SMILES in CSV / Parquet / .smi, or SDF)."""
 
     model_config = ConfigDict(extra="forbid")
     dataset: str | None = None
@@ -73,6 +75,11 @@ class DataConfig(BaseModel):
     fhir: str | None = None
     events: EventTableConfig | None = None
     images: ImageSource | None = None
+    molecules: MoleculeSource | None = None
+    mol_features: list[Literal["morgan", "descriptors"]] = Field(
+        ["morgan", "descriptors"], min_length=1,
+        description="what fingerprint/descriptor models (random_forest, mlp, ...) read from molecules: Morgan bits "
+                    "(radius 2, 2048) and/or scaled RDKit 2-D descriptors")
     cohort: str | Cohort | None = None
     labels: str | None = None
     sequence: SequenceFeatures = SequenceFeatures()
@@ -88,7 +95,7 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [k for k in ("dataset", "path", "meds", "fhir", "events", "images") if getattr(self, k)]
+        given = [k for k in ("dataset", "path", "meds", "fhir", "events", "images", "molecules") if getattr(self, k)]
         if len(given) > 1:
             raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
         if self.cohort is not None and self.labels is not None:
@@ -119,6 +126,9 @@ class ModelEntry(BaseModel):
                               description="the name this entry's results go by (default: name); lets one model "
                                           "appear twice, e.g. with and without privacy")
     privacy: PrivacyConfig | None = Field(None, description="DP-SGD for this model only (overrides train.privacy)")
+    ensemble: int = Field(1, ge=1, le=20, description="deep models: train this many members with seeds seed, "
+                                                      "seed+1, ... and average them; the members' spread is each "
+                                                      "prediction's uncertainty")
 
     @property
     def key(self) -> str:
@@ -140,6 +150,8 @@ class ExplainConfig(BaseModel):
     n_repeats: int = Field(5, ge=1, le=100)
     max_records: int = Field(200, ge=1)
     examples: int = Field(5, ge=0, le=50)
+    max_features: int = Field(50, ge=1, description="wider inputs: the features most correlated with the model's "
+                                                   "output are explained one by one, the rest as one group")
 
 
 class StudyConfig(BaseModel):

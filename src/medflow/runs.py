@@ -168,22 +168,27 @@ class Run:
         extra = [c for c in extra if c not in label_cols]
         if extra:
             warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=2)
-        scores, attrs, names, at, cifs = [], [], None, [], []
+        scores, attrs, names, at, cifs, xs, graph_expl = [], [], None, [], [], [], []
         hs = list(horizons or (self.task.state.get("horizons", []) if self.task.kind == "survival" else []))
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
             x = self.inputs(frame, fold, source)
+            xs.append(x)
             scores.append(est.predict(x))
             if hs:
                 at.append(est.predict_survival(x, np.asarray(hs, dtype=float)))
                 head = getattr(est, "head", None)
                 if self.task.kind == "survival" and self.task.competing_risks and hasattr(head, "cif"):
                     cifs.append(head.cif(est.outputs(x), np.asarray(hs, dtype=float)))
-            if explain:
+            if explain and hasattr(x, "batch"):  # molecules: atoms (graph models) or screened features
+                if fold == 0:
+                    graph_expl = _molecule_explanations(est, x)
+            elif explain:
                 names, a = attributions(est, x, self.featurizer(fold).output_sources)
                 attrs.append(a)
         score = np.mean(scores, axis=0)
         out = self._prediction_frame(frame, score, model)
+        self._add_spread(out, model, xs)
         if self.task.kind == "survival":
             self._survival_columns(out, score, np.mean(at, axis=0) if at else None, hs)
             if cifs:  # competing risks: cumulative incidence of each cause at each horizon
@@ -191,9 +196,11 @@ class Run:
                 for i, cause in enumerate(self.task.causes):
                     for j, h in enumerate(hs):
                         out.insert(len(out.columns) - 2, f"cif_{cause}_at_{h:g}", cif[:, i, j])
-        if explain:
+        if explain and attrs:
             a = np.mean(attrs, axis=0)
             out["explanation"] = [_top(names, row) for row in a]
+        elif explain:
+            out["explanation"] = graph_expl
             out["explanation_method"] = method_name(self.estimator(model, 0))
         return out
 
@@ -202,21 +209,32 @@ class Run:
         time) or an image Dataset (one row per image; `explanation`: the Grad-CAM map and its peak)."""
         if self.task.kind == "segmentation":
             return self._predict_masks(ds, model)
-        scores, contribs = [], []
+        scores, contribs, xs = [], [], []
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
             x = self.inputs(ds, fold)
+            xs.append(x)
             scores.append(est.predict(x))
             if explain and fold == 0:
                 contribs = _image_explanations(est, x) if ds.modality == "images" else _event_explanations(est, x)
         ids = [c for c in ds.id_columns if c in ds.frame.columns]
         out = self._prediction_frame(ds.frame[ids].reset_index(drop=True), np.mean(scores, axis=0), model)
+        self._add_spread(out, model, xs)
         for i, col in enumerate(ids):
             if col not in out.columns:
                 out.insert(i, col, ds.frame[col].to_numpy())
         if explain:
             out["explanation"] = contribs
         return out
+
+    def _add_spread(self, out: pd.DataFrame, model: str, xs: list) -> None:
+        """Ensembles (`ensemble: k`): the members' standard deviation per prediction (`uncertainty`; for several
+        folds, the mean over folds)."""
+        spreads = [getattr(self.estimator(model, f), "predict_spread", lambda x: None)(x) for f, x in enumerate(xs)]
+        if all(s is not None for s in spreads):
+            sd = np.mean(spreads, axis=0)
+            out.insert(list(out.columns).index("model") if "model" in out.columns else len(out.columns),
+                       "uncertainty", sd.tolist() if sd.ndim > 1 else sd)
 
     def _predict_masks(self, ds: Any, model: str) -> pd.DataFrame:
         """Segmentation: one row per image with its label map (`mask`, in the image's own size; fold models'
@@ -338,6 +356,28 @@ def _event_explanations(est: Estimator, x: Any, k: int = 10) -> list[list[dict[s
     from medflow.explain.tabular import attributions
 
     names, a = attributions(est, x.to_matrix(), x.matrix_names())
+    return [_top(names, row, k) for row in a]
+
+
+def _molecule_explanations(est: Estimator, x: Any, k: int = 8) -> list[list[dict[str, Any]]]:
+    """Top atoms per molecule (graph models: Integrated Gradients, `explain.molecule`; atoms named by element and
+    RDKit index, e.g. O2) or the top fingerprint bits / descriptors (tabular models, screened to 20 features)."""
+    if est.spec.inputs == "graphs":
+        from medflow.explain.molecule import atom_attributions
+
+        out = []
+        for start in range(0, len(x), 256):
+            idx = np.arange(start, min(start + 256, len(x)))
+            attr = atom_attributions(est, x, idx)
+            for i, a in zip(idx, attr["atoms"], strict=True):
+                names = x.atom_symbols(int(i))
+                out.append([{"atom": f"{names[j]}{j}", "attribution": float(a[j])}
+                            for j in np.argsort(-np.abs(a))[:k]])
+        return out
+    from medflow.explain.tabular import attributions, screen_features
+
+    m = x.to_matrix()
+    names, a = attributions(est, m, screen_features(est, m, x.matrix_names(), 20))
     return [_top(names, row, k) for row in a]
 
 

@@ -19,7 +19,7 @@ from medflow.config import ModelEntry, StudyConfig, load_config, parse_config
 from medflow.data.builtin import load as load_dataset
 from medflow.data.dataset import Dataset
 from medflow.data.quality import quality_summary
-from medflow.data.splits import ByPatient, Fold, KFold
+from medflow.data.splits import ByPatient, Fold, KFold, Scaffold
 from medflow.errors import ConfigError, DataError
 from medflow.evaluate.evaluator import (
     SUBGROUP_PREFIX,
@@ -29,7 +29,7 @@ from medflow.evaluate.evaluator import (
     subgroup_labels,
 )
 from medflow.features import encode_targets, featurize, input_names, make_featurizer
-from medflow.models.base import build_estimator, check_inputs, load_estimator
+from medflow.models.base import DeepEstimator, build_estimator, check_inputs, load_estimator
 from medflow.registry import models as model_registry
 from medflow.runs import INCOMPLETE, Run, write_json, write_parquet, write_text
 from medflow.study_data import data_config, load_study_data, source_folds
@@ -52,9 +52,10 @@ class Study:
     """
 
     def __init__(self, dataset: Dataset | str | None = None, task: Task | None = None,
-                 model: str | list[str | dict] | None = None, split: ByPatient | KFold | None = None,
+                 model: str | list[str | dict] | None = None, split: ByPatient | KFold | Scaffold | None = None,
                  seed: int = 0, name: str | None = None, train: TrainConfig | dict | None = None,
                  evaluate: EvaluateConfig | dict | None = None, output_dir: str | Path = "runs",
+                 explain: dict | None = None, data: dict | None = None,
                  intended_use: str = "", config: StudyConfig | None = None) -> None:
         if config is None:
             if task is None:
@@ -62,11 +63,11 @@ class Study:
             self.dataset = load_dataset(dataset) if isinstance(dataset, str) else dataset
             if self.dataset is None:
                 raise ConfigError("Study needs a dataset (a Dataset or a built-in name).")
-            data = data_config(self.dataset)
+            data = {**data_config(self.dataset), **(data or {})}  # e.g. data={"mol_features": ["morgan"]}
             models = [model] if isinstance(model, str | dict) else (model or ["mlp", "logistic_regression"])
             raw = {"name": name or self.dataset.name, "intended_use": intended_use, "data": data,
                    "task": task.model_dump(), "models": models, "seed": seed, "output_dir": str(output_dir)}
-            for key, value in (("split", split), ("train", train), ("evaluate", evaluate)):
+            for key, value in (("split", split), ("train", train), ("evaluate", evaluate), ("explain", explain)):
                 if value is not None:
                     raw[key] = value.model_dump() if hasattr(value, "model_dump") else value
             config = parse_config(raw, "Study")
@@ -123,6 +124,9 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
                               "torch models only.")
         if e.init_from and not Path(e.init_from).is_dir():
             raise ConfigError(f"models: '{e.name}' init_from {e.init_from}: no such run directory.")
+        if e.ensemble > 1 and not isinstance(build_estimator(e.name, e.params, cfg.task), DeepEstimator):
+            raise ConfigError(f"models: '{e.key}' is not a deep network; ensemble (members trained with several "
+                              "seeds) applies to torch models (tree ensembles already average many trees).")
         if e.privacy and model_registry.get(e.name).family != "deep":
             raise ConfigError(f"models: '{e.key}' is not a deep model; privacy (DP-SGD) applies to torch models "
                               "only.")
@@ -170,6 +174,7 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xs["train"])
             est.init = entry.init()
+            est.ensemble = entry.ensemble
             est.fit(xs["train"], ys["train"], xs["stop"], ys["stop"], train_cfg, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.key)
             if est.init is not None:
@@ -229,7 +234,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     subgroups = pd.DataFrame({SUBGROUP_PREFIX + s.label: subgroup_labels(ds.frame, s, ds.source)
                               for s in cfg.evaluate.subgroup_specs()}, index=ds.frame.index)
     strata = cfg.task.strata(ds.frame) if cfg.split.stratify else None
-    folds = source_folds(cfg, ds, console) or cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed)
+    folds = source_folds(cfg, ds, console) or cfg.split.make(ds.frame[ds.patient_id], strata, cfg.seed, ds.frame)
     if any(model_registry.get(e.name).family == "deep" for e in entries):
         # early stopping would make deep models look better on the validation patients it watched: keep
         # some validation patients unseen, for selection, threshold and conformal calibration
@@ -238,8 +243,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     work = _resume_dir(resume, cfg) if resume else (_new_run_dir(cfg) if distributed.is_main() else None)
     work = Path(distributed.broadcast_object(str(work)))  # multi-process: rank 0 names the folder
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
-    inputs = (f"{ds.events.n_events:,} events" if ds.events is not None else f"{len(ds.images)} images"
-              if ds.images is not None else f"{len(features)} features")
+    inputs = ds.inputs_text(len(features))
     console.print(f"[bold]{cfg.name}[/bold]: {len(ds)} records, {ds.n_patients} patients, {inputs},"
                   f" {len(folds)} fold(s), models {[e.key for e in entries]}"
                   + (" [bold red]SYNTHETIC DATA[/bold red]" if ds.synthetic else ""))

@@ -25,6 +25,9 @@ def data_config(ds: Dataset) -> dict[str, Any]:
     pid = None if ds.patient_id == "__row__" else ds.patient_id
     if ds.images is not None and not ds.source.startswith("builtin:"):
         return {"images": ds.meta.get("images_config") or {"path": ds.source}, "synthetic": ds.synthetic}
+    if ds.molecules is not None and not ds.source.startswith("builtin:"):
+        return {"molecules": {"path": ds.source, "smiles_column": ds.molecules.smiles_column,
+                              "on_invalid": ds.molecules.policy}, "synthetic": ds.synthetic}
     if ds.events is not None and not ds.source.startswith("builtin:"):
         return {"meds": ds.source if Path(ds.source).is_dir() else None, "synthetic": ds.synthetic}
     if ds.source.startswith("builtin:"):
@@ -73,6 +76,10 @@ def load_study_data(data: DataConfig) -> Dataset:
         from medflow.data.images import read_image_dataset
 
         return read_image_dataset(data.images, data.synthetic)
+    if data.molecules is not None:
+        from medflow.data.molecules import read_molecules
+
+        return read_molecules(data.molecules, data.synthetic)
     if data.dataset:
         ds = load_dataset(data.dataset)
         if data.types:

@@ -21,7 +21,9 @@ TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
          "treatment_effect": lambda label: TreatmentEffect(treatment="t", outcome="y", true_effect="tau")}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
 PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  # 'cat' becomes block "other"
-          "densenet121": {"init_features": 16, "growth_rate": 8}, "resnet18": {"widen_factor": 0.25}}
+          "densenet121": {"init_features": 16, "growth_rate": 8}, "resnet18": {"widen_factor": 0.25},
+          "mpnn": {"hidden": 64, "ffn_hidden": 64, "descriptors": True}, "gin": {"hidden": 48, "layers": 2, "ffn_hidden": 48},
+          "random_forest": {"n_estimators": 50}}
 SOURCES: list[str] = []
 
 
@@ -53,7 +55,42 @@ def _image_data(kind):
     return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
 
 
+_MOLS: dict = {}
+
+
+def _graph_data(kind):
+    """240 real molecules (RDKit's solubility set, every 5th) with labels made from their measured solubility:
+    the table battery's label recipes with the standardized log-solubility as the signal."""
+    import medflow as mf
+    from medflow.features.molecule import MoleculeFeaturizer
+
+    if not _MOLS:
+        ds = mf.datasets.load("solubility")
+        frame = ds.frame.iloc[::5].head(240).reset_index(drop=True)
+        feat = MoleculeFeaturizer().fit(frame.iloc[:160])
+        _MOLS.update(frame=frame, x=feat.transform(frame))
+    frame, x = _MOLS["frame"].copy(), _MOLS["x"]
+    rng = np.random.default_rng(0)
+    z = ((frame["SOL"] - frame["SOL"].mean()) / frame["SOL"].std()).to_numpy() * 1.5
+    if kind in ("binary", "multilabel"):
+        frame["y"] = (rng.random(len(z)) < 1 / (1 + np.exp(-2 * z))).astype(int)
+        frame["is_a"] = frame["canonical_smiles"].str.contains("N|n").astype(int)
+    elif kind == "multiclass":
+        frame["y"] = np.digitize(z + rng.normal(scale=0.3, size=len(z)), [-0.5, 0.5])
+    elif kind == "survival":
+        t = rng.exponential(100 * np.exp(-z))
+        c = rng.uniform(0, 250, size=len(z))
+        frame["time"], frame["event"] = np.minimum(t, c).round(2) + 0.01, (t <= c).astype(int)
+    else:
+        frame["y"] = 10 + 3 * z + rng.normal(scale=0.5, size=len(z))
+    task = TASKS[kind](label="y").fit(frame.iloc[:160])
+    y = task.encode(frame)
+    return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
+
+
 def _data(kind, name=None):
+    if name is not None and registry.get(name).inputs == "graphs":
+        return _graph_data(kind)
     if name is not None and registry.get(name).inputs == "events":
         return _event_data(kind)
     if name is not None and registry.get(name).inputs == "images":

@@ -9,12 +9,13 @@ import importlib
 from typing import Any
 
 __all__ = ["Dataset", "FeatureType", "read_table", "sources", "ImageSource", "ImageData", "read_image_dataset",
-           "image_dataset", "phantom_dataset"]
+           "image_dataset", "phantom_dataset", "MoleculeSource", "read_molecules"]
 
 _LAZY = {"Dataset": ("medflow.data.dataset", "Dataset"), "FeatureType": ("medflow.data.dataset", "FeatureType"),
          "read_table": ("medflow.data.sources.tabular", "read_table"),
          **{n: ("medflow.data.images", n) for n in ("ImageSource", "ImageData", "read_image_dataset", "image_dataset",
-                                                    "phantom_dataset")}}
+                                                    "phantom_dataset")},
+         **{n: ("medflow.data.molecules", n) for n in ("MoleculeSource", "read_molecules")}}
 
 
 def __getattr__(name: str) -> Any:

@@ -52,11 +52,15 @@ class Dataset:
     meta: dict[str, Any] = field(default_factory=dict)
     events: Any = None  # EventData for event datasets: the frame then holds one row per prediction sample
     images: Any = None  # ImageData for image datasets: the frame then holds one row per image
+    molecules: Any = None  # MoleculeData for molecule datasets: the frame holds one row per molecule (SMILES)
 
     @property
     def modality(self) -> str:
-        """What the models read: "tabular" (the frame's columns), "events" or "images"."""
-        return "events" if self.events is not None else "images" if self.images is not None else "tabular"
+        """What the models read: "tabular" (the frame's columns), "events", "images" or "molecules"."""
+        for kind in ("events", "images", "molecules"):
+            if getattr(self, kind) is not None:
+                return kind
+        return "tabular"
 
     @property
     def id_columns(self) -> list[str]:
@@ -65,6 +69,8 @@ class Dataset:
             return ["subject_id", "prediction_time"]
         if self.images is not None:
             return [self.patient_id, "image"]
+        if self.molecules is not None:
+            return [self.patient_id, self.molecules.smiles_column]
         return [] if self.patient_id == ROW_ID else [self.patient_id]
 
     def __post_init__(self) -> None:
@@ -83,6 +89,16 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def inputs_text(self, n_features: int) -> str:
+        """What the models read, in words (the run's first line)."""
+        if self.events is not None:
+            return f"{self.events.n_events:,} events"
+        if self.images is not None:
+            return f"{len(self.images)} images"
+        if self.molecules is not None:
+            return f"{len(self.frame)} molecules (SMILES in '{self.molecules.smiles_column}')"
+        return f"{n_features} features"
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -104,6 +120,8 @@ class Dataset:
             h.update(self.events.events.hash_rows(seed=0).to_numpy().tobytes())
         if self.images is not None:
             h.update(self.images.fingerprint())
+        if self.molecules is not None:
+            h.update(self.molecules.fingerprint())
         return h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
@@ -119,6 +137,7 @@ class Dataset:
                {"events": self.events.n_events, "event_subjects": self.events.n_subjects}
                if self.events is not None else {}),
             **(self.images.summary() if self.images is not None else {}),
+            **(self.molecules.summary() if self.molecules is not None else {}),
         }
 
 

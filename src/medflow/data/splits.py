@@ -1,4 +1,4 @@
-"""Patient-level splits: hold-out (train/valid/test) and k-fold, seeded and stratified.
+"""Patient-level splits: hold-out (train/valid/test) and k-fold, seeded and stratified; scaffold (group) splits.
 
 Rows are never split independently: all records of a patient land in the same part.
 """
@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import KFold as _KFold
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from medflow.errors import ConfigError, DataError
+from medflow.errors import ConfigError, DataError, shown
 
-__all__ = ["Fold", "ByPatient", "KFold", "SplitConfig"]
+__all__ = ["Fold", "ByPatient", "KFold", "Scaffold", "SplitConfig"]
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ class ByPatient(BaseModel):
     stratify: bool = True
     early_stopping: float = Field(0.5, gt=0, le=1, description=STOP_HELP)
 
-    def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int) -> list[Fold]:
+    def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int,
+             frame: pd.DataFrame | None = None) -> list[Fold]:
         if self.test + self.valid >= 0.9:
             raise ConfigError(f"split.test + split.valid = {self.test + self.valid:.2f}; leave at least 10% "
                               "of patients for training.")
@@ -137,7 +138,8 @@ class KFold(BaseModel):
     stratify: bool = True
     early_stopping: float = Field(0.5, gt=0, le=1, description=STOP_HELP)
 
-    def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int) -> list[Fold]:
+    def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int,
+             frame: pd.DataFrame | None = None) -> list[Fold]:
         patients, ps = _patient_strata(patient_ids, strata if self.stratify else None)
         if len(patients) < self.k:
             raise DataError(f"split.k = {self.k} folds but only {len(patients)} patients.")
@@ -154,4 +156,62 @@ class KFold(BaseModel):
         return folds
 
 
-SplitConfig = ByPatient | KFold
+class Scaffold(BaseModel):
+    """Hold-out split by a grouping column, by default the molecules' Bemis-Murcko scaffold: every molecule
+    sharing a scaffold lands in one part, so the test set asks about unseen chemotypes.
+
+    `balanced` (chemprop v1's `scaffold_balanced`): groups larger than half the validation or test size are
+    shuffled and placed first, then the small groups shuffled, each group filling train, then valid, then
+    test, so the big scaffolds do not all end up in training. Without `balanced`, groups are placed largest
+    first (the deterministic Bemis-Murcko split of MoleculeNet).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["scaffold"] = "scaffold"
+    test: float = Field(0.1, gt=0, lt=1)
+    valid: float = Field(0.1, ge=0, lt=1)
+    column: str = Field("scaffold", description="the column whose values group records (molecules: scaffold)")
+    balanced: bool = True
+    stratify: Literal[False] = False
+    early_stopping: float = Field(0.5, gt=0, le=1, description=STOP_HELP)
+
+    def make(self, patient_ids: pd.Series, strata: pd.Series | None, seed: int,
+             frame: pd.DataFrame | None = None) -> list[Fold]:
+        if frame is None or self.column not in frame.columns:
+            raise ConfigError(f"split.kind scaffold groups records by column '{self.column}', which the data do not "
+                              "have; molecule data have 'scaffold', or set split.column.")
+        if self.test + self.valid >= 0.9:
+            raise ConfigError(f"split.test + split.valid = {self.test + self.valid:.2f}; leave at least 10% "
+                              "of records for training.")
+        groups = frame[self.column].fillna("").astype(str).to_numpy()
+        pids = patient_ids.to_numpy()
+        per_patient = pd.Series(groups).groupby(pids, sort=False).nunique()
+        if (per_patient > 1).any():
+            raise DataError(f"split.column '{self.column}': patient {shown(per_patient.index[per_patient > 1][0])} "
+                            "has records in several groups; a group split would separate them.")
+        members: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        sets = list(members.values())
+        n = len(groups)
+        n_train, n_valid = (1 - self.test - self.valid) * n, self.valid * n
+        if self.balanced:
+            rng = np.random.default_rng(seed)
+            big = [m for m in sets if len(m) > n_valid / 2 or len(m) > self.test * n / 2]
+            small = [m for m in sets if not (len(m) > n_valid / 2 or len(m) > self.test * n / 2)]
+            sets = [big[i] for i in rng.permutation(len(big))] + [small[i] for i in rng.permutation(len(small))]
+        else:
+            sets = sorted(sets, key=len, reverse=True)
+        parts: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
+        for m in sets:
+            part = ("train" if len(parts["train"]) + len(m) <= n_train else
+                    "valid" if len(parts["valid"]) + len(m) <= n_valid else "test")
+            parts[part] += m
+        if not parts["test"] or not parts["train"]:
+            raise DataError(f"a scaffold split of {n} records in {len(members)} groups left no "
+                            f"{'test' if not parts['test'] else 'training'} records; lower split.test or use "
+                            "split.kind: holdout.")
+        return [Fold(0, *(np.array(sorted(parts[p]), dtype=np.int64) for p in ("train", "valid", "test")))]
+
+
+SplitConfig = ByPatient | KFold | Scaffold

@@ -121,7 +121,7 @@ def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: 
             out[f"out_{j}"] = score[:, j]
         return out
     if task.kind == "multilabel":  # one truth and one probability column per label
-        out["y_true"] = y.sum(axis=1)
+        out["y_true"] = np.nansum(y, axis=1)
         for j in range(y.shape[1]):
             out[f"label_{j}"], out[f"prob_{j}"] = y[:, j], score[:, j]
         return out

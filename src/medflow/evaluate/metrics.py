@@ -229,9 +229,15 @@ def dice_mean(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -
 
 
 def _per_label(fn, y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Mean over labels of a binary metric, over the labels with both classes present (else NaN)."""
+    """Mean over labels of a binary metric, each on its observed records (a masked label is NaN where it is
+    missing), over the labels with both classes present (else NaN)."""
     y, s = np.asarray(y_true, float), np.asarray(y_score, float)
-    vals = [fn(y[:, j], s[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    vals = []
+    for j in range(y.shape[1]):
+        seen = ~np.isnan(y[:, j])
+        yj = y[seen, j]
+        if 0 < yj.sum() < len(yj):
+            vals.append(fn(yj, s[seen, j]))
     return float(np.mean(vals)) if vals else float("nan")
 
 

@@ -1,7 +1,8 @@
 """Explanations: attributions per record and global importance, by what the model reads.
 
 `explain_model` picks the explainer of the model's input kind (`ModelSpec.inputs`): tabular attributions
-and permutation importance (`tabular`), event attributions (`sequence`), Grad-CAM (`image`).
+and permutation importance (`tabular`), event attributions (`sequence`), Grad-CAM (`image`), atom
+attributions drawn on the structure (`molecule`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ def _images(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, s
     return explain_images(est, x, y, cfg.max_records, cfg.examples, ids, masks)
 
 
-_EXPLAINERS = {"tabular": _tabular, "events": _events, "images": _images}
+def _graphs(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,
+            frame: Any) -> dict[str, Any]:
+    from medflow.explain.molecule import explain_molecules
+
+    return explain_molecules(est, x, y, frame[ds.molecules.smiles_column].astype(str).tolist(), cfg.max_records,
+                             cfg.examples)
+
+
+_EXPLAINERS = {"tabular": _tabular, "events": _events, "images": _images, "graphs": _graphs}
 
 
 def explain_model(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,

@@ -15,7 +15,8 @@ import torch
 
 from medflow.models.base import DeepEstimator, Estimator
 
-__all__ = ["attributions", "permutation_importance", "group_columns", "method_name", "explain_tabular"]
+__all__ = ["attributions", "permutation_importance", "group_columns", "method_name", "explain_tabular",
+           "screen_features"]
 
 
 def group_columns(sources: list[str]) -> tuple[list[str], np.ndarray]:
@@ -84,11 +85,33 @@ def permutation_importance(
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["mean"]))
 
 
+def screen_features(est: Estimator, x: np.ndarray, sources: list[str], keep: int) -> list[str]:
+    """Sources with all but the `keep` raw features most related to the model's output lumped into one
+    "other features" group, so ablation and permutation stay affordable on wide inputs (2,048 fingerprint
+    bits, thousands of codes). The screen is model-agnostic: the largest |correlation| between any of a
+    feature's columns and the model's output on the explained records."""
+    names, group = group_columns(sources)
+    if len(names) <= keep or len(x) < 3:
+        return sources
+    out = np.asarray(est.predict(x), dtype=float)
+    out = out if out.ndim == 1 else out[np.arange(len(out)), out.argmax(axis=1)]
+    xc = np.asarray(x, dtype=float) - np.mean(x, axis=0)
+    oc = out - out.mean()
+    with np.errstate(all="ignore"):
+        corr = np.abs(xc.T @ oc) / (np.sqrt((xc**2).sum(axis=0) * (oc**2).sum()) + 1e-12)
+    score = np.zeros(len(names))
+    np.maximum.at(score, group, np.nan_to_num(corr))
+    chosen = set(np.argsort(-score)[:keep].tolist())
+    other = f"other features ({len(names) - len(chosen)})"
+    return [names[g] if g in chosen else other for g in group]
+
+
 def explain_tabular(est: Estimator, x_all: np.ndarray, y: np.ndarray, sources: list[str], metric, cfg,
                     seed: int) -> dict:
     """explanations.json entry of a model on a feature matrix: permutation importance, mean |attribution|
     and per-record attributions of example test records."""
     x = x_all[: cfg.max_records]
+    sources = screen_features(est, x, sources, getattr(cfg, "max_features", 50))
     names, attr = attributions(est, x, sources)
     return {
         "method": method_name(est),

@@ -90,6 +90,23 @@ def _image_load(d: dict[str, Any]) -> Any:
     return ImageFeaturizer.from_dict(d)
 
 
+def _mol_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
+    from medflow.features.molecule import MoleculeFeaturizer
+
+    matrix = getattr(data, "mol_features", None)
+    return MoleculeFeaturizer(ds.molecules.smiles_column, matrix).fit(train, ds.source, ds.molecules.cache)
+
+
+def _mol_apply(feat: Any, ds: Any, frame: Any) -> Any:
+    return feat.transform(frame, ds.source, ds.molecules.cache if ds.molecules is not None else None)
+
+
+def _mol_load(d: dict[str, Any]) -> Any:
+    from medflow.features.molecule import MoleculeFeaturizer
+
+    return MoleculeFeaturizer.from_dict(d)
+
+
 def _tabular_merge(parts: list[tuple[Any, int]]) -> Any:
     from medflow.features.tabular import TabularFeaturizer
 
@@ -100,7 +117,8 @@ for _kind in (FeaturizerKind("tabular", "tabular-v1", _tabular_fit, lambda f, ds
                              _tabular_load, merge=_tabular_merge),
               FeaturizerKind("events", "codes-v1", _events_fit, _events_apply, _events_load),
               FeaturizerKind("images", "image-v1", _image_fit, _image_apply, _image_load,
-                             lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source))):
+                             lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source)),
+              FeaturizerKind("molecules", "mol-v1", _mol_fit, _mol_apply, _mol_load)):
     featurizers.register(_kind.modality)(_kind)
 
 
@@ -133,7 +151,8 @@ def merge_featurizers(ds: Any, parts: list[tuple[Any, int]]) -> Any:
 
 
 def featurize(feat: Any, ds: Any, frame: Any) -> Any:
-    """Model inputs for rows of a dataset: a matrix (tables), event windows (events), an image array (images)."""
+    """Model inputs for rows of a dataset: a matrix (tables), event windows (events), an image array (images),
+    molecular graphs with fingerprints and descriptors (molecules)."""
     return featurizers.get(ds.modality).apply(feat, ds, frame)
 
 

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from medflow.models import baselines, effects, sequence, survival, tabular, vision
+from medflow.models import baselines, effects, graph, sequence, survival, tabular, vision
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
 
@@ -26,6 +26,10 @@ SEARCH = {
     "late_fusion": {"hidden": [8, 64], "dropout": [0.0, 0.5], **_LR},
     "logistic_regression": {"C": {"low": 1e-3, "high": 1e2, "log": True}},
     "linear_regression": {"alpha": {"low": 1e-3, "high": 1e3, "log": True}},
+    "random_forest": {"min_samples_leaf": [1, 20], "max_features": {"choices": ["sqrt", 0.3, 1.0]}},
+    "mpnn": {"hidden": {"choices": [200, 300, 500]}, "depth": [2, 6], "dropout": [0.0, 0.3],
+             "ffn_layers": [1, 3], **_LR},
+    "gin": {"hidden": {"choices": [100, 200, 300]}, "layers": [2, 6], "dropout": [0.0, 0.3], **_LR},
     "gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True}, "max_leaf_nodes": [4, 63],
                           "min_samples_leaf": [5, 50], "l2_regularization": {"low": 1e-6, "high": 1.0, "log": True}},
     "cox_ph": {"alpha": {"low": 1e-3, "high": 1e2, "log": True}},
@@ -50,6 +54,15 @@ for _spec in (
               baselines.build_ridge, "ridge regression (scikit-learn)", complexity=1),
     ModelSpec("gradient_boosting", "baseline", _ALL, baselines.GradientBoostingConfig,
               baselines.build_gradient_boosting, "histogram gradient-boosted trees (scikit-learn)", complexity=2),
+    ModelSpec("random_forest", "baseline", _ALL, baselines.RandomForestConfig, baselines.build_random_forest,
+              "random forest (scikit-learn); on molecules it reads Morgan bits and/or descriptors (data.mol_features)",
+              complexity=2),
+    ModelSpec("mpnn", "deep", _DEEP, graph.MPNNConfig, graph.DMPNN,
+              "directed message passing network (chemprop's D-MPNN) over RDKit atom/bond features, RDKit "
+              "descriptors at the readout", inputs="graphs", complexity=4),
+    ModelSpec("gin", "deep", _DEEP, graph.GINConfig, graph.GIN,
+              "graph isomorphism network with bond features (GINE), residual, batch norm, sum readout",
+              inputs="graphs", complexity=4),
     ModelSpec("late_fusion", "deep", _DEEP, tabular.LateFusionConfig, tabular.LateFusionNet,
               "late fusion: one encoder per block of columns (e.g. clinical, genomic), joined before the head",
               complexity=4),

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medflow.tasks.base import Task
 
-__all__ = ["LogisticConfig", "GradientBoostingConfig", "RidgeConfig", "build_logistic", "build_gradient_boosting",
-           "build_ridge"]
+__all__ = ["LogisticConfig", "GradientBoostingConfig", "RidgeConfig", "RandomForestConfig", "build_logistic",
+           "build_gradient_boosting", "build_ridge", "build_random_forest"]
 
 
 class LogisticConfig(BaseModel):
@@ -30,6 +30,14 @@ class GradientBoostingConfig(BaseModel):
     max_leaf_nodes: int = Field(15, ge=2)
     min_samples_leaf: int = Field(10, ge=1)
     l2_regularization: float = Field(0.0, ge=0)
+
+
+class RandomForestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_estimators: int = Field(500, ge=1)
+    max_features: float | str | None = Field(1.0, description="features tried per split: a share, 'sqrt', or None")
+    min_samples_leaf: int = Field(1, ge=1)
+    n_jobs: int = Field(-1, description="cores to use (-1: all)")
 
 
 def _class_weight(task: Task) -> Any:
@@ -55,3 +63,11 @@ def build_gradient_boosting(task: Task, seed: int, **params: Any):
         return HistGradientBoostingRegressor(random_state=seed, early_stopping=False, **params)
     return HistGradientBoostingClassifier(random_state=seed, early_stopping=False, class_weight=_class_weight(task),
                                           **params)
+
+
+def build_random_forest(task: Task, seed: int, **params: Any):
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    if task.kind == "regression":
+        return RandomForestRegressor(random_state=seed, **params)
+    return RandomForestClassifier(random_state=seed, class_weight=_class_weight(task), **params)

@@ -81,8 +81,10 @@ def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[
         sel = metrics["selected_model"]
         g = test[test["model"] == sel]
         y, s = truth(g, kind), score_matrix(g, kind)
-        return "<div class='grid'>" + img(plots.roc_plot({str(c): (y[:, j], s[:, j]) for j, c in enumerate(classes)
-                                                          if 0 < y[:, j].sum() < len(y)}),
+        seen = ~np.isnan(y)  # masked labels: each curve on its observed records
+        return "<div class='grid'>" + img(plots.roc_plot({str(c): (y[seen[:, j], j], s[seen[:, j], j])
+                                                          for j, c in enumerate(classes)
+                                                          if 0 < y[seen[:, j], j].sum() < seen[:, j].sum()}),
                                           f"ROC per label ({sel})") + "</div>"
     if kind == "treatment_effect":  # its plots are in the treatment-effect section (report/effects.py)
         return "<p>See Treatment effects below.</p>"
@@ -139,6 +141,8 @@ def _explain_section(expl: dict, selected: str) -> str:
     e = expl[selected]
     if e.get("method") == "grad_cam":
         return _image_explain_section(expl, selected)
+    if e.get("method") == "atom_integrated_gradients":
+        return _molecule_explain_section(expl, selected)
     if e.get("method") == "mask_overlays":
         return "".join(f"<h3>{escape(name)}</h3><p>Best, median and worst test cases by mean Dice: true outline in "
                        "green, predicted in red (volumes: the slice with the most true foreground).</p>"
@@ -174,16 +178,38 @@ def _explain_section(expl: dict, selected: str) -> str:
         rows = [[escape(m), ", ".join(escape(k) for k in list(expl[m]["permutation_importance"])[:5])] for m in others]
         parts.append("<p>Top features of the other models (permutation importance):</p>"
                      + html_table(["model", "top 5"], rows))
+    if any(m.get("method") == "atom_integrated_gradients" for m in expl.values()):  # graph models beside it
+        parts.append(_molecule_explain_section(expl, selected))
+    return "".join(parts)
+
+
+def _explained_by(expl: dict, selected: str, method: str) -> list[tuple[str, dict, str]]:
+    """(model, its explanations, an <h3> heading) of the models explained by `method`, the selected one first."""
+    return [(name, e, f"<h3>{escape(name)}{' (selected)' if name == selected else ''}</h3>")
+            for name, e in sorted(expl.items(), key=lambda kv: kv[0] != selected) if e.get("method") == method]
+
+
+def _molecule_explain_section(expl: dict, selected: str) -> str:
+    """Example test molecules with atoms shaded by attribution, and the descriptors the model leaned on."""
+    parts = []
+    for name, e, head in _explained_by(expl, selected, "atom_integrated_gradients"):
+        parts.append(head + "<p>Integrated Gradients "
+                     "over atom, bond and descriptor features from an all-zero baseline; each atom carries its own "
+                     "and half of its bonds' attribution (red raises the output, blue lowers it). Regression: the "
+                     "best, median and worst predicted test molecules; classification: the most and least "
+                     "confident.</p>" + img(e["figure"], f"atom attributions {name}"))
+        if e["mean_abs_attribution"]:
+            parts.append(img(plots.importance_plot(e["mean_abs_attribution"], None,
+                                                   f"Mean |attribution| of RDKit descriptors ({name})"),
+                             "descriptor attributions"))
     return "".join(parts)
 
 
 def _image_explain_section(expl: dict, selected: str) -> str:
     """Grad-CAM overlays of example test images per class (errors included) and the pointing game."""
     parts = []
-    for name, e in sorted(expl.items(), key=lambda kv: kv[0] != selected):
-        if e.get("method") != "grad_cam":
-            continue
-        parts.append(f"<h3>{escape(name)}{' (selected)' if name == selected else ''}</h3><p>Grad-CAM (MONAI) on "
+    for name, e, head in _explained_by(expl, selected, "grad_cam"):
+        parts.append(head + "<p>Grad-CAM (MONAI) on "
                      f"layer <code>{escape(e['layer'])}</code>: where the evidence for the prediction lies (binary: "
                      "the positive class; multiclass: the predicted class). Examples: the most confident correct "
                      "test images of each true class and its most confident error; volumes show the slice "
@@ -213,9 +239,15 @@ def _quality_section(q: dict, manifest: dict) -> str:
     split_rows = [[s["fold"], *(f"{s[p]['patients']} patients / {s[p]['rows']} rows" if p in s else "" for p in parts)]
                   for s in manifest["splits"]]
     note = manifest.get("patient_id_note")
+    dropped = manifest["data"].get("invalid_smiles_dropped")
+    listed = "; ".join(f"{'record' if 'record' in b else 'row'} {b.get('record', b.get('row'))}: "
+                       f"{b['smiles'] or '(empty)'} ({b['reason']})"
+                       for b in manifest["data"].get("invalid_examples", []))
     return (f"<p>{q['rows']} records from {q['patients']} patients.</p>" + balance
             + f"<p>Quality findings:</p><ul>{findings}</ul>"
             + (f"<p class='flag'>{escape(note)}.</p>" if note else "")
+            + (f"<p class='flag'>{dropped} molecule(s) with invalid SMILES were left out (data.molecules.on_invalid: "
+               f"drop), e.g. {escape(listed)}; all are listed in manifest.json.</p>" if dropped else "")
             + "<details><summary>Columns</summary>"
             + html_table(["column", "type", "role", "missing", "unique", "min", "max", "outliers"], rows)
             + "</details><h3>Splits (by patient)</h3>"

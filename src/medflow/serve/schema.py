@@ -45,12 +45,17 @@ class InputSchema:
     def __init__(self, run: Any) -> None:
         self.run = run
         feat = run.featurizer()
-        self.kind = "events" if getattr(feat, "name", "") == "codes-v1" else \
-            "images" if getattr(feat, "name", "") == "image-v1" else "table"
+        self.kind = {"codes-v1": "events", "image-v1": "images", "mol-v1": "molecules"}.get(
+            getattr(feat, "name", ""), "table")
         quality_path = run.path / "quality.json"
         quality = read_json(quality_path) if quality_path.exists() else {}
         self.columns = {c["column"]: c for c in quality.get("columns", [])}
         self.fields: dict[str, dict[str, Any]] = {}
+        if self.kind == "molecules":  # one SMILES per record, parsed by RDKit before predicting
+            self.fields[feat.smiles_column] = {"name": feat.smiles_column, "type": "smiles"}
+            self.model = create_model("Record", __config__=ConfigDict(extra="forbid", strict=True),
+                                      f0=(Annotated[str, Field(min_length=1, max_length=10_000)],
+                                          Field(..., alias=feat.smiles_column)))
         if self.kind == "table":
             for col, kind in feat.feature_types.items():
                 self.fields[col] = self._field(col, kind.value, feat.state[col])
@@ -86,6 +91,10 @@ class InputSchema:
 
     def record_json_schema(self) -> dict[str, Any]:
         """JSON Schema of one record (plain: no $refs), with each field's training range or categories."""
+        if self.kind == "molecules":
+            (col,) = self.fields
+            return {"type": "object", "title": "Record", "additionalProperties": False, "required": [col],
+                    "properties": {col: {"type": "string", "minLength": 1, "description": "a SMILES string"}}}
         if self.kind != "table":
             return {"type": "object"}
         schema = self.model.model_json_schema(by_alias=True)
@@ -122,8 +131,8 @@ class InputSchema:
             from medflow.serve.events import events_from_body
 
             return events_from_body(body)
-        if self.kind != "table":
-            raise RequestError(f"this run reads {self.kind}; the service predicts tables and event data",
+        if self.kind not in ("table", "molecules"):
+            raise RequestError(f"this run reads {self.kind}; the service predicts tables, molecules and event data",
                                [{"field": "body", "problem": f"{self.kind} runs are not served"}])
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object {\"records\": [...], \"explain\": false}",
@@ -142,6 +151,14 @@ class InputSchema:
                 self.model.model_validate(rec)  # strict: a valid record's values are the ones sent, so the frame
             except ValidationError as e:      # is built from them directly (no dump back to dicts)
                 problems += field_errors(e, f"records[{i}]")
+                continue
+            if self.kind == "molecules":
+                from medflow.data.molecules import parse_smiles
+
+                (col,) = self.fields
+                _, why = parse_smiles(rec[col])
+                if why:
+                    problems.append({"field": f"records[{i}].{col}", "problem": why})
         if problems:
             raise RequestError(_summary(problems), problems)
         return pd.DataFrame.from_records(records, columns=list(self.fields)), explain

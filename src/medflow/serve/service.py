@@ -180,7 +180,8 @@ def predict_payload(served: Served, inputs: Any, explain: bool) -> tuple[list[di
         else:
             out = run.predict(inputs, explain=explain, source="request")
             flags = served.schema.out_of_range(inputs)
-            served.monitor.observe(inputs)
+            if served.schema.kind == "table":  # drift counts per feature; a SMILES is not a feature to bin
+                served.monitor.observe(inputs)
     results = []
     columns = {c: out[c].tolist() for c in out.columns if c != "survival_curve"}  # column-wise: cheaper than rows
     for i in range(len(out)):
