@@ -14,7 +14,9 @@ FAST = {"max_epochs": 12, "patience": 5, "progress": False}
 
 
 def _study(tmp_path, frame, models=("mlp", "logistic_regression"), **kw):
-    ds = mf.data.sources.tabular.dataset_from_frame(frame, "memory", "toy", patient_id="pid")
+    from medflow.data.sources.tabular import dataset_from_frame  # mf.data.sources may be imported without it
+
+    ds = dataset_from_frame(frame, "memory", "toy", patient_id="pid")
     return mf.Study(dataset=ds, task=mf.tasks.Binary(label="y"), model=list(models), train=FAST,
                     evaluate={"n_bootstrap": 100, "subgroups": ["sex"]}, output_dir=tmp_path, **kw)
 
