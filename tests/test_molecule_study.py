@@ -159,3 +159,25 @@ def test_served_over_http_with_smiles_checked(freesolv_run, tmp_path):
         assert "records[1].smiles" in fields and any(f.startswith("records[2]") for f in fields)
         schema = client.get("/openapi.json").json()
         assert "smiles" in json.dumps(schema)
+
+
+def test_cli_predict_sdf_and_smi(freesolv_run, tmp_path):
+    from rdkit import Chem
+
+    w = Chem.SDWriter(str(tmp_path / "new.sdf"))
+    for s in ("CCO", "c1ccccc1O"):
+        w.write(Chem.MolFromSmiles(s))
+    w.close()
+    (tmp_path / "new.smi").write_text("CCO ethanol\nOCC(O)CO glycerol\n")
+    for name in ("new.sdf", "new.smi"):
+        result = CliRunner().invoke(app, ["predict", str(freesolv_run.path), str(tmp_path / name), "-o",
+                                          str(tmp_path / f"{name}.csv"), "--model", "mpnn"])
+        assert result.exit_code == 0, result.output
+        out = pd.read_csv(tmp_path / f"{name}.csv")
+        assert list(out["mol_id"]) == ["mol-1", "mol-2"] and out["smiles"].iloc[0] == "CCO"
+        assert np.isfinite(out["prediction"]).all()
+    (tmp_path / "bad.smi").write_text("CCO\nC1CC\n")
+    result = CliRunner().invoke(app, ["predict", str(freesolv_run.path), str(tmp_path / "bad.smi"), "-o",
+                                      str(tmp_path / "bad.csv")])
+    assert result.exit_code == 1 and "row 2: 'C1CC'" in str(result.exception)
+    assert not (tmp_path / "bad.csv").exists()  # nothing half-written

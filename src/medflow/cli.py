@@ -208,12 +208,15 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     import json
 
     from medflow.data.sources.tabular import read_frame
-    from medflow.predict_io import event_input, image_input, is_event_input, write_masks, write_overlays
+    from medflow.predict_io import event_input, image_input, is_event_input, molecule_input, write_masks, write_overlays
     from medflow.runs import load_run, write_parquet, write_text
 
     r = load_run(run_dir)
-    if r.featurizer().to_dict().get("version") == "image-v1":
+    version = r.featurizer().to_dict().get("version")
+    if version == "image-v1":
         frame = image_input(r, input, labels)
+    elif version == "mol-v1":  # SMILES tables, .smi or SDF; each prediction row keeps its molecule
+        frame = molecule_input(r, input)
     else:
         frame = event_input(r, input, labels) if is_event_input(input) else read_frame(input)
     with warnings.catch_warnings(record=True) as caught:
@@ -221,6 +224,11 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
         preds = r.predict(frame, model=model, explain=explain, source=str(input), horizons=_horizons(horizons))
     if "survival_curve" in preds:
         preds = preds.drop(columns=["survival_curve"])
+    if version == "mol-v1":
+        import pandas as pd
+
+        ids = [c for c in ("mol_id", r.featurizer().smiles_column) if c in frame.columns and c not in preds.columns]
+        preds = pd.concat([frame[ids].reset_index(drop=True), preds], axis=1)
     if "mask" in preds:  # segmentation: masks as NIfTI in the input's space, the table beside them
         preds, output = write_masks(frame, preds, output or Path("masks"))
         out.print(f"{len(preds)} masks written to {output.parent}/")

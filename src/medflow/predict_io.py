@@ -7,7 +7,7 @@ from pathlib import Path
 
 from medflow.errors import ConfigError
 
-__all__ = ["is_event_input", "event_input", "image_input", "write_masks", "write_overlays"]
+__all__ = ["is_event_input", "event_input", "image_input", "molecule_input", "write_masks", "write_overlays"]
 
 
 def is_event_input(path: Path) -> bool:
@@ -27,6 +27,20 @@ def event_input(run, path: Path, labels: Path | None):
         events = read_fhir(path)
     cohort = run.config["data"].get("cohort")
     return event_dataset(events, None if labels else cohort, labels, label_name=run.task.label_columns[0])
+
+
+def molecule_input(run, path: Path):
+    """Molecules to predict for a molecule run: an SDF or .smi file (read as training data were, an invalid
+    structure an error naming its record), else a table whose SMILES column is the run's."""
+    from medflow.data.molecules import MOL_ID, MoleculeSource, read_molecules
+    from medflow.data.sources.tabular import read_frame
+
+    feat = run.featurizer()
+    if path.suffix.lower() not in (".sdf", ".sd", ".smi"):
+        return read_frame(path)
+    ds = read_molecules(MoleculeSource(path=str(path)))
+    frame = ds.frame.rename(columns={ds.molecules.smiles_column: feat.smiles_column})
+    return frame[[MOL_ID, feat.smiles_column]]
 
 
 def image_input(run, path: Path, labels: Path | None):
