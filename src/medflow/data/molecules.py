@@ -30,6 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from medflow.data.dataset import Dataset, FeatureType, infer_feature_types
+from medflow.data.sources.tabular import read_frame
 from medflow.errors import DataError, shown
 
 __all__ = ["MoleculeSource", "MoleculeData", "read_molecules", "molecule_frame", "parse_smiles", "scaffold_of",
@@ -186,7 +187,7 @@ def read_molecules(src: MoleculeSource | str, synthetic: bool = False, name: str
     path = Path(src.path)
     if not path.exists():
         raise DataError(f"{src.path}: no such file; data.molecules.path must name a CSV, Parquet, .smi or SDF file.")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    suffix = path.suffix.lower()
     bad: list[dict[str, Any]] = []
     if suffix in (".sdf", ".sd"):
         frame, bad = _read_sdf(path.read_bytes(), src.path)
@@ -194,36 +195,29 @@ def read_molecules(src: MoleculeSource | str, synthetic: bool = False, name: str
             listed = "; ".join(f"record {b['record']}: {b['reason']}" for b in bad[:5])
             raise DataError(f"{src.path}: {len(bad)} invalid SDF record(s): {listed}. Fix them, or set "
                             "data.molecules.on_invalid: drop.")
-        smiles_col, offset, what = "smiles", 1, "record"
+        smiles_col, what = "smiles", "record"
     else:
-        frame = _read_frame(path, suffix, src.path)
+        frame = _read_smi(path, src.path) if suffix == ".smi" else read_frame(path)
         smiles_col = src.smiles_column or next((c for c in _SMILES_NAMES if c in frame.columns), None)
         if smiles_col is None:
             raise DataError(f"{src.path}: no SMILES column (looked for {', '.join(_SMILES_NAMES)}); columns are "
                             f"{list(frame.columns)}. Set data.molecules.smiles_column.")
-        offset, what = 1, "row"
-    frame, more = molecule_frame(frame, smiles_col, src.path, src.on_invalid, src.id_column, offset, what)
+        what = "row"
+    frame, more = molecule_frame(frame, smiles_col, src.path, src.on_invalid, src.id_column, what=what)
     if "_record" in frame.columns:
         frame = frame.drop(columns=["_record"])
     return molecule_dataset(frame, smiles_col, str(path), bad + more, src.on_invalid, name or path.stem, synthetic,
                             split_column=src.split_column)
 
 
-def _read_frame(path: Path, suffix: str, source: str) -> pd.DataFrame:
+def _read_smi(path: Path, source: str) -> pd.DataFrame:
+    """A .smi file: SMILES, optionally a name, whitespace separated; a header only if it says SMILES."""
     try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix == ".smi":  # SMILES, optionally a name, whitespace separated, no header unless it says SMILES
-            lines = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            header = bool(lines) and lines[0][0].lower() in ("smiles", "smi")
-            body = lines[1:] if header else lines
-            return pd.DataFrame({"smiles": [ln[0] for ln in body],
-                                 "name": [" ".join(ln[1:]) or None for ln in body]})
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        lines = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     except UnicodeDecodeError as exc:
         raise DataError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8.") from exc
-    except (pd.errors.ParserError, ValueError, OSError) as exc:
-        raise DataError(f"{source}: cannot read the file: {str(exc).splitlines()[0]}") from exc
+    body = lines[1:] if lines and lines[0][0].lower() in ("smiles", "smi") else lines
+    return pd.DataFrame({"smiles": [ln[0] for ln in body], "name": [" ".join(ln[1:]) or None for ln in body]})
 
 
 def molecule_dataset(frame: pd.DataFrame, smiles_column: str, source: str, invalid: list[dict[str, Any]],
