@@ -134,6 +134,7 @@ def test_cli_predict_with_atom_explanations(freesolv_run, tmp_path):
     atoms = [json.loads(e) for e in out["explanation"]]
     assert {a["atom"] for a in atoms[0]} == {"C0", "C1", "O2"}  # ethanol's three heavy atoms, by RDKit index
     assert len(atoms[1]) == 7 and "uncertainty" in out.columns
+    assert out["explanation_method"].iloc[0] == "integrated_gradients"
 
 
 def test_served_over_http_with_smiles_checked(freesolv_run, tmp_path):

@@ -59,6 +59,7 @@ def test_predict_raw_records_reproduces_test_predictions(tmp_path):
         loaded.predict(frame.head(2).drop(columns=["x1"]))
     explained = loaded.predict(frame.head(2), explain=True)
     assert explained["explanation"].iloc[0][0]["feature"] in {"x1", "x2", "cat", "sex"}
+    assert explained["explanation_method"].iloc[0] in {"integrated_gradients", "feature_ablation"}
 
 
 def test_failed_run_leaves_no_complete_directory(tmp_path, monkeypatch):

@@ -196,11 +196,8 @@ class Run:
                 for i, cause in enumerate(self.task.causes):
                     for j, h in enumerate(hs):
                         out.insert(len(out.columns) - 2, f"cif_{cause}_at_{h:g}", cif[:, i, j])
-        if explain and attrs:
-            a = np.mean(attrs, axis=0)
-            out["explanation"] = [_top(names, row) for row in a]
-        elif explain:
-            out["explanation"] = graph_expl
+        if explain:
+            out["explanation"] = [_top(names, row) for row in np.mean(attrs, axis=0)] if attrs else graph_expl
             out["explanation_method"] = method_name(self.estimator(model, 0))
         return out
 

@@ -118,13 +118,13 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
         raise ConfigError(f"models: each model may appear once, got {keys}; give repeats a label, e.g. "
                           "{name: mlp, label: mlp_dp, privacy: {epsilon: 3}}.")
     for e in entries:
-        build_estimator(e.name, e.params, cfg.task)  # unknown names, bad params, wrong task kind
+        est = build_estimator(e.name, e.params, cfg.task)  # unknown names, bad params, wrong task kind
         if e.init_from and model_registry.get(e.name).family != "deep":
             raise ConfigError(f"models: '{e.name}' is not a deep model; init_from (transfer learning) applies to "
                               "torch models only.")
         if e.init_from and not Path(e.init_from).is_dir():
             raise ConfigError(f"models: '{e.name}' init_from {e.init_from}: no such run directory.")
-        if e.ensemble > 1 and not isinstance(build_estimator(e.name, e.params, cfg.task), DeepEstimator):
+        if e.ensemble > 1 and not isinstance(est, DeepEstimator):
             raise ConfigError(f"models: '{e.key}' is not a deep network; ensemble (members trained with several "
                               "seeds) applies to torch models (tree ensembles already average many trees).")
         if e.privacy and model_registry.get(e.name).family != "deep":
