@@ -51,11 +51,8 @@ def atom_attributions(est: Any, x: Any, idx: np.ndarray, steps: int = 32) -> dic
         for k, gk in zip(keys, g, strict=True):
             if gk is not None:
                 grads[k] += float(w) * gk
-    attr = {k: (inputs[k] * grads[k]).sum(dim=-1).detach().numpy() if inputs[k].ndim > 1 else
-            (inputs[k] * grads[k]).detach().numpy() for k in ("atoms", "bonds")}
+    atom, bond = ((inputs[k] * grads[k]).sum(dim=-1).detach().numpy() for k in ("atoms", "bonds"))
     desc = (inputs["descriptors"] * grads["descriptors"]).detach().numpy()
-    atom = attr["atoms"].copy()
-    bond = attr["bonds"]
     np.add.at(atom, b["src"].numpy(), 0.5 * bond)
     np.add.at(atom, b["dst"].numpy(), 0.5 * bond)
     starts = np.concatenate([[0], np.cumsum(b["n_atoms"].numpy())])
