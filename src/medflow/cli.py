@@ -215,7 +215,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     version = r.featurizer().to_dict().get("version")
     if version == "image-v1":
         frame = image_input(r, input, labels)
-    elif version == "mol-v1":  # SMILES tables, .smi or SDF; each prediction row keeps its molecule
+    elif version == "mol-v1":  # SMILES tables, .smi or SDF
         frame = molecule_input(r, input)
     else:
         frame = event_input(r, input, labels) if is_event_input(input) else read_frame(input)
@@ -224,10 +224,11 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
         preds = r.predict(frame, model=model, explain=explain, source=str(input), horizons=_horizons(horizons))
     if "survival_curve" in preds:
         preds = preds.drop(columns=["survival_curve"])
-    if version == "mol-v1":
+    keep = getattr(r.featurizer(), "record_columns", [])  # molecules, notes: each row keeps what names it
+    ids = [c for c in keep if c in getattr(frame, "columns", []) and c not in preds.columns]
+    if ids:
         import pandas as pd
 
-        ids = [c for c in ("mol_id", r.featurizer().smiles_column) if c in frame.columns and c not in preds.columns]
         preds = pd.concat([frame[ids].reset_index(drop=True), preds], axis=1)
     if "mask" in preds:  # segmentation: masks as NIfTI in the input's space, the table beside them
         preds, output = write_masks(frame, preds, output or Path("masks"))
@@ -340,8 +341,10 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
 from medflow.cli_molecules import register as _register_molecules  # noqa: E402 - after `app`
 from medflow.cli_privacy import register as _register_privacy  # noqa: E402
 from medflow.cli_service import register as _register_service  # noqa: E402
+from medflow.cli_text import register as _register_text  # noqa: E402
 
 _register_service(app)
+_register_text(app)
 _register_privacy(app)
 _register_molecules(app)
 

@@ -14,6 +14,7 @@ from medflow.data.dataset import FeatureType
 from medflow.data.images import ImageSource
 from medflow.data.molecules import MoleculeSource
 from medflow.data.splits import ByPatient, KFold, Scaffold
+from medflow.data.text import TextSource
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
 from medflow.federate import FederateConfig
@@ -63,10 +64,21 @@ class SimulateConfig(BaseModel):
     bias_group: str | None = None
 
 
+class TextFeatures(BaseModel):
+    """YAML `data.text_features`: how notes become model inputs (`features.text.TextFeaturizer`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_len: int = Field(256, ge=8, le=4096, description="tokens per window; longer notes get several windows "
+                                                         "that the models pool over (never truncated)")
+    min_count: int = Field(2, ge=1, description="a word enters the vocabulary when seen this often in training")
+    max_vocab: int = Field(30_000, ge=10)
+    tfidf_features: int = Field(100_000, ge=10, description="most frequent word 1-2 grams the TF-IDF baseline reads")
+
+
 class DataConfig(BaseModel):
     """Where the records come from: a built-in `dataset`, a CSV/Parquet `path`, event data (`meds`, `fhir`,
     `events`) with a `cohort` definition or a MEDS `labels` file, `images` (files, DICOM, NIfTI, .npz) or
-    `molecules` (SMILES in CSV / Parquet / .smi, or SDF)."""
+    `molecules` (SMILES in CSV / Parquet / .smi, or SDF) or `text` (notes: CSV / Parquet / JSONL / BRAT)."""
 
     model_config = ConfigDict(extra="forbid")
     dataset: str | None = None
@@ -76,6 +88,8 @@ class DataConfig(BaseModel):
     events: EventTableConfig | None = None
     images: ImageSource | None = None
     molecules: MoleculeSource | None = None
+    text: TextSource | None = None
+    text_features: TextFeatures = TextFeatures()
     mol_features: list[Literal["morgan", "descriptors"]] = Field(
         ["morgan", "descriptors"], min_length=1,
         description="what fingerprint/descriptor models (random_forest, mlp, ...) read from molecules: Morgan bits "
@@ -95,7 +109,8 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [k for k in ("dataset", "path", "meds", "fhir", "events", "images", "molecules") if getattr(self, k)]
+        given = [k for k in ("dataset", "path", "meds", "fhir", "events", "images", "molecules", "text")
+                 if getattr(self, k)]
         if len(given) > 1:
             raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
         if self.cohort is not None and self.labels is not None:

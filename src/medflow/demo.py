@@ -1,6 +1,6 @@
 """`medflow demo`: complete studies on real data shipped with scikit-learn and scikit-survival, and on
-medflow's simulators (EHR events, imaging phantoms), labelled SYNTHETIC, real molecules (FreeSolv) and a treatment
-effect on real NHEFS."""
+medflow's simulators (EHR events, imaging phantoms), labelled SYNTHETIC, real molecules (FreeSolv), real radiology
+reports (IU chest X-rays: finding extraction with negation) and a treatment effect on real NHEFS."""
 
 from __future__ import annotations
 
@@ -80,6 +80,18 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
          "train": {"max_epochs": 25 if fast else 50, "patience": 25 if fast else 50, "batch_size": 50,
                    "warmup_epochs": 2, "progress": not fast},
          "evaluate": {"n_bootstrap": 100 if fast else 500}, "explain": {"max_records": 64, "examples": 3}},
+        {"name": "demo-iu-reports-text", "output_dir": str(output_dir),
+         "intended_use": ("Research demonstration on real radiology reports (Indiana University chest X-rays): which "
+                          "findings a report asserts, negations and hedges handled. Not for clinical use."),
+         "data": {"dataset": "iu_reports"},
+         "task": {"kind": "multilabel", "labels": ["cardiomegaly", "pleural_effusion", "pneumothorax", "atelectasis",
+                                                   "nodule", "edema", "pneumonia"]},
+         "models": ["context_rules", "context_learned", {"name": "logistic_regression", "params": {"C": 4.0}},
+                   {"name": "text_cnn", "params": {"d": 64, "filters": 64}}],
+         "split": {"kind": "holdout", "test": 0.25, "valid": 0.15},
+         "train": {"max_epochs": 6 if fast else 15, "patience": 3 if fast else 4, "batch_size": 64,
+                   "progress": not fast},
+         "evaluate": {"n_bootstrap": 100 if fast else 500}, "explain": {"max_records": 100, "examples": 4}},
         {"name": "demo-nhefs-treatment-effect", "output_dir": str(output_dir),
          "intended_use": ("Research demonstration on real data: the effect of quitting smoking on weight gain over "
                           "11 years (NHEFS), per person, beside the published IP-weighted estimate (3.4 kg). Assumes "

@@ -164,11 +164,12 @@ class Run:
                             "run.predict(mf.data.read_image_dataset(mf.data.ImageSource(path='scans/'))).")
         frame = self._frame(records, source)
         extra = self.featurizer().check_columns(frame, source)
-        label_cols = set(self.task.label_columns) | {self.config["data"].get("patient_id") or ""}
+        label_cols = set(self.task.label_columns) | {self.config["data"].get("patient_id") or ""} | \
+            set(getattr(self.featurizer(), "record_columns", []))
         extra = [c for c in extra if c not in label_cols]
         if extra:
             warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=2)
-        scores, attrs, names, at, cifs, xs, graph_expl = [], [], None, [], [], [], []
+        scores, attrs, names, at, cifs, xs, graph_expl, method = [], [], None, [], [], [], [], None
         hs = list(horizons or (self.task.state.get("horizons", []) if self.task.kind == "survival" else []))
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
@@ -180,8 +181,12 @@ class Run:
                 head = getattr(est, "head", None)
                 if self.task.kind == "survival" and self.task.competing_risks and hasattr(head, "cif"):
                     cifs.append(head.cif(est.outputs(x), np.asarray(hs, dtype=float)))
-            if explain and hasattr(x, "batch"):  # molecules: atoms (graph models) or screened features
-                if fold == 0:
+            if explain and hasattr(x, "batch"):  # molecules: atoms or screened features; notes: tokens or n-grams
+                if fold == 0 and hasattr(x, "tokens"):
+                    from medflow.explain.text import note_explanations
+
+                    graph_expl, method = note_explanations(est, x)
+                elif fold == 0:
                     graph_expl = _molecule_explanations(est, x)
             elif explain:
                 names, a = attributions(est, x, self.featurizer(fold).output_sources)
@@ -198,7 +203,7 @@ class Run:
                         out.insert(len(out.columns) - 2, f"cif_{cause}_at_{h:g}", cif[:, i, j])
         if explain:
             out["explanation"] = [_top(names, row) for row in np.mean(attrs, axis=0)] if attrs else graph_expl
-            out["explanation_method"] = method_name(self.estimator(model, 0))
+            out["explanation_method"] = method or method_name(self.estimator(model, 0))
         return out
 
     def _predict_dataset(self, ds: Any, model: str, explain: bool) -> pd.DataFrame:

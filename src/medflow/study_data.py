@@ -28,6 +28,8 @@ def data_config(ds: Dataset) -> dict[str, Any]:
     if ds.molecules is not None and not ds.source.startswith("builtin:"):
         return {"molecules": {"path": ds.source, "smiles_column": ds.molecules.smiles_column,
                               "on_invalid": ds.molecules.policy}, "synthetic": ds.synthetic}
+    if ds.text is not None and not ds.source.startswith("builtin:"):
+        return {"text": ds.meta.get("text_config") or {"path": ds.source}, "synthetic": ds.synthetic}
     if ds.events is not None and not ds.source.startswith("builtin:"):
         return {"meds": ds.source if Path(ds.source).is_dir() else None, "synthetic": ds.synthetic}
     if ds.source.startswith("builtin:"):
@@ -80,6 +82,10 @@ def load_study_data(data: DataConfig) -> Dataset:
         from medflow.data.molecules import read_molecules
 
         return read_molecules(data.molecules, data.synthetic)
+    if data.text is not None:
+        from medflow.data.text import read_notes
+
+        return read_notes(data.text, data.synthetic)
     if data.dataset:
         ds = load_dataset(data.dataset)
         if data.types:

@@ -25,7 +25,13 @@ PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  #
           # 15 epochs on 160 molecules: descriptors at the readout let the small D-MPNN learn within them
           "mpnn": {"hidden": 64, "ffn_hidden": 64, "descriptors": True},
           "gin": {"hidden": 48, "layers": 2, "ffn_hidden": 48},
-          "random_forest": {"n_estimators": 50}}
+          "random_forest": {"n_estimators": 50},
+          # the battery's labels: y = cardiomegaly, is_a = atelectasis (real IU reports, _text_data)
+          "context_rules": {"targets": {"y": ["cardiomegaly", "enlarged heart", "heart is enlarged"],
+                                        "is_a": ["atelectasis", "atelectatic"]}},
+          "context_learned": {"targets": {"y": ["cardiomegaly", "enlarged heart", "heart is enlarged"],
+                                          "is_a": ["atelectasis", "atelectatic"]}},
+          "text_cnn": {"d": 32, "filters": 16}}
 SOURCES: list[str] = []
 
 
@@ -90,7 +96,41 @@ def _graph_data(kind):
     return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
 
 
+_NOTES: dict = {}
+
+
+def _text_data(kind):
+    """240 real IU chest X-ray reports (80 with cardiomegaly, 80 with atelectasis, the rest drawn at random)
+    with labels from their MeSH findings: y = cardiomegaly, is_a = atelectasis."""
+    import medflow as mf
+    from medflow.features.text import TextFeaturizer
+
+    if not _NOTES:
+        f = mf.datasets.load("iu_reports").frame
+        rng = np.random.default_rng(0)
+        pick = np.concatenate([rng.choice(np.flatnonzero(f["cardiomegaly"] == 1), 80, replace=False),
+                               rng.choice(np.flatnonzero((f["atelectasis"] == 1) & (f["cardiomegaly"] == 0)), 80,
+                                          replace=False),
+                               rng.choice(np.flatnonzero((f["atelectasis"] == 0) & (f["cardiomegaly"] == 0)), 80,
+                                          replace=False)])
+        frame = f.iloc[rng.permutation(pick)].reset_index(drop=True)
+        feat = TextFeaturizer(max_len=32).fit(frame.iloc[:160])  # short windows: several per note are pooled
+        _NOTES.update(frame=frame, x=feat.transform(frame))
+    frame, x = _NOTES["frame"].copy(), _NOTES["x"]
+    frame["y"], frame["is_a"] = frame["cardiomegaly"], frame["atelectasis"]
+    if kind == "multiclass":
+        frame["y"] = frame["cardiomegaly"] + 2 * frame["atelectasis"] * (1 - frame["cardiomegaly"])
+    elif kind == "regression":
+        frame["y"] = 3.0 * frame["cardiomegaly"] + 2.0 * frame["atelectasis"] + \
+            np.random.default_rng(1).normal(scale=0.5, size=len(frame))
+    task = TASKS[kind](label="y").fit(frame.iloc[:160])
+    y = task.encode(frame)
+    return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
+
+
 def _data(kind, name=None):
+    if name is not None and registry.get(name).inputs == "text":
+        return _text_data(kind)
     if name is not None and registry.get(name).inputs == "graphs":
         return _graph_data(kind)
     if name is not None and registry.get(name).inputs == "events":

@@ -9,13 +9,15 @@ import importlib
 from typing import Any
 
 __all__ = ["Dataset", "FeatureType", "read_table", "sources", "ImageSource", "ImageData", "read_image_dataset",
-           "image_dataset", "phantom_dataset", "MoleculeSource", "read_molecules"]
+           "image_dataset", "phantom_dataset", "MoleculeSource", "read_molecules", "TextSource", "read_notes",
+           "notes_dataset"]
 
 _LAZY = {"Dataset": ("medflow.data.dataset", "Dataset"), "FeatureType": ("medflow.data.dataset", "FeatureType"),
          "read_table": ("medflow.data.sources.tabular", "read_table"),
          **{n: ("medflow.data.images", n) for n in ("ImageSource", "ImageData", "read_image_dataset", "image_dataset",
                                                     "phantom_dataset")},
-         **{n: ("medflow.data.molecules", n) for n in ("MoleculeSource", "read_molecules")}}
+         **{n: ("medflow.data.molecules", n) for n in ("MoleculeSource", "read_molecules")},
+         **{n: ("medflow.data.text", n) for n in ("TextSource", "read_notes", "notes_dataset")}}
 
 
 def __getattr__(name: str) -> Any:

@@ -53,11 +53,13 @@ class Dataset:
     events: Any = None  # EventData for event datasets: the frame then holds one row per prediction sample
     images: Any = None  # ImageData for image datasets: the frame then holds one row per image
     molecules: Any = None  # MoleculeData for molecule datasets: the frame holds one row per molecule (SMILES)
+    text: Any = None  # TextData for clinical notes: the frame holds one row per note
 
     @property
     def modality(self) -> str:
-        """What the models read: "tabular" (the frame's columns), "events", "images" or "molecules"."""
-        for kind in ("events", "images", "molecules"):
+        """What the models read: "tabular" (the frame's columns), "events", "images", "molecules" or
+        "text"."""
+        for kind in ("events", "images", "molecules", "text"):
             if getattr(self, kind) is not None:
                 return kind
         return "tabular"
@@ -71,6 +73,8 @@ class Dataset:
             return [self.patient_id, "image"]
         if self.molecules is not None:
             return [self.patient_id, self.molecules.smiles_column]
+        if self.text is not None:
+            return list(dict.fromkeys([self.patient_id, "note_id"]))
         return [] if self.patient_id == ROW_ID else [self.patient_id]
 
     def __post_init__(self) -> None:
@@ -98,6 +102,8 @@ class Dataset:
             return f"{len(self.images)} images"
         if self.molecules is not None:
             return f"{len(self.frame)} molecules (SMILES in '{self.molecules.smiles_column}')"
+        if self.text is not None:
+            return f"{len(self.frame)} notes (text in '{self.text.text_column}')"
         return f"{n_features} features"
 
     @property
@@ -122,6 +128,8 @@ class Dataset:
             h.update(self.images.fingerprint())
         if self.molecules is not None:
             h.update(self.molecules.fingerprint())
+        if self.text is not None:
+            h.update(self.text.fingerprint())
         return h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
@@ -138,6 +146,7 @@ class Dataset:
                if self.events is not None else {}),
             **(self.images.summary() if self.images is not None else {}),
             **(self.molecules.summary() if self.molecules is not None else {}),
+            **(self.text.summary() if self.text is not None else {}),
         }
 
 

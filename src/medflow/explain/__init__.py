@@ -2,7 +2,7 @@
 
 `explain_model` picks the explainer of the model's input kind (`ModelSpec.inputs`): tabular attributions
 and permutation importance (`tabular`), event attributions (`sequence`), Grad-CAM (`image`), atom
-attributions drawn on the structure (`molecule`).
+attributions drawn on the structure (`molecule`), token weights in the note (`text`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ def _tabular(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, 
     from medflow.explain.tabular import explain_tabular
     from medflow.features import input_names
 
-    return explain_tabular(est, est.inputs(x), y, input_names(est, feat, x), metric, cfg, seed)
+    m = est.inputs(x)
+    if hasattr(m, "toarray"):  # sparse TF-IDF of notes: the explained records only, dense
+        n = min(cfg.max_records, m.shape[0])
+        m, y = m[:n].toarray(), np.asarray(y)[:n]
+    return explain_tabular(est, m, y, input_names(est, feat, x), metric, cfg, seed)
 
 
 def _events(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,
@@ -48,7 +52,14 @@ def _graphs(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, s
                              cfg.examples)
 
 
-_EXPLAINERS = {"tabular": _tabular, "events": _events, "images": _images, "graphs": _graphs}
+def _text(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,
+          frame: Any) -> dict[str, Any]:
+    from medflow.explain.text import explain_text
+
+    return explain_text(est, x, y, frame["note_id"].astype(str).tolist(), cfg.max_records, cfg.examples)
+
+
+_EXPLAINERS = {"tabular": _tabular, "events": _events, "images": _images, "graphs": _graphs, "text": _text}
 
 
 def explain_model(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,

@@ -107,6 +107,23 @@ def _mol_load(d: dict[str, Any]) -> Any:
     return MoleculeFeaturizer.from_dict(d)
 
 
+def _text_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
+    from medflow.features.text import TextFeaturizer
+
+    opts = getattr(data, "text_features", None)
+    kw = opts.model_dump() if opts is not None else {}
+    feat = TextFeaturizer(ds.text.text_column, **kw).fit(train)
+    given = (ds.meta.get("text_config") or {}).get("id_column")
+    feat.record_columns = list(dict.fromkeys([ds.patient_id, given or "note_id", "note_id"]))
+    return feat
+
+
+def _text_load(d: dict[str, Any]) -> Any:
+    from medflow.features.text import TextFeaturizer
+
+    return TextFeaturizer.from_dict(d)
+
+
 def _tabular_merge(parts: list[tuple[Any, int]]) -> Any:
     from medflow.features.tabular import TabularFeaturizer
 
@@ -118,7 +135,9 @@ for _kind in (FeaturizerKind("tabular", "tabular-v1", _tabular_fit, lambda f, ds
               FeaturizerKind("events", "codes-v1", _events_fit, _events_apply, _events_load),
               FeaturizerKind("images", "image-v1", _image_fit, _image_apply, _image_load,
                              lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source)),
-              FeaturizerKind("molecules", "mol-v1", _mol_fit, _mol_apply, _mol_load)):
+              FeaturizerKind("molecules", "mol-v1", _mol_fit, _mol_apply, _mol_load),
+              FeaturizerKind("text", "text-v1", _text_fit, lambda f, ds, frame: f.transform(frame, ds.source),
+                             _text_load)):
     featurizers.register(_kind.modality)(_kind)
 
 
@@ -152,7 +171,7 @@ def merge_featurizers(ds: Any, parts: list[tuple[Any, int]]) -> Any:
 
 def featurize(feat: Any, ds: Any, frame: Any) -> Any:
     """Model inputs for rows of a dataset: a matrix (tables), event windows (events), an image array (images),
-    molecular graphs with fingerprints and descriptors (molecules)."""
+    molecular graphs with fingerprints and descriptors (molecules), token windows with TF-IDF (text)."""
     return featurizers.get(ds.modality).apply(feat, ds, frame)
 
 

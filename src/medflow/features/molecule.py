@@ -205,6 +205,11 @@ class MoleculeFeaturizer:
     def output_sources(self) -> list[str]:
         return [self.smiles_column]
 
+    @property
+    def record_columns(self) -> list[str]:
+        """Columns that name a molecule, kept beside its prediction (`medflow predict`)."""
+        return ["mol_id", self.smiles_column]
+
     def _graphs(self, smiles: list[Any], source: str, cache: dict[str, Any] | None) -> list[dict[str, np.ndarray]]:
         cache = {} if cache is None else cache
         out, bad = [], []

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from medflow.models import baselines, effects, graph, sequence, survival, tabular, vision
+from medflow.models import baselines, effects, extraction, graph, sequence, survival, tabular, text, vision
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
 
@@ -29,6 +29,10 @@ SEARCH = {
     "random_forest": {"min_samples_leaf": [1, 20], "max_features": {"choices": ["sqrt", 0.3, 1.0]}},
     "mpnn": {"hidden": {"choices": [200, 300, 500]}, "depth": [2, 6], "dropout": [0.0, 0.3],
              "ffn_layers": [1, 3], **_LR},
+    "text_cnn": {"d": {"choices": [64, 128, 256]}, "filters": [32, 200], "dropout": [0.0, 0.6], **_LR},
+    "bilstm_attention": {"d": {"choices": [64, 128, 256]}, "hidden": {"choices": [64, 128, 256]},
+                         "dropout": [0.0, 0.5], **_LR},
+    "transformer_encoder": {"d": {"choices": [64, 128]}, "layers": [1, 4], "dropout": [0.0, 0.3], **_LR},
     "gin": {"hidden": {"choices": [100, 200, 300]}, "layers": [2, 6], "dropout": [0.0, 0.3], **_LR},
     "gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True}, "max_leaf_nodes": [4, 63],
                           "min_samples_leaf": [5, 50], "l2_regularization": {"low": 1e-6, "high": 1.0, "log": True}},
@@ -48,8 +52,9 @@ for _spec in (
               "multilayer perceptron (ReLU, dropout), trained with AdamW and early stopping"),
     ModelSpec("resnet_mlp", "deep", _DEEP, tabular.ResNetConfig, tabular.ResNetMLP,
               "ResNet for tabular data (Gorishniy et al. 2021): residual MLP blocks with BatchNorm", complexity=4),
-    ModelSpec("logistic_regression", "baseline", _CLASSIFY, baselines.LogisticConfig, baselines.build_logistic,
-              "L2-penalized logistic regression (scikit-learn)", complexity=1),
+    ModelSpec("logistic_regression", "baseline", _CLASSIFY | {"multilabel"}, baselines.LogisticConfig,
+              baselines.build_logistic, "L2-penalized logistic regression (scikit-learn; one per label for "
+              "multilabel); on notes it reads TF-IDF of word 1-2 grams", complexity=1),
     ModelSpec("linear_regression", "baseline", frozenset({"regression"}), baselines.RidgeConfig,
               baselines.build_ridge, "ridge regression (scikit-learn)", complexity=1),
     ModelSpec("gradient_boosting", "baseline", _ALL, baselines.GradientBoostingConfig,
@@ -63,6 +68,23 @@ for _spec in (
     ModelSpec("gin", "deep", _DEEP, graph.GINConfig, graph.GIN,
               "graph isomorphism network with bond features (GINE), residual, batch norm, sum readout",
               inputs="graphs", complexity=4),
+    ModelSpec("text_cnn", "deep", _IMAGE, text.TextCNNConfig, text.TextCNN,
+              "CNN over word embeddings (Kim 2014): widths 3/4/5, max over time; long notes pooled over windows",
+              inputs="text", complexity=4),
+    ModelSpec("bilstm_attention", "deep", _IMAGE, text.BiLSTMConfig, text.BiLSTMAttention,
+              "bidirectional LSTM with additive attention; the attention weights explain each prediction",
+              inputs="text", complexity=4),
+    ModelSpec("transformer_encoder", "deep", _IMAGE, text.TextTransformerConfig, text.TextTransformer,
+              "small Transformer encoder trained here (pre-norm, sinusoidal positions, mean + max pooling)",
+              inputs="text", complexity=4),
+    ModelSpec("context_rules", "baseline", frozenset({"binary", "multilabel"}), extraction.RulesConfig,
+              extraction.build_extractor, "finding mentions (lexicon) with ConText negation / uncertainty / history "
+              "/ family / hypothetical rules; no training", inputs="text", estimator=extraction.ExtractorEstimator,
+              complexity=1),
+    ModelSpec("context_learned", "baseline", frozenset({"binary", "multilabel"}), extraction.ExtractorConfig,
+              extraction.build_extractor, "finding mentions (lexicon) whose assertion is learned from note labels: "
+              "ConText categories + context words, logistic regression, thresholds by cross-validation",
+              inputs="text", estimator=extraction.ExtractorEstimator, complexity=1),
     ModelSpec("late_fusion", "deep", _DEEP, tabular.LateFusionConfig, tabular.LateFusionNet,
               "late fusion: one encoder per block of columns (e.g. clinical, genomic), joined before the head",
               complexity=4),

@@ -47,7 +47,12 @@ def _class_weight(task: Task) -> Any:
 def build_logistic(task: Task, seed: int, **params: Any):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(class_weight=_class_weight(task), random_state=seed, **params)
+    model = LogisticRegression(class_weight=_class_weight(task), random_state=seed, **params)
+    if task.kind == "multilabel":
+        from sklearn.multiclass import OneVsRestClassifier
+
+        return OneVsRestClassifier(model)
+    return model
 
 
 def build_ridge(task: Task, seed: int, **params: Any):

@@ -26,12 +26,13 @@ from medflow.train.trainer import TrainConfig
 __all__ = ["ModelSpec", "Estimator", "check_inputs", "parse_params"]
 
 # which data each kind of model reads: tabular models also read event data (as count features)
-_READS = {"tabular": {"tabular", "events", "molecules"}, "events": {"events"}, "images": {"images"},
-          "graphs": {"molecules"}}
+_READS = {"tabular": {"tabular", "events", "molecules", "text"}, "events": {"events"}, "images": {"images"},
+          "graphs": {"molecules"}, "text": {"text"}}
 _DATA_HINT = {"events": "event data (data.meds, data.fhir, data.events, or data.dataset: ehr_sim)",
               "images": "images (data.images, or data.dataset: phantoms_2d / phantoms_3d)",
               "tabular": "a table (data.path or a tabular built-in)",
-              "graphs": "molecules (data.molecules, or data.dataset: freesolv / solubility)"}
+              "graphs": "molecules (data.molecules, or data.dataset: freesolv / solubility)",
+              "text": "notes (data.text, or data.dataset: iu_reports)"}
 
 
 def check_inputs(spec: ModelSpec, modality: str, source: str) -> None:
@@ -91,7 +92,7 @@ class Estimator(ABC):
         """The form of `x` this model takes: count features for tabular models on event data."""
         if self.spec.inputs == "tabular" and hasattr(x, "to_matrix"):
             return x.to_matrix()
-        if self.spec.inputs in ("events", "graphs") and not hasattr(x, "batch"):
+        if self.spec.inputs in ("events", "graphs", "text") and not hasattr(x, "batch"):
             raise ConfigError(f"model '{self.spec.name}' reads {self.spec.inputs}; give it "
                               f"{_DATA_HINT[self.spec.inputs]}, or choose a tabular model.")
         is_image = not hasattr(x, "batch") and getattr(x, "ndim", 2) > 2

@@ -1,5 +1,5 @@
 """The report's explanation section: permutation importance and attributions (tables, events), Grad-CAM
-overlays (images), atoms shaded on example molecules (graphs)."""
+overlays (images), atoms shaded on example molecules (graphs), words shaded in example notes (text)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def explain_section(expl: dict, selected: str) -> str:
         return _image_explain_section(expl, selected)
     if e.get("method") == "atom_integrated_gradients":
         return _molecule_explain_section(expl, selected)
+    if e.get("method") in _TEXT_METHODS or e.get("method") == "context_mentions":
+        return _text_explain_section(expl, selected)
     if e.get("method") == "mask_overlays":
         return "".join(f"<h3>{escape(name)}</h3><p>Best, median and worst test cases by mean Dice: true outline in "
                        "green, predicted in red (volumes: the slice with the most true foreground).</p>"
@@ -54,6 +56,42 @@ def explain_section(expl: dict, selected: str) -> str:
                      + html_table(["model", "top 5"], rows))
     if any(m.get("method") == "atom_integrated_gradients" for m in expl.values()):  # graph models beside it
         parts.append(_molecule_explain_section(expl, selected))
+    if any(m.get("method") in _TEXT_METHODS for m in expl.values()):  # text networks beside a TF-IDF model
+        parts.append(_text_explain_section(expl, selected))
+    return "".join(parts)
+
+
+_TEXT_METHODS = {"attention": "the model's attention weights (how much each word's state enters the note vector)",
+                 "gradient_x_embedding": "gradient x embedding for the explained output (red raises it, blue "
+                                         "lowers it)"}
+
+
+def _highlight(tokens: list, text_len: int = 0) -> str:
+    """A note with each token shaded by its weight (red positive, blue negative)."""
+    top = max((abs(t[3]) for t in tokens), default=0.0) or 1.0
+    out = []
+    for tok, _, _, w in tokens:
+        a = min(1.0, abs(w) / top)
+        rgb = "220,50,47" if w >= 0 else "38,139,210"
+        out.append(f"<span style='background: rgba({rgb},{a:.2f})'>{escape(tok)}</span>")
+    return "<p class='note'>" + " ".join(out) + "</p>"
+
+
+def _text_explain_section(expl: dict, selected: str) -> str:
+    """Example test notes with words shaded by attribution, and the words the model leaned on most; extractors:
+    their mentions marked in the note."""
+    parts = [_mentions_section(name, e, head) for name, e, head in _explained_by(expl, selected, "context_mentions")]
+    for method, how in _TEXT_METHODS.items():
+        for name, e, head in _explained_by(expl, selected, method):
+            parts.append(head + f"<p>Words shaded by {how}. Examples: the most and least confident test notes "
+                         "(multilabel: for the top label).</p>")
+            if e["mean_abs_attribution"]:
+                parts.append(img(plots.importance_plot(e["mean_abs_attribution"], None,
+                                                       f"Mean |weight| per word ({name})"), "word weights"))
+            for ex in e["examples"]:
+                what = f", explained: {escape(ex['explained'])}" if ex.get("explained") else ""
+                parts.append(f"<p><b>{escape(str(ex['note_id']))}</b>: score {ex['score']:.2f}, true "
+                             f"{escape(ex['label'])}{what}</p>" + _highlight(ex["tokens"]))
     return "".join(parts)
 
 
@@ -99,3 +137,36 @@ def _image_explain_section(expl: dict, selected: str) -> str:
 def _event_text(x: dict) -> str:
     when = "static" if x["days_before"] is None else f"{x['days_before']:.1f} d before"
     return f"{escape(x['code'])} ({when}) {x['attribution']:+.3f}"
+
+
+_COLOR = {"present": "133,200,80", "negated": "160,160,160", "possible": "240,190,60", "historical": "150,120,200",
+          "family": "100,170,230", "hypothetical": "230,130,180"}
+
+
+def _marked(text: str, mentions: list) -> str:
+    out, at = [], 0
+    for m in sorted(mentions, key=lambda m: m["start"]):
+        if m["start"] < at:
+            continue
+        out.append(escape(text[at:m["start"]]))
+        rgb = _COLOR.get(m["assertion"], "200,200,200")
+        tip = f"{m['label']}: {m['assertion']}" + (f" ({m['triggers']})" if m["triggers"] else "") \
+            + f", score {m['score']:.2f}"
+        out.append(f"<mark style='background: rgba({rgb},0.6)' title='{escape(tip)}'>"
+                   f"{escape(text[m['start']:m['end']])}<sub>{escape(m['assertion'])}</sub></mark>")
+        at = m["end"]
+    return "<p class='note'>" + "".join(out) + escape(text[at:]) + "</p>"
+
+
+def _mentions_section(name: str, e: dict, head: str) -> str:
+    how = ("assertion learned from the notes' labels (ConText categories and context words, logistic regression)"
+           if e.get("assertion") == "learned" else "ConText rules")
+    rows = [[escape(lab), ", ".join(f"{k} {v}" for k, v in sorted(c.items(), key=lambda kv: -kv[1]))]
+            for lab, c in e["assertion_counts"].items()]
+    parts = [head, f"<p>Finding mentions with their ConText status; the note's score is its most confident mention "
+             f"({how}). Mentions found in the explained test notes:</p>",
+             html_table(["label", "mentions by ConText status"], rows)]
+    for ex in e["examples"]:
+        parts.append(f"<p><b>{escape(str(ex['note_id']))}</b>: top score {ex['score']:.2f}, true "
+                     f"{escape(ex['label'])}</p>" + _marked(ex["text"], ex["mentions"]))
+    return "".join(parts)

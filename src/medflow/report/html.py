@@ -149,6 +149,7 @@ def _quality_section(q: dict, manifest: dict) -> str:
                   for s in manifest["splits"]]
     note = manifest.get("patient_id_note")
     dropped = manifest["data"].get("invalid_smiles_dropped")
+    empty = manifest["data"].get("empty_notes_dropped")
     listed = "; ".join(f"{'record' if 'record' in b else 'row'} {b.get('record', b.get('row'))}: "
                        f"{b['smiles'] or '(empty)'} ({b['reason']})"
                        for b in manifest["data"].get("invalid_examples", []))
@@ -157,6 +158,11 @@ def _quality_section(q: dict, manifest: dict) -> str:
             + (f"<p class='flag'>{escape(note)}.</p>" if note else "")
             + (f"<p class='flag'>{dropped} molecule(s) with invalid SMILES were left out (data.molecules.on_invalid: "
                f"drop), e.g. {escape(listed)}; all are listed in manifest.json.</p>" if dropped else "")
+            + (f"<p class='flag'>{empty} empty note(s) were left out (data.text.on_empty: drop); rows are listed in "
+               "manifest.json.</p>" if empty else "")
+            + ("<p class='flag'>The notes name no patient: each note is treated as its own patient in the splits "
+               "(set data.text.patient_column when patients have several notes).</p>"
+               if manifest["data"].get("patient_column", "").startswith("none") else "")
             + "<details><summary>Columns</summary>"
             + html_table(["column", "type", "role", "missing", "unique", "min", "max", "outliers"], rows)
             + "</details><h3>Splits (by patient)</h3>"

@@ -39,23 +39,29 @@ def _datetime(v: Any) -> Any:
     return v
 
 
+# runs whose records are one string: kind -> (featurizer attribute naming the field, type, description, max length)
+_ONE_STRING = {"molecules": ("smiles_column", "smiles", "a SMILES string", 10_000),
+               "text": ("text_column", "text", "the note's text (long notes are read whole, in windows)", 1_000_000)}
+
+
 class InputSchema:
     """The fields a run's model reads, as a pydantic model (validation) and as JSON Schema (OpenAPI, the web page)."""
 
     def __init__(self, run: Any) -> None:
         self.run = run
         feat = run.featurizer()
-        self.kind = {"codes-v1": "events", "image-v1": "images", "mol-v1": "molecules"}.get(
+        self.kind = {"codes-v1": "events", "image-v1": "images", "mol-v1": "molecules", "text-v1": "text"}.get(
             getattr(feat, "name", ""), "table")
         quality_path = run.path / "quality.json"
         quality = read_json(quality_path) if quality_path.exists() else {}
         self.columns = {c["column"]: c for c in quality.get("columns", [])}
         self.fields: dict[str, dict[str, Any]] = {}
-        if self.kind == "molecules":  # one SMILES per record, parsed by RDKit before predicting
-            self.fields[feat.smiles_column] = {"name": feat.smiles_column, "type": "smiles"}
+        if self.kind in _ONE_STRING:  # one SMILES (parsed by RDKit before predicting) or one note per record
+            col = getattr(feat, _ONE_STRING[self.kind][0])
+            self.fields[col] = {"name": col, "type": _ONE_STRING[self.kind][1]}
             self.model = create_model("Record", __config__=ConfigDict(extra="forbid", strict=True),
-                                      f0=(Annotated[str, Field(min_length=1, max_length=10_000)],
-                                          Field(..., alias=feat.smiles_column)))
+                                      f0=(Annotated[str, Field(min_length=1, max_length=_ONE_STRING[self.kind][3])],
+                                          Field(..., alias=col)))
         if self.kind == "table":
             for col, kind in feat.feature_types.items():
                 self.fields[col] = self._field(col, kind.value, feat.state[col])
@@ -91,10 +97,11 @@ class InputSchema:
 
     def record_json_schema(self) -> dict[str, Any]:
         """JSON Schema of one record (plain: no $refs), with each field's training range or categories."""
-        if self.kind == "molecules":
+        if self.kind in _ONE_STRING:
             (col,) = self.fields
             return {"type": "object", "title": "Record", "additionalProperties": False, "required": [col],
-                    "properties": {col: {"type": "string", "minLength": 1, "description": "a SMILES string"}}}
+                    "properties": {col: {"type": "string", "minLength": 1, "maxLength": _ONE_STRING[self.kind][3],
+                                         "description": _ONE_STRING[self.kind][2]}}}
         if self.kind != "table":
             return {"type": "object"}
         schema = self.model.model_json_schema(by_alias=True)
@@ -131,8 +138,9 @@ class InputSchema:
             from medflow.serve.events import events_from_body
 
             return events_from_body(body)
-        if self.kind not in ("table", "molecules"):
-            raise RequestError(f"this run reads {self.kind}; the service predicts tables, molecules and event data",
+        if self.kind not in ("table", *_ONE_STRING):
+            raise RequestError(f"this run reads {self.kind}; the service predicts tables, molecules, notes and event "
+                               "data",
                                [{"field": "body", "problem": f"{self.kind} runs are not served"}])
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object {\"records\": [...], \"explain\": false}",
@@ -159,6 +167,10 @@ class InputSchema:
                 _, why = parse_smiles(rec[col])
                 if why:
                     problems.append({"field": f"records[{i}].{col}", "problem": why})
+            elif self.kind == "text":
+                (col,) = self.fields
+                if not rec[col].strip():
+                    problems.append({"field": f"records[{i}].{col}", "problem": "an empty note (only white space)"})
         if problems:
             raise RequestError(_summary(problems), problems)
         return pd.DataFrame.from_records(records, columns=list(self.fields)), explain

@@ -1,0 +1,258 @@
+"""(t) Clinical text on the real IU chest X-ray reports (torchxrayvision's wheel, as `../shared/anchors/text`).
+
+1. Finding extraction with negation, 7 findings, report level (positive = a mention not negated, historical,
+   family or hypothetical; truth = the report's MeSH major heads): medspaCy 1.3.1 ConText run here exactly as the
+   anchor runs it (its own virtual environment, `benchmarks/.venv-medspacy`, made on first use), the naive
+   any-mention rule, medflow's `context_rules` (no training) and `context_learned` (assertion learned from the
+   report labels). `context_learned` is scored on held-out reports only: medflow's 5-fold cross-validation
+   (split.kind kfold, by patient = report), each report predicted by the fold model that never saw it. P / R / F1
+   per finding with 95% bootstrap CIs over reports (1,000 resamples), macro F1 with its CI.
+3. De-identification on SYNTHETIC notes (`data.simulate.notes`): the held-out referral-letter family (wording,
+   names, hospitals and cities never seen in training), 300 patients; medflow's `Deidentifier` (patterns + the
+   name tagger trained on the other families) beside Presidio 2.2's recognizers with a blank spaCy pipeline
+   (offline; its own virtual environment `benchmarks/.venv-presidio`): recall per PHI kind (every word of the
+   span replaced, whatever the label), leaked PHI tokens, precision, notes per second on 2 cores.
+2. Report classification, the 8 most frequent MeSH heads, 5-fold: the anchor's TF-IDF + logistic regression
+   (scikit-learn, the anchor's code) beside medflow's models through `Study` (5 patient folds): macro AUROC,
+   AUPRC and F1 at 0.5 with 95% CIs, fit seconds.
+
+    python benchmarks/bench_text.py [--skip-classify] [--classify-models logistic_regression text_cnn ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+MEDSPACY_VENV = HERE / ".venv-medspacy"
+PRESIDIO_VENV = HERE / ".venv-presidio"
+FINDINGS = {"Cardiomegaly": "cardiomegaly", "Pleural Effusion": "pleural_effusion", "Pneumothorax": "pneumothorax",
+            "Pulmonary Atelectasis": "atelectasis", "Nodule": "nodule", "Pulmonary Edema": "edema",
+            "Pneumonia": "pneumonia"}
+TOP8 = ["normal", "opacity", "cardiomegaly", "atelectasis", "calcified_granuloma", "pleural_effusion", "nodule",
+        "airspace_disease"]
+
+
+def _wheel() -> str:
+    return str(next((Path(sys.prefix) / "share" / "medflow-wheels").glob("torchxrayvision-*.whl")))
+
+
+def _medspacy(ids: list[str]) -> dict:
+    if not (MEDSPACY_VENV / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(MEDSPACY_VENV)], check=True)
+        subprocess.run([str(MEDSPACY_VENV / "bin" / "pip"), "install", "-q", "medspacy==1.3.1"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "medspacy.json"
+        subprocess.run([str(MEDSPACY_VENV / "bin" / "python"), str(HERE / "text_medspacy.py"), _wheel(), str(out)],
+                       check=True, stderr=subprocess.DEVNULL)
+        got = json.loads(out.read_text())
+    cols = list(FINDINGS.values())
+    res = {}
+    for rule in ("context", "naive"):
+        res[rule] = np.array([[int(k in got["reports"][i][rule]) for k in FINDINGS] for i in ids])
+    res["seconds"], res["columns"] = got["seconds"], cols
+    return res
+
+
+def _prf(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    tp = float((p & y).sum())
+    prec = tp / p.sum() if p.sum() else 0.0
+    rec = tp / y.sum() if y.sum() else 0.0
+    return prec, rec, 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+
+
+def _scores(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per finding P / R / F1 with bootstrap CIs over reports, and macro F1 with its CI."""
+    y, p = y.astype(bool), p.astype(bool)
+    rng = np.random.default_rng(seed)
+    boots = np.array([[_prf(y[idx, j], p[idx, j])[2] for j in range(y.shape[1])]
+                      for idx in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))])
+    per = []
+    for j in range(y.shape[1]):
+        pr, rc, f1 = _prf(y[:, j], p[:, j])
+        lo, hi = np.percentile(boots[:, j], [2.5, 97.5])
+        per.append({"precision": pr, "recall": rc, "f1": f1, "low": lo, "high": hi, "n_true": int(y[:, j].sum())})
+    macro = np.mean([r["f1"] for r in per])
+    lo, hi = np.percentile(boots.mean(axis=1), [2.5, 97.5])
+    return {"per_finding": per, "macro_f1": {"value": macro, "low": lo, "high": hi}}
+
+
+def extraction(seed: int = 0) -> dict:
+    import medflow as mf
+
+    ds = mf.datasets.load("iu_reports")
+    frame = ds.frame
+    cols = list(FINDINGS.values())
+    y = frame[cols].to_numpy()
+    out = {"n_reports": len(frame), "findings": cols, "rules": {}}
+    ms = _medspacy(frame["note_id"].tolist())
+    out["rules"]["medspaCy ConText (anchor)"] = _scores(y, ms["context"]) | {"reports_per_s": len(y) / ms["seconds"]}
+    out["rules"]["naive any mention (medspaCy)"] = _scores(y, ms["naive"])
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        study = mf.Study(dataset=ds, task=mf.tasks.Multilabel(labels=cols), seed=seed, output_dir=tmp,
+                         model=["context_rules", "context_learned"], split={"kind": "kfold", "k": 5},
+                         evaluate={"n_bootstrap": 200}, explain={"max_records": 50})
+        run = study.fit()
+        wall = time.perf_counter() - t0
+        pred = run.predictions()
+    for model in ("context_rules", "context_learned"):
+        rows = pred[(pred.model == model) & (pred.split == "test")].sort_values("row")
+        assert len(rows) == len(frame) and (rows["row"].to_numpy() == np.arange(len(frame))).all()
+        p = np.column_stack([rows[f"prob_{j}"].to_numpy() >= 0.5 for j in range(len(cols))])
+        out["rules"][f"medflow {model}"] = _scores(y, p)
+    from medflow.nlp.extract import Extractor
+    from medflow.nlp.lexicons import CHEST_XRAY
+
+    t0 = time.perf_counter()
+    Extractor(CHEST_XRAY, cols, "rules").predict_proba(frame["text"].tolist())
+    out["rules"]["medflow context_rules"]["reports_per_s"] = len(frame) / (time.perf_counter() - t0)
+    out["study_seconds"] = wall
+    return out
+
+
+def _venv(path: Path, package: str) -> Path:
+    if not (path / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        subprocess.run([str(path / "bin" / "pip"), "install", "-q", package], check=True)
+    return path / "bin" / "python"
+
+
+def deidentification(patients: int = 300, seed: int = 101) -> dict:
+    from medflow.data.simulate.notes import HELD_OUT, simulate_notes
+    from medflow.nlp.deid import Deidentifier, default_tagger, evaluate_deid
+
+    t0 = time.perf_counter()
+    default_tagger()
+    train_s = time.perf_counter() - t0
+    out = {"train_seconds": train_s}
+    for name, families in (("held-out referral letters", (HELD_OUT,)), ("training families", None)):
+        frame, spans = simulate_notes(patients, seed=seed, families=families)
+        texts, gold = frame["text"].tolist(), [spans[n] for n in frame["note_id"]]
+        t0 = time.perf_counter()
+        _, found = Deidentifier().deidentify(texts, frame["patient_id"].tolist())
+        sec = time.perf_counter() - t0
+        res = {"notes": len(texts), "medflow": evaluate_deid(texts, gold, found) | {"notes_per_s": len(texts) / sec}}
+        if families == (HELD_OUT,):
+            with tempfile.TemporaryDirectory() as tmp:
+                src, dst = Path(tmp) / "notes.jsonl", Path(tmp) / "presidio.json"
+                src.write_text("\n".join(json.dumps({"note_id": n, "text": t})
+                                          for n, t in zip(frame["note_id"], texts, strict=True)))
+                subprocess.run([str(_venv(PRESIDIO_VENV, "presidio-analyzer==2.2.*")), str(HERE / "text_presidio.py"),
+                                str(src), str(dst)], check=True, stderr=subprocess.DEVNULL)
+                got = json.loads(dst.read_text())
+            pres = [got["found"][n] for n in frame["note_id"]]
+            res["presidio"] = evaluate_deid(texts, gold, pres) | {"notes_per_s": len(texts) / got["seconds"]}
+        out[name] = res
+    return out
+
+
+def classification(models: list[str], seed: int = 0) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import KFold
+
+    import medflow as mf
+
+    ds = mf.datasets.load("iu_reports")
+    docs, y = ds.frame["text"].tolist(), ds.frame[TOP8].to_numpy()
+    aucs, t0 = [], time.perf_counter()
+    for tr, te in KFold(5, shuffle=True, random_state=0).split(docs):  # the anchor's code
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        xtr, xte = vec.fit_transform([docs[i] for i in tr]), vec.transform([docs[i] for i in te])
+        aucs.append([roc_auc_score(y[te, j], LogisticRegression(max_iter=2000, C=4.0).fit(xtr, y[tr, j])
+                                   .predict_proba(xte)[:, 1]) for j in range(len(TOP8))])
+    out = {"anchor": {"macro_auroc": float(np.mean(aucs)), "seconds": time.perf_counter() - t0}, "models": {}}
+    params = {"logistic_regression": {"C": 4.0}}
+    with tempfile.TemporaryDirectory() as tmp:
+        study = mf.Study(dataset=ds, task=mf.tasks.Multilabel(labels=TOP8), seed=seed, output_dir=tmp,
+                         model=[{"name": m, "params": params.get(m, {})} for m in models],
+                         split={"kind": "kfold", "k": 5}, train={"max_epochs": 20, "patience": 4},
+                         evaluate={"n_bootstrap": 300}, explain={"max_records": 50})
+        run = study.fit()
+        fit_s = run.manifest.get("fit_seconds") or {}
+        for m in models:
+            met = run.metrics.data["models"][m]["metrics"]
+            out["models"][m] = {k: met[k] for k in ("auroc_labels", "auprc_labels", "f1_labels")}
+            out["models"][m]["fit_seconds"] = fit_s.get(m)
+        out["selected"] = run.metrics.selected_model
+    return out
+
+
+def run(classify_models=("logistic_regression", "text_cnn", "bilstm_attention", "transformer_encoder"),
+        classify: bool = True) -> dict:
+    res = {"extraction": extraction(), "deid": deidentification()}
+    if classify:
+        res["classification"] = classification(list(classify_models))
+    return res
+
+
+def _ci(m: dict) -> str:
+    return f"{m['value']:.3f} ({m['low']:.3f}-{m['high']:.3f})"
+
+
+def markdown(res: dict) -> list[str]:
+    ex = res["extraction"]
+    lines = [f"### Extraction with negation, {ex['n_reports']:,} real reports, 7 findings (report-level F1; "
+             "context_learned on held-out folds)", "",
+             "| rule set | " + " | ".join(ex["findings"]) + " | macro F1 (95% CI) | reports/s |",
+             "|---" * (len(ex["findings"]) + 3) + "|"]
+    for name, r in ex["rules"].items():
+        cells = [f"{f['f1']:.3f} ({f['low']:.2f}-{f['high']:.2f})" for f in r["per_finding"]]
+        rate = f"{r['reports_per_s']:.0f}" if "reports_per_s" in r else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_ci(r['macro_f1'])} | {rate} |")
+    lines += ["", "Precision / recall per finding:", "", "| rule set | " + " | ".join(ex["findings"]) + " |",
+              "|---" * (len(ex["findings"]) + 1) + "|"]
+    for name, r in ex["rules"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{f['precision']:.2f} / {f['recall']:.2f}"
+                                                 for f in r["per_finding"]) + " |")
+    if "deid" in res:
+        d = res["deid"]
+        kinds = sorted({k for name, r in d.items() if name != "train_seconds" for k in r["medflow"]["recall"]})
+        lines += ["", f"### De-identification, SYNTHETIC notes, recall per PHI kind (name tagger trained in "
+                      f"{d['train_seconds']:.1f} s on the training families)", "",
+                  "| notes | system | " + " | ".join(kinds) + " | leaked tokens | precision | notes/s |",
+                  "|---" * (len(kinds) + 5) + "|"]
+        for name, r in d.items():
+            if name == "train_seconds":
+                continue
+            for system in ("medflow", "presidio"):
+                if system in r:
+                    m = r[system]
+                    cells = [f"{m['recall'][k]['recall']:.3f}" if k in m["recall"] else "" for k in kinds]
+                    lines.append(f"| {name} ({r['notes']}) | {system} | " + " | ".join(cells)
+                                 + f" | {m['leaked_tokens']} | {m['precision']:.3f} | {m['notes_per_s']:.0f} |")
+    if "classification" in res:
+        c = res["classification"]
+        lines += ["", "### Report classification, 8 MeSH heads, 5-fold (macro over labels, 95% CI)", "",
+                  f"Anchor TF-IDF + LR (scikit-learn, its KFold): macro AUROC {c['anchor']['macro_auroc']:.3f} "
+                  f"({c['anchor']['seconds']:.0f} s).", "", "| model | AUROC | AUPRC | F1 at 0.5 | fit s (5 folds) |",
+                  "|---|---|---|---|---|"]
+        for m, r in c["models"].items():
+            fit = r.get("fit_seconds")
+            fit_s = f"{sum(fit) if isinstance(fit, list) else fit:.0f}" if fit else ""
+            lines.append(f"| {m}{' *' if m == c['selected'] else ''} | {_ci(r['auroc_labels'])} | "
+                         f"{_ci(r['auprc_labels'])} | {_ci(r['f1_labels'])} | {fit_s} |")
+    return lines
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-classify", action="store_true")
+    ap.add_argument("--classify-models", nargs="+",
+                    default=["logistic_regression", "text_cnn", "bilstm_attention", "transformer_encoder"])
+    a = ap.parse_args()
+    result = run(a.classify_models, not a.skip_classify)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "text.json").write_text(json.dumps(result, indent=1, default=float))
+    print("\n".join(markdown(result)))
