@@ -22,6 +22,7 @@ import bench_privacy  # noqa: E402
 import bench_service  # noqa: E402
 import bench_survival  # noqa: E402
 import bench_synthetic  # noqa: E402
+import bench_text  # noqa: E402
 import bench_trainer  # noqa: E402
 
 
@@ -97,6 +98,9 @@ def main() -> None:
     molecules = bench_molecules.run()
     lines += ["", "## (m) Molecular property prediction beside chemprop 2.3.1 on chemprop's own split files (test "
               "RMSE, mean +- sd over seeds 0-2)", "", *bench_molecules.markdown(molecules)]
+    text_res = bench_text.run()
+    lines += ["", "## (t) Clinical text on the real IU chest X-ray reports and SYNTHETIC notes", "",
+              *bench_text.markdown(text_res)]
     service = bench_service.run(30)
     lines += ["", "## (i) The decision-support service under load (wrk, loopback, 30 s per row; the bare FastAPI "
               "endpoint and the bare Run.predict measured in the same run)", "", *bench_service.markdown(service)]
@@ -108,7 +112,7 @@ def main() -> None:
                                                  "fusion": blocks, "ddp": ddp, "imaging": imaging,
                                                  "effects": effects.to_dict(orient="records"),
                                                  "service": service, "privacy": privacy, "federated": federated,
-                                                 "synthetic": synthetic, "molecules": molecules},
+                                                 "synthetic": synthetic, "molecules": molecules, "text": text_res},
                                                 indent=1))
     print(text[text.index("## (b)"):])
 

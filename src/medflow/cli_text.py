@@ -1,4 +1,5 @@
-"""`medflow deid`: de-identify notes (PHI replaced by consistent surrogates, docs/text.md)."""
+"""`medflow deid`: de-identify notes (PHI replaced by consistent surrogates); `medflow code`: rank ICD-10-CM codes
+for notes or diagnosis phrases (docs/text.md)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,42 @@ def register(app: typer.Typer) -> None:
             out.print(f"leaked PHI tokens: {summary['evaluation']['leaked_tokens']}; precision "
                       f"{summary['evaluation']['precision']:.3f}")
         out.print(f"{summary['notes']} notes de-identified -> {output}")
+
+    @app.command()
+    def code(notes: Annotated[Path, typer.Argument(help="notes or diagnosis phrases: CSV / TSV / Parquet / JSONL")],
+             output: Annotated[Path, typer.Option("-o", "--output", help="codes per row (.csv or .parquet)")] =
+             Path("codes.csv"),
+             k: Annotated[int, typer.Option(help="codes listed per row")] = 5,
+             text_column: Annotated[str | None, typer.Option(help="the text column")] = None,
+             phrases: Annotated[bool, typer.Option(help="each row is one diagnosis phrase (default: a note, coded "
+                                                        "sentence by sentence, negated sentences skipped)")] = False,
+             train: Annotated[Path | None, typer.Option(help="coded examples (CSV with text and code columns) to "
+                                                             "learn a site's wording from")] = None,
+             ) -> None:
+        """Rank ICD-10-CM codes (the official table, offline) for each row; writes OUTPUT."""
+        import json
+
+        from medflow.artifacts import write_parquet, write_text
+        from medflow.data.sources.tabular import read_frame
+        from medflow.data.text import TextSource, read_notes
+        from medflow.errors import DataError
+        from medflow.nlp.icd import default_coder
+
+        ds = read_notes(TextSource(path=str(notes), text_column=text_column))
+        coder = default_coder()
+        if train is not None:
+            ex = read_frame(train)
+            missing = [c for c in ("text", "code") if c not in ex.columns]
+            if missing:
+                raise DataError(f"{train}: needs columns text and code; missing {missing}.")
+            coder.fit(ex["text"].astype(str).tolist(), ex["code"].astype(str).str.strip().tolist())
+        ranked = coder.rank(ds.frame[ds.text.text_column].tolist(), k, notes=not phrases)
+        frame = ds.frame[["note_id"]].assign(code=[r[0]["code"] for r in ranked],
+                                             description=[r[0]["description"] for r in ranked],
+                                             score=[r[0]["score"] for r in ranked],
+                                             top_codes=[json.dumps(r) for r in ranked])
+        if output.suffix.lower() in (".parquet", ".pq"):
+            write_parquet(output, frame)
+        else:
+            write_text(output, frame.to_csv(index=False))
+        out.print(f"{len(frame)} rows coded (top {k} ICD-10-CM codes each) -> {output}")

@@ -155,3 +155,12 @@ def test_missing_wheel_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     with pytest.raises(DataError, match=r"torchxrayvision wheel .*pip download --no-deps torchxrayvision"):
         mf.datasets.load("iu_reports")
+
+
+def test_padchest_one_row_per_report_split_by_patient():
+    ds = mf.datasets.load("padchest_reports")
+    f = ds.frame
+    assert len(f) == 107_689 and f["note_id"].is_unique and ds.patient_id == "patient_id"
+    assert ds.n_patients == 66_842 and len(ds.text.dropped) == 94  # no text, or an unreadable label list
+    assert set(f["labelled_by"]) == {"Physician", "RNN_model"}
+    assert int(f["pleural_effusion"].sum()) == 6747 and f["text"].str.strip().str.len().min() > 0

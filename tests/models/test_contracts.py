@@ -99,7 +99,7 @@ def _graph_data(kind):
 _NOTES: dict = {}
 
 
-def _text_data(kind):
+def _text_data(kind, name=None):
     """240 real IU chest X-ray reports (80 with cardiomegaly, 80 with atelectasis, the rest drawn at random)
     with labels from their MeSH findings: y = cardiomegaly, is_a = atelectasis."""
     import medflow as mf
@@ -120,6 +120,8 @@ def _text_data(kind):
     frame["y"], frame["is_a"] = frame["cardiomegaly"], frame["atelectasis"]
     if kind == "multiclass":
         frame["y"] = frame["cardiomegaly"] + 2 * frame["atelectasis"] * (1 - frame["cardiomegaly"])
+        if name == "icd_coder":  # ICD-10-CM codes: cardiomegaly, atelectasis, neither (observation, ruled out)
+            frame["y"] = frame["y"].map({0: "Z03.89", 1: "I51.7", 2: "J98.11"})
     elif kind == "regression":
         frame["y"] = 3.0 * frame["cardiomegaly"] + 2.0 * frame["atelectasis"] + \
             np.random.default_rng(1).normal(scale=0.5, size=len(frame))
@@ -130,7 +132,7 @@ def _text_data(kind):
 
 def _data(kind, name=None):
     if name is not None and registry.get(name).inputs == "text":
-        return _text_data(kind)
+        return _text_data(kind, name)
     if name is not None and registry.get(name).inputs == "graphs":
         return _graph_data(kind)
     if name is not None and registry.get(name).inputs == "events":

@@ -7,6 +7,7 @@ import io
 import re
 import tarfile
 
+import numpy as np
 import pandas as pd
 
 from medflow.data.dataset import Dataset
@@ -14,7 +15,7 @@ from medflow.data.molecules import wheel_file
 from medflow.data.text import TextSource, notes_dataset
 from medflow.registry import dataset_info, register_dataset
 
-__all__ = ["IU_LABELS", "iu_reports_frame"]
+__all__ = ["IU_LABELS", "iu_reports_frame", "PADCHEST_LABELS", "padchest_frame"]
 
 # MeSH major heads (the text before '/') -> label columns: the 8 most frequent, then three findings the
 # extraction benchmark adds (pneumothorax, edema, pneumonia)
@@ -60,3 +61,61 @@ def iu_reports() -> Dataset:
                          "iu_reports", description="Indiana University chest X-ray reports (Open-i): FINDINGS and "
                          "IMPRESSION text of 3,927 reports with hand-indexed MeSH findings; each report its own "
                          "patient (the collection has no patient ids).", label_hint="cardiomegaly")
+
+
+PADCHEST_LABELS = ["normal", "COPD signs", "cardiomegaly", "aortic elongation", "pleural effusion", "scoliosis",
+                   "interstitial pattern", "NSG tube", "pneumonia", "chronic changes", "alveolar pattern",
+                   "infiltrates"]
+
+
+def padchest_frame() -> tuple[pd.DataFrame, list[dict]]:
+    """One row per PadChest report (the file has one row per image: reports repeat), its patient, the (stemmed,
+    Spanish) report text, who labelled it (Physician or RNN_model), and one 0/1 column per label in
+    PADCHEST_LABELS; plus the reports left out (no text, or a label list that does not parse)."""
+    import ast
+
+    raw = wheel_file("torchxrayvision",
+                     "torchxrayvision/data/PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz")
+    df = pd.read_csv(io.BytesIO(raw), compression="gzip", low_memory=False,
+                     usecols=["ReportID", "PatientID", "Report", "Labels", "MethodLabel", "PatientSex_DICOM"])
+    df = df.drop_duplicates("ReportID").reset_index(drop=True)
+    dropped, labels, keep = [], [], []
+    for i, (rid, text, lab) in enumerate(zip(df["ReportID"], df["Report"], df["Labels"], strict=True)):
+        if not isinstance(text, str) or not text.strip(" ."):
+            dropped.append({"report": str(rid), "reason": "no report text"})
+            continue
+        try:
+            found = {str(x).strip() for x in ast.literal_eval(lab)}
+        except (ValueError, SyntaxError):
+            dropped.append({"report": str(rid), "reason": f"label list does not parse: {str(lab)[:40]!r}"})
+            continue
+        keep.append(i)
+        labels.append(found)
+    df = df.iloc[keep].reset_index(drop=True)
+    cols = {lab: lab.lower().replace(" ", "_") for lab in PADCHEST_LABELS}
+    frame = pd.DataFrame({"note_id": df["ReportID"].astype(str), "patient_id": df["PatientID"].astype(str),
+                          "text": df["Report"].str.strip(), "labelled_by": df["MethodLabel"].astype(str),
+                          "sex": df["PatientSex_DICOM"].astype(str),
+                          **{c: np.fromiter((lab in s for s in labels), dtype=np.int8, count=len(labels))
+                             for lab, c in cols.items()}})
+    return frame, dropped
+
+
+@register_dataset("padchest_reports")
+@dataset_info(task="multilabel: normal, copd_signs, cardiomegaly, aortic_elongation, pleural_effusion, scoliosis, "
+              "interstitial_pattern, nsg_tube, pneumonia, chronic_changes, alveolar_pattern, infiltrates",
+              size="107,689 Spanish radiology reports from 66,842 patients",
+              source="PadChest (Bustos et al. 2020; research-use licence) inside torchxrayvision's wheel, real data")
+def padchest_reports() -> Dataset:
+    """PadChest's 107,783 chest X-ray reports (Spanish, stemmed as released), one row per report, split by
+    patient. A quarter were labelled by physicians, the rest by the authors' RNN trained on those (`labelled_by`):
+    label classification here partly re-learns that model. Reports without text or with an unreadable label list
+    are left out and counted."""
+    frame, dropped = padchest_frame()
+    ds = notes_dataset(frame, "text", "builtin:padchest_reports",
+                       TextSource(path="builtin:padchest_reports", id_column="note_id", patient_column="patient_id"),
+                       "padchest_reports", description="PadChest chest X-ray reports (Spanish, stemmed), one row per "
+                       "report; 25% physician-labelled, 75% labelled by the authors' RNN (column labelled_by).",
+                       label_hint="pleural_effusion")
+    ds.text.dropped = dropped
+    return ds

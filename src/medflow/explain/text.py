@@ -97,6 +97,18 @@ def explain_mentions(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_r
                          for i in rows]}
 
 
+def explain_codes(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_records: int,
+                  examples: int) -> dict[str, Any]:
+    """explanations.json entry of a coder: example notes with their five best codes over the whole table."""
+    n = min(max_records, len(x), max(examples, 1))
+    xs = x[:n]
+    ranked = est.rank(xs, 5)
+    classes = list(getattr(est.task, "classes", []))
+    return {"method": "icd_ranking", "examples": [
+        {"row": i, "note_id": note_ids[i], "text": xs.texts[i][:1500],
+         "label": str(classes[int(np.asarray(y)[i])]) if classes else "", "codes": ranked[i]} for i in range(n)]}
+
+
 def explain_text(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_records: int, examples: int,
                  top: int = 20) -> dict[str, Any]:
     """explanations.json entry of a text model: example notes with token weights, and the tokens with the
@@ -104,6 +116,8 @@ def explain_text(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_recor
     their mentions (`explain_mentions`)."""
     if hasattr(est, "mentions"):
         return explain_mentions(est, x, y, note_ids, max_records, examples)
+    if hasattr(est, "rank"):
+        return explain_codes(est, x, y, note_ids, max_records, examples)
     n = min(max_records, len(x))
     pred = np.asarray(est.predict(x[:n]) if n < len(x) else est.predict(x))[:n]
     p = pred if pred.ndim == 1 else pred.max(axis=1)
@@ -156,6 +170,8 @@ def note_explanations(est: Any, x: Any, k: int = 10) -> tuple[list[list[dict[str
     networks), or the top n-grams (linear models on TF-IDF); and the method's name."""
     if hasattr(est, "mentions"):
         return est.mentions(x), "context_mentions"
+    if hasattr(est, "rank"):
+        return est.rank(x, k), "icd_ranking"
     if est.spec.inputs != "text":
         if not hasattr(getattr(est, "model", None), "estimators_") and not hasattr(getattr(est, "model", None),
                                                                                   "coef_"):

@@ -85,6 +85,10 @@ for _spec in (
               extraction.build_extractor, "finding mentions (lexicon) whose assertion is learned from note labels: "
               "ConText categories + context words, logistic regression, thresholds by cross-validation",
               inputs="text", estimator=extraction.ExtractorEstimator, complexity=1),
+    ModelSpec("icd_coder", "baseline", frozenset({"multiclass"}), extraction.ICDCoderConfig,
+              extraction.build_icd_coder, "ICD-10-CM coding of notes: every billable code scored by its description "
+              "(words and character n-grams, abbreviations expanded) and by the nearest coded training notes",
+              inputs="text", estimator=extraction.ICDCoderEstimator, complexity=1),
     ModelSpec("late_fusion", "deep", _DEEP, tabular.LateFusionConfig, tabular.LateFusionNet,
               "late fusion: one encoder per block of columns (e.g. clinical, genomic), joined before the head",
               complexity=4),

@@ -73,3 +73,65 @@ class ExtractorEstimator(Estimator):
     def _load_weights(self, directory: Path) -> None:
         self.model = self.spec.build(task=self.task, seed=0, **self.params.model_dump())
         self.model.load_state(read_json(directory / "extractor.json"))
+
+
+class ICDCoderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    neighbours: int = Field(0, ge=0, description="nearest coded training notes blended in (0: the code descriptions "
+                                                 "alone; >0 learns a site's wording, best on short problem-list "
+                                                 "texts; whole template-heavy notes can mislead it)")
+    notes: bool = Field(True, description="code notes sentence by sentence (false: each text is one diagnosis "
+                                          "phrase)")
+    temperature: float = Field(20.0, gt=0, description="scores -> probabilities over the task's codes (softmax)")
+
+
+def build_icd_coder(task: Any, seed: int, **params: Any) -> Any:
+    from medflow.nlp.icd import default_coder
+
+    return default_coder(params["neighbours"])
+
+
+class ICDCoderEstimator(Estimator):
+    """ICD-10-CM coding as a multiclass model: the label column holds codes (with the dot, e.g. I50.9); every
+    code of the official table is scored (`nlp.icd.ICDCoder`), the task's codes are kept and turned into
+    probabilities. `rank` gives the top codes over the whole table. Saved as the training texts and codes."""
+
+    def _coder(self) -> Any:
+        return self.spec.build(task=self.task, seed=0, **self.params.model_dump())
+
+    def fit(self, x_train, y_train, x_valid, y_valid, train: TrainConfig, seed: int, workdir: Path | None = None):
+        texts = list(self.inputs(x_train).texts)
+        self.in_dim = 1
+        codes = [str(self.task.classes[int(i)]) for i in np.asarray(y_train)]
+        self.train_texts, self.train_codes = texts, codes
+        self.model = self._coder().fit(texts, codes) if self.params.neighbours else self._coder()
+        return self
+
+    def _scores(self, x: Any) -> np.ndarray:
+        cols = []
+        for c in self.task.classes:
+            if str(c) not in self.model.index:
+                from medflow.errors import DataError
+
+                raise DataError(f"label value {c!r} is not an ICD-10-CM billable code (e.g. I50.9).")
+            cols.append(self.model.index[str(c)])
+        texts = list(self.inputs(x).texts)
+        score = self.model.note_scores if self.params.notes else self.model.scores
+        return np.stack([score(t)[cols] for t in texts]) if texts else np.zeros((0, len(cols)))
+
+    def predict(self, x: Any) -> np.ndarray:
+        z = self._scores(x) * self.params.temperature
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def rank(self, x: Any, k: int = 5) -> list[list[dict[str, Any]]]:
+        return self.model.rank(list(self.inputs(x).texts), k, notes=self.params.notes)
+
+    def _save_weights(self, directory: Path) -> None:
+        write_json(directory / "icd_coder.json", {"texts": self.train_texts, "codes": self.train_codes})
+
+    def _load_weights(self, directory: Path) -> None:
+        d = read_json(directory / "icd_coder.json")
+        self.train_texts, self.train_codes = d["texts"], d["codes"]
+        coder = self._coder()
+        self.model = coder.fit(self.train_texts, self.train_codes) if self.params.neighbours else coder

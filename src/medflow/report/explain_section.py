@@ -17,7 +17,7 @@ def explain_section(expl: dict, selected: str) -> str:
         return _image_explain_section(expl, selected)
     if e.get("method") == "atom_integrated_gradients":
         return _molecule_explain_section(expl, selected)
-    if e.get("method") in _TEXT_METHODS or e.get("method") == "context_mentions":
+    if e.get("method") in _TEXT_METHODS or e.get("method") in ("context_mentions", "icd_ranking"):
         return _text_explain_section(expl, selected)
     if e.get("method") == "mask_overlays":
         return "".join(f"<h3>{escape(name)}</h3><p>Best, median and worst test cases by mean Dice: true outline in "
@@ -81,6 +81,13 @@ def _text_explain_section(expl: dict, selected: str) -> str:
     """Example test notes with words shaded by attribution, and the words the model leaned on most; extractors:
     their mentions marked in the note."""
     parts = [_mentions_section(name, e, head) for name, e, head in _explained_by(expl, selected, "context_mentions")]
+    for _name, e, head in _explained_by(expl, selected, "icd_ranking"):
+        rows = [[escape(str(ex["note_id"])), escape(ex["label"]), "; ".join(
+            f"{escape(c['code'])} {escape(c['description'])} ({c['score']:.2f})" for c in ex["codes"])]
+            for ex in e["examples"]]
+        parts.append(head + "<p>The five best ICD-10-CM codes over the whole billable table for example test notes "
+                     "(sentence by sentence, negated sentences skipped):</p>"
+                     + html_table(["note", "true code", "top codes (score)"], rows))
     for method, how in _TEXT_METHODS.items():
         for name, e, head in _explained_by(expl, selected, method):
             parts.append(head + f"<p>Words shaded by {how}. Examples: the most and least confident test notes "
