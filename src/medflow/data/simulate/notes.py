@@ -63,12 +63,22 @@ _PROBLEMS = [("type 2 diabetes mellitus", "E11.9"), ("congestive heart failure",
              ("COPD exacerbation", "J44.1"), ("atrial fibrillation", "I48.91"), ("acute kidney injury", "N17.9"),
              ("cellulitis of the left leg", "L03.116"), ("urinary tract infection", "N39.0"),
              ("hypertension", "I10"), ("asthma", "J45.909")]
-_MEDS = ["metoprolol 25 mg PO BID", "lisinopril 10 mg PO daily", "furosemide 40 mg IV BID",
-         "metformin 500 mg PO BID", "apixaban 5 mg PO BID", "albuterol 2 puffs inhaled q4h PRN",
-         "ceftriaxone 1 g IV q24h", "insulin glargine 20 units SC nightly", "atorvastatin 40 mg PO nightly"]
-_NEGATED = ["Denies chest pain.", "No evidence of pneumonia.", "Denies fever or chills.", "No shortness of breath.",
-            "Negative for deep vein thrombosis.", "No pleural effusion."]
-_FAMILY = ["Mother had breast cancer.", "Father with type 2 diabetes.", "Family history of coronary artery disease."]
+# (drug, dose, route, frequency): rendered "drug dose route frequency", each part a clinical span
+_MEDS = [("metoprolol", "25 mg", "PO", "BID"), ("lisinopril", "10 mg", "PO", "daily"), ("furosemide", "40 mg", "IV",
+         "BID"), ("metformin", "500 mg", "PO", "BID"), ("apixaban", "5 mg", "PO", "BID"),
+         ("albuterol", "2 puffs", "inhaled", "q4h PRN"), ("ceftriaxone", "1 g", "IV", "q24h"),
+         ("insulin glargine", "20 units", "SC", "nightly"), ("atorvastatin", "40 mg", "PO", "nightly"),
+         ("vancomycin", "1 g", "IV", "q12h"), ("pantoprazole", "40 mg", "PO", "daily")]
+_MEDS_TEST = [("amlodipine", "5 mg", "PO", "daily"), ("warfarin", "2.5 mg", "PO", "nightly"),
+              ("heparin", "5000 units", "SC", "q8h"), ("levothyroxine", "75 mcg", "PO", "daily"),
+              ("piperacillin-tazobactam", "4.5 g", "IV", "q6h"), ("prednisone", "40 mg", "PO", "daily"),
+              ("gabapentin", "300 mg", "PO", "TID"), ("ondansetron", "4 mg", "IV", "q6h PRN")]
+# negated findings and family history: (text before, the problem, text after)
+_NEGATED = [("Denies ", "chest pain", "."), ("No evidence of ", "pneumonia", "."), ("Denies ", "fever", "."),
+            ("No ", "shortness of breath", "."), ("Negative for ", "deep vein thrombosis", "."),
+            ("No ", "pleural effusion", ".")]
+_FAMILY = [("Mother had ", "breast cancer", "."), ("Father with ", "type 2 diabetes", "."),
+           ("Family history of ", "coronary artery disease", ".")]
 
 _TEMPLATES = {
     "discharge": [
@@ -127,16 +137,33 @@ def _person(rng: np.random.Generator, pool: str) -> dict[str, str]:
     return {"first": _pick(rng, _FIRST[pool]), "last": _pick(rng, _LAST[pool])}
 
 
-def _render(template: str, rng: np.random.Generator, pat: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """The template with each placeholder filled; PHI pieces recorded as spans."""
-    out, spans, pos = [], [], 0
+def _render(template: str, rng: np.random.Generator,
+            pat: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The template with each placeholder filled; PHI pieces recorded as spans, clinical entities (problems with
+    their assertion, drugs, doses, routes, frequencies) as a second list."""
+    out, spans, clinical, pos = [], [], [], 0
 
-    def put(text: str, label: str | None = None) -> None:
+    def put(text: str, label: str | None = None, entity: str | None = None, assertion: str | None = None) -> None:
         nonlocal pos
         if label:
             spans.append({"start": pos, "end": pos + len(text), "label": label})
+        if entity:
+            clinical.append({"start": pos, "end": pos + len(text), "label": entity,
+                             "attributes": {"assertion": assertion} if assertion else {}})
         out.append(text)
         pos += len(text)
+
+    def med() -> None:
+        drug, dose, route, freq = _pick(rng, _MEDS if pat["pool"] == "train" else _MEDS_TEST)
+        for k, (part, lab) in enumerate(((drug, "DRUG"), (dose, "DOSE"), (route, "ROUTE"), (freq, "FREQUENCY"))):
+            put((" " if k else "") + "")
+            put(part, entity=lab)
+
+    def finding(parts: tuple[str, str, str], assertion: str, lower: bool = False) -> None:
+        before, problem, after = parts
+        put(before.lower() if lower else before)
+        put(problem, entity="PROBLEM", assertion=assertion)
+        put(after)
 
     for piece in re.split(r"(\{[A-Z_]+\})", template):
         key = piece[1:-1] if piece.startswith("{") and piece.endswith("}") else None
@@ -195,25 +222,28 @@ def _render(template: str, rng: np.random.Generator, pat: dict[str, Any]) -> tup
         elif key == "IP":
             put(".".join(str(int(v)) for v in rng.integers(1, 255, 4)), "IP")
         elif key == "PROBLEM":
-            put(pat["problem"])
+            put(pat["problem"], entity="PROBLEM", assertion="possible" if "".join(out).endswith("r/o ") else "present")
         elif key == "MED":
-            put(_pick(rng, _MEDS))
+            med()
         elif key == "NEGATED":
-            put(_pick(rng, _NEGATED))
+            finding(_pick(rng, _NEGATED), "negated")
         elif key == "NEGATED_LOWER":
-            put(_pick(rng, _NEGATED).lower())
+            finding(_pick(rng, _NEGATED), "negated", lower=True)
         elif key == "FAMILY":
-            put(_pick(rng, _FAMILY))
+            finding(_pick(rng, _FAMILY), "family")
         else:
             raise KeyError(key)
-    return "".join(out), spans
+    return "".join(out), spans, clinical
 
 
 def simulate_notes(n_patients: int = 200, seed: int = 0, families: tuple[str, ...] | None = None,
-                   notes_per_patient: int = 3, pool: str | None = None) -> tuple[pd.DataFrame, dict]:
-    """SYNTHETIC notes and their PHI spans: (frame with note_id, patient_id, family, text, problem, icd10;
-    {note_id: [spans]}). `families` defaults to the training families (all but `HELD_OUT`); `pool` ("train" /
-    "test") picks the name, hospital and city pools (default: "test" when only the held-out family is asked for)."""
+                   notes_per_patient: int = 3, pool: str | None = None,
+                   annotate: str = "phi") -> tuple[pd.DataFrame, dict]:
+    """SYNTHETIC notes and their spans: (frame with note_id, patient_id, family, text, problem, icd10;
+    {note_id: [spans]}). `annotate`: "phi" (the PHI spans) or "clinical" (PROBLEM spans with their assertion,
+    DRUG, DOSE, ROUTE, FREQUENCY). `families` defaults to the training families (all but `HELD_OUT`); `pool`
+    ("train" / "test") picks the name, hospital and city pools (default: "test" when only the held-out family is
+    asked for)."""
     families = tuple(families or [f for f in FAMILIES if f != HELD_OUT])
     pool = pool or ("test" if families == (HELD_OUT,) else "train")
     rng = np.random.default_rng(seed)
@@ -226,13 +256,13 @@ def simulate_notes(n_patients: int = 200, seed: int = 0, families: tuple[str, ..
                "sex": _pick(rng, ["male", "female"]), "mrn": _pick(rng, [_digits(rng, 8), f"MR{_digits(rng, 7)}"]),
                "admit": date(2018, 1, 1) + timedelta(days=int(rng.integers(0, 2000))), "city": city, "state": state,
                "hospital": _pick(rng, _HOSPITAL[pool]), "doctors": [_person(rng, pool) for _ in range(2)],
-               "problem": problem}
+               "problem": problem, "pool": pool}
         pat["dob"] = pat["admit"] - timedelta(days=int(365.25 * pat["age"]) + int(rng.integers(1, 360)))
         for k in range(notes_per_patient):
             family = _pick(rng, list(families))
-            text, sp = _render(_pick(rng, _TEMPLATES[family]), rng, pat)
+            text, sp, clinical = _render(_pick(rng, _TEMPLATES[family]), rng, pat)
             nid = f"syn-{seed}-{p}-{k}"
             rows.append({"note_id": nid, "patient_id": f"P{seed}-{p:05d}", "family": family, "text": text,
                          "problem": problem, "icd10": icd})
-            spans[nid] = sp
+            spans[nid] = sp if annotate == "phi" else clinical
     return pd.DataFrame(rows), spans

@@ -1,0 +1,156 @@
+"""Span extraction trained from annotated notes: a BIO token tagger with constrained decoding, ConText for the
+assertion of each problem found, and span-level precision / recall / F1 (strict and lenient) with bootstrap CIs
+over notes.
+
+`SpanTagger(labels).fit(texts, spans)` learns B-/I- tags per label with a logistic regression over each token's
+shape, affixes and neighbouring words (`nlp.phi` features); decoding is Viterbi over the tagger's log-
+probabilities with the BIO constraint (an I-X only after B-X or I-X), so every predicted span is well formed.
+`extract(texts)` returns spans; PROBLEM-like labels (`assert_labels`) get ConText's assertion (present, negated,
+possible, historical, family, hypothetical) from the sentence around them. Train on your own BRAT / JSONL corpus
+(`data.read_notes`) or on the SYNTHETIC notes (`simulate_notes(annotate="clinical")`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medflow.nlp.context import find_mentions
+from medflow.nlp.phi import _features, tokens_with_offsets
+
+__all__ = ["SpanTagger", "span_scores"]
+
+
+class SpanTagger:
+    def __init__(self, labels: list[str] | None = None, assert_labels: tuple[str, ...] = ("PROBLEM",),
+                 C: float = 1.0) -> None:
+        self.labels = labels
+        self.assert_labels = assert_labels
+        self.C = C
+        self.model: Any = None
+        self.vec: Any = None
+
+    def _tags(self, toks: list[tuple[str, int, int]], spans: list[dict[str, Any]]) -> list[str]:
+        tags = ["O"] * len(toks)
+        for s in spans:
+            if self.labels is not None and s["label"] not in self.labels:
+                continue
+            inside = [j for j, (_, a, b) in enumerate(toks) if a >= s["start"] and b <= s["end"]]
+            for k, j in enumerate(inside):
+                tags[j] = ("B-" if k == 0 else "I-") + s["label"]
+        return tags
+
+    def fit(self, texts: list[str], spans: list[list[dict[str, Any]]]) -> SpanTagger:
+        from sklearn.feature_extraction import DictVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        if self.labels is None:
+            self.labels = sorted({s["label"] for sp in spans for s in sp})
+        feats, tags = [], []
+        for text, sp in zip(texts, spans, strict=True):
+            toks = tokens_with_offsets(text)
+            feats += [_features(toks, text, i) for i in range(len(toks))]
+            tags += self._tags(toks, sp)
+        self.vec = DictVectorizer()
+        self.model = LogisticRegression(C=self.C, max_iter=3000).fit(self.vec.fit_transform(feats), tags)
+        return self
+
+    def _decode(self, logp: np.ndarray, classes: list[str]) -> list[str]:
+        """Viterbi with the BIO constraint: I-X may only follow B-X or I-X."""
+        n, k = logp.shape
+        allowed = np.zeros((k, k), dtype=bool)  # allowed[prev, cur]
+        for a, pa in enumerate(classes):
+            for b, cb in enumerate(classes):
+                allowed[a, b] = not cb.startswith("I-") or pa[2:] == cb[2:] and pa != "O"
+        start_ok = np.array([not c.startswith("I-") for c in classes])
+        score = np.where(start_ok, logp[0], -np.inf)
+        back = np.zeros((n, k), dtype=np.int64)
+        for t in range(1, n):
+            cand = score[:, None] + np.where(allowed, 0.0, -np.inf)
+            back[t] = cand.argmax(axis=0)
+            score = cand.max(axis=0) + logp[t]
+        path = [int(score.argmax())]
+        for t in range(n - 1, 0, -1):
+            path.append(int(back[t, path[-1]]))
+        return [classes[j] for j in path[::-1]]
+
+    def extract(self, texts: list[str]) -> list[list[dict[str, Any]]]:
+        """Spans per text: {start, end, label, text, attributes} (assertion for `assert_labels`)."""
+        classes = list(self.model.classes_)
+        out = []
+        for text in texts:
+            toks = tokens_with_offsets(text)
+            if not toks:
+                out.append([])
+                continue
+            logp = np.log(np.clip(self.model.predict_proba(self.vec.transform(
+                [_features(toks, text, i) for i in range(len(toks))])), 1e-12, 1))
+            spans: list[dict[str, Any]] = []
+            for (_, a, b), tag in zip(toks, self._decode(logp, classes), strict=True):
+                if tag.startswith("B-"):
+                    spans.append({"start": a, "end": b, "label": tag[2:]})
+                elif tag.startswith("I-") and spans:
+                    spans[-1]["end"] = b
+            for s in spans:
+                s["text"] = text[s["start"]:s["end"]]
+                s["attributes"] = {}
+            self._assert(text, spans)
+            out.append(spans)
+        return out
+
+    def _assert(self, text: str, spans: list[dict[str, Any]]) -> None:
+        """ConText's status for each problem span: the span's own words are the target."""
+        targets = {f"t{i}": [s["text"]] for i, s in enumerate(spans) if s["label"] in self.assert_labels}
+        if not targets:
+            return
+        found = {(m.start, m.end): m.assertion for m in find_mentions(text, targets)}
+        for s in spans:
+            if s["label"] in self.assert_labels:
+                s["attributes"]["assertion"] = found.get((s["start"], s["end"]), "present")
+
+
+def _match(g: dict[str, Any], p: dict[str, Any], strict: bool) -> bool:
+    if g["label"] != p["label"]:
+        return False
+    if strict:
+        return g["start"] == p["start"] and g["end"] == p["end"]
+    return g["start"] < p["end"] and p["start"] < g["end"]
+
+
+def _counts(gold: list[dict], pred: list[dict], strict: bool, label: str | None) -> tuple[int, int, int]:
+    g = [s for s in gold if label is None or s["label"] == label]
+    p = [s for s in pred if label is None or s["label"] == label]
+    tp_g = sum(any(_match(a, b, strict) for b in p) for a in g)
+    tp_p = sum(any(_match(a, b, strict) for a in g) for b in p)
+    return tp_g, tp_p, len(g), len(p)  # type: ignore[return-value]
+
+
+def span_scores(gold: list[list[dict]], pred: list[list[dict]], n_boot: int = 500, seed: int = 0) -> dict:
+    """Per label and micro over labels, strict (same offsets) and lenient (overlap): precision, recall and F1
+    with 95% bootstrap CIs over notes; and the assertion accuracy on strictly matched problem spans."""
+    labels = sorted({s["label"] for sp in gold for s in sp})
+    rng = np.random.default_rng(seed)
+    boots = [rng.integers(0, len(gold), len(gold)) for _ in range(n_boot)]
+    out: dict[str, Any] = {}
+    for mode in ("strict", "lenient"):
+        for label in [*labels, None]:
+            per_note = np.array([_counts(g, p, mode == "strict", label) for g, p in zip(gold, pred, strict=True)])
+
+            def prf(rows: np.ndarray) -> tuple[float, float, float]:
+                tp_g, tp_p, ng, npred = rows.sum(axis=0)
+                r = tp_g / ng if ng else 0.0
+                pr = tp_p / npred if npred else 0.0
+                return pr, r, 2 * pr * r / (pr + r) if pr + r else 0.0
+
+            pr, r, f1 = prf(per_note)
+            f1s = [prf(per_note[idx])[2] for idx in boots]
+            lo, hi = np.percentile(f1s, [2.5, 97.5])
+            out.setdefault(mode, {})[label or "micro"] = {"precision": pr, "recall": r, "f1": f1, "f1_low": lo,
+                                                          "f1_high": hi, "n": int(per_note[:, 2].sum())}
+    hits = [(g["attributes"].get("assertion"), p["attributes"].get("assertion"))
+            for gs, ps in zip(gold, pred, strict=True) for g in gs for p in ps
+            if "assertion" in g.get("attributes", {}) and _match(g, p, True)]
+    out["assertion_accuracy"] = {"value": float(np.mean([a == b for a, b in hits])) if hits else None,
+                                 "n": len(hits)}
+    return out
