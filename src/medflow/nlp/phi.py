@@ -53,7 +53,7 @@ PATTERNS: list[tuple[str, str]] = [
     ("ID", r"\b[A-Z]{0,3}\d{6,}\b"),
 ]
 _COMPILED = [(lab, re.compile(p)) for lab, p in PATTERNS]
-_TOKEN = re.compile(r"[A-Za-z][A-Za-z'\-]*|\d+|[^\sA-Za-z\d]")
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z'\-]*|\d+(?:\.\d+)?|[^\sA-Za-z\d]")
 _TITLES = {"dr", "mr", "mrs", "ms", "miss", "prof", "mr./ms"}
 _NOT_NAMES = _TITLES | {"dear", "sincerely", "regards", "md", "do", "rn", "np", "pa", "phd", "mbbs", "dds", "pharmd",
                         "re", "to", "cc", "from", "attn", "patient", "name", "signed"}

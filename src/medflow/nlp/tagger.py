@@ -21,6 +21,23 @@ from medflow.nlp.phi import _features, tokens_with_offsets
 
 __all__ = ["SpanTagger", "span_scores"]
 
+_UNITS = {"mg", "mcg", "g", "gram", "grams", "units", "unit", "ml", "puffs", "puff", "tablets", "tablet", "tabs",
+          "caps", "capsules", "meq", "iu", "drops", "mg/kg", "l"}
+
+
+def _token_features(toks: list[tuple[str, int, int]], text: str, i: int) -> dict[str, float]:
+    """The PHI tagger's features plus what marks a medication whatever its name: a number and a unit next."""
+    f = _features(toks, text, i)
+    w = [t[0].lower() for t in toks]
+    num = [t.replace(".", "", 1).replace(",", "").isdigit() for t in w]
+    if i + 2 < len(w) and num[i + 1] and w[i + 2] in _UNITS:
+        f["before_dose"] = 1.0
+    if num[i] and i + 1 < len(w) and w[i + 1] in _UNITS:
+        f["dose_number"] = 1.0
+    if w[i] in _UNITS and i > 0 and num[i - 1]:
+        f["dose_unit"] = 1.0
+    return f
+
 
 class SpanTagger:
     def __init__(self, labels: list[str] | None = None, assert_labels: tuple[str, ...] = ("PROBLEM",),
@@ -50,7 +67,7 @@ class SpanTagger:
         feats, tags = [], []
         for text, sp in zip(texts, spans, strict=True):
             toks = tokens_with_offsets(text)
-            feats += [_features(toks, text, i) for i in range(len(toks))]
+            feats += [_token_features(toks, text, i) for i in range(len(toks))]
             tags += self._tags(toks, sp)
         self.vec = DictVectorizer()
         self.model = LogisticRegression(C=self.C, max_iter=3000).fit(self.vec.fit_transform(feats), tags)
@@ -85,7 +102,7 @@ class SpanTagger:
                 out.append([])
                 continue
             logp = np.log(np.clip(self.model.predict_proba(self.vec.transform(
-                [_features(toks, text, i) for i in range(len(toks))])), 1e-12, 1))
+                [_token_features(toks, text, i) for i in range(len(toks))])), 1e-12, 1))
             spans: list[dict[str, Any]] = []
             for (_, a, b), tag in zip(toks, self._decode(logp, classes), strict=True):
                 if tag.startswith("B-"):
