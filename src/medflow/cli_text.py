@@ -44,7 +44,11 @@ def register(app: typer.Typer) -> None:
             write_text(output, frame.to_json(orient="records", lines=True, force_ascii=False))
         else:
             write_text(output, frame.to_csv(index=False))
+        from medflow.report.text_tools import deid_page
+
+        examples = summary.pop("_examples")
         write_json(output.with_name(output.name + ".summary.json"), summary)
+        write_text(output.with_name(output.name + ".report.html"), deid_page(summary, examples))
         table = Table(title=f"PHI replaced in {summary['notes']} notes ({summary['notes_per_second']:.0f} notes/s)")
         table.add_column("kind")
         table.add_column("found", justify="right")
@@ -140,10 +144,19 @@ def register(app: typer.Typer) -> None:
             write_parquet(output, frame)
         else:
             write_text(output, frame.to_csv(index=False))
+        from collections import Counter
+
+        from medflow.report.text_tools import extract_page
+
+        sc = None
         if ds.text.spans and any(ds.text.spans.values()):
             sc = span_scores([ds.text.spans.get(str(n), []) for n in ds.frame["note_id"]], pred)
             write_json(output.with_name(output.name + ".summary.json"), sc)
             m = sc["strict"]["micro"]
             out.print(f"strict micro F1 {m['f1']:.3f} (95% CI {m['f1_low']:.3f}-{m['f1_high']:.3f}); lenient "
                       f"{sc['lenient']['micro']['f1']:.3f}; per label in {output.name}.summary.json")
+        texts_in = ds.frame[ds.text.text_column].tolist()
+        write_text(output.with_name(output.name + ".report.html"), extract_page(
+            str(notes), dict(Counter(r["label"] for r in rows)), sc,
+            [(str(ds.frame["note_id"].iloc[i]), texts_in[i], pred[i]) for i in range(min(3, len(texts_in)))]))
         out.print(f"{len(frame)} spans from {len(ds.frame)} notes -> {output}")

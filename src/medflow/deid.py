@@ -35,6 +35,7 @@ def deidentify_notes(path: str | Path, text_column: str | None = None, patient_c
     t0 = time.perf_counter()
     clean, found = deid.deidentify(texts, ds.frame[ds.patient_id].astype(str).tolist(), progress)
     seconds = time.perf_counter() - t0
+    summary_examples = [(str(ds.frame["note_id"].iloc[i]), clean[i], deid.placed[i]) for i in range(min(3, len(clean)))]
     out = ds.frame.drop(columns=[c for c in ("_record",) if c in ds.frame.columns]).copy()
     out[col] = clean
     summary: dict[str, Any] = {
@@ -51,4 +52,5 @@ def deidentify_notes(path: str | Path, text_column: str | None = None, patient_c
         gold = [[s for s in ds.text.spans.get(str(n), []) if s["label"] in PHI_LABELS or s["label"] == "ID"]
                 for n in ds.frame["note_id"]]
         summary["evaluation"] = evaluate_deid(texts, gold, found)
+    summary["_examples"] = summary_examples  # for the HTML page; not written to the summary JSON
     return out, summary

@@ -81,6 +81,12 @@ def test_cli_deid_with_gold_spans(tmp_path):
     assert len(clean) == len(frame) and (clean["note_id"] == frame["note_id"]).all()
     summary = json.loads((tmp_path / "clean.csv.summary.json").read_text())
     assert summary["evaluation"]["recall"]["SSN"]["recall"] == 1.0
+    page = (tmp_path / "clean.csv.report.html").read_text()
+    assert "De-identification" in page and "<mark" in page and "review before release" in page
+    for nid, text in zip(frame["note_id"][:3], frame["text"][:3], strict=True):  # the example notes show no PHI
+        for sp in spans[nid]:
+            if sp["label"] in ("PATIENT", "SSN", "MRN"):
+                assert text[sp["start"]:sp["end"]] not in page
     for original, new in zip(frame["text"], clean["text"], strict=True):
         ssn = re.search(r"\d{3}-\d{2}-\d{4}", original)
         assert ssn is None or ssn.group() not in new
@@ -140,3 +146,4 @@ def test_cli_extract_trains_on_a_jsonl_corpus(tmp_path):
     assert {"DRUG", "DOSE", "PROBLEM"} <= set(spans["label"]) and "negated" in set(spans["assertion"].dropna())
     summary = json.loads((tmp_path / "spans.csv.summary.json").read_text())
     assert summary["strict"]["micro"]["f1"] > 0.9
+    assert "strict F1" in (tmp_path / "spans.csv.report.html").read_text()

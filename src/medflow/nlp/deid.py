@@ -150,6 +150,7 @@ class Deidentifier:
                    progress: Any = None) -> tuple[list[str], list[list[dict[str, Any]]]]:
         """Clean texts and, per note, the PHI found (label and offsets in the original; no values)."""
         people: dict[str, _Patient] = {}
+        self.placed: list[list[dict[str, Any]]] = []  # where each surrogate sits in the clean text (the report)
         keys = [str(patients[i]) if patients is not None else f"note-{i}" for i in range(len(texts))]
         per_note = [self.find(t) for t in texts]
         names: dict[str, dict[str, str]] = {}  # patient -> name token -> label, from every note of the patient
@@ -164,14 +165,19 @@ class Deidentifier:
             key = keys[i]
             pat = people.setdefault(key, _Patient(key, self.secret))
             spans = _with_names(text, per_note[i], names.get(key, {}))
-            out, at = [], 0
+            out, at, pos, placed = [], 0, 0, []
             for s in spans:
                 out.append(text[at:s["start"]])
-                out.append(pat.surrogate(s["label"], text[s["start"]:s["end"]]))
+                pos += s["start"] - at
+                new = pat.surrogate(s["label"], text[s["start"]:s["end"]])
+                placed.append({"label": s["label"], "start": pos, "end": pos + len(new)})
+                out.append(new)
+                pos += len(new)
                 at = s["end"]
             out.append(text[at:])
             clean.append("".join(out))
             found.append([{"label": s["label"], "start": s["start"], "end": s["end"]} for s in spans])
+            self.placed.append(placed)
             if progress is not None:
                 progress()
         return clean, found
