@@ -63,7 +63,7 @@ class TextData:
 
     def summary(self) -> dict[str, Any]:
         return {"text_column": self.text_column, "empty_notes_dropped": len(self.dropped),
-                **({"dropped_examples": self.dropped[:5]} if self.dropped else {}),
+                **({"dropped_examples": self.dropped[:5], "dropped": self.dropped} if self.dropped else {}),
                 **({"notes_with_spans": len(self.spans)} if self.spans is not None else {}),
                 **({} if self.patient_given else {"patient_column": "none (each note its own patient)"})}
 

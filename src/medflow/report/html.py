@@ -158,8 +158,9 @@ def _quality_section(q: dict, manifest: dict) -> str:
             + (f"<p class='flag'>{escape(note)}.</p>" if note else "")
             + (f"<p class='flag'>{dropped} molecule(s) with invalid SMILES were left out (data.molecules.on_invalid: "
                f"drop), e.g. {escape(listed)}; all are listed in manifest.json.</p>" if dropped else "")
-            + (f"<p class='flag'>{empty} empty note(s) were left out (data.text.on_empty: drop); rows are listed in "
-               "manifest.json.</p>" if empty else "")
+            + (f"<p class='flag'>{empty} note(s) were left out (empty text with data.text.on_empty: drop, or, in a "
+               "built-in, an unreadable label list); each is listed with its reason in manifest.json.</p>"
+               if empty else "")
             + ("<p class='flag'>The notes name no patient: each note is treated as its own patient in the splits "
                "(set data.text.patient_column when patients have several notes).</p>"
                if manifest["data"].get("patient_column", "").startswith("none") else "")
