@@ -87,7 +87,7 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
          "task": {"kind": "multilabel", "labels": ["cardiomegaly", "pleural_effusion", "pneumothorax", "atelectasis",
                                                    "nodule", "edema", "pneumonia"]},
          "models": ["context_rules", "context_learned", {"name": "logistic_regression", "params": {"C": 4.0}},
-                   {"name": "text_cnn", "params": {"d": 64, "filters": 64}}],
+                   "text_cnn"],
          "split": {"kind": "holdout", "test": 0.25, "valid": 0.15},
          "train": {"max_epochs": 6 if fast else 15, "patience": 3 if fast else 4, "batch_size": 64,
                    "progress": not fast},
