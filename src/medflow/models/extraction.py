@@ -116,8 +116,12 @@ class ICDCoderEstimator(Estimator):
                 raise DataError(f"label value {c!r} is not an ICD-10-CM billable code (e.g. I50.9).")
             cols.append(self.model.index[str(c)])
         texts = list(self.inputs(x).texts)
-        score = self.model.note_scores if self.params.notes else self.model.scores
-        return np.stack([score(t)[cols] for t in texts]) if texts else np.zeros((0, len(cols)))
+        if not texts:
+            return np.zeros((0, len(cols)))
+        rows = np.asarray(cols)
+        if self.params.notes:
+            return self.model.notes_scores(texts, rows).astype(float)
+        return np.stack([self.model.scores(t)[rows] for t in texts])
 
     def predict(self, x: Any) -> np.ndarray:
         z = self._scores(x) * self.params.temperature

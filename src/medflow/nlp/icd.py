@@ -142,39 +142,69 @@ class ICDCoder:
         self.train_codes = list(codes)
         return self
 
+    def _query_scores(self, queries: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """Description scores (queries x codes, or x `rows` of the table) with the coding-convention priors."""
+        expanded = [expand(q) for q in queries]
+        m = self.matrix if rows is None else self.matrix[rows]
+        s = np.asarray((_normalize(self.vec.transform(expanded)) @ m.T).todense(), dtype=np.float32)
+        pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+        s *= 1.0 + 0.1 * pick(self.unspecified)
+        for word, has in self.qualifiers.items():
+            lack = np.array([word not in q for q in expanded])
+            cols = pick(has)
+            if lack.any() and cols.any():
+                s[np.ix_(lack, cols)] *= 0.8
+        # "with <complication>" needs it documented; uncomplicated is the default
+        lack = np.array([re.search(r"\bwith\b", q) is None for q in expanded])
+        cols = pick(self.with_)
+        if lack.any() and cols.any():
+            s[np.ix_(lack, cols)] *= 0.85
+        return s
+
     def scores(self, text: str, neighbours: bool = True) -> np.ndarray:
         """One score per code for a phrase or a sentence: description similarity, blended with the nearest
         training texts when fitted."""
-        query = expand(text)
-        q = _normalize(self.vec.transform([query]))
-        s = np.asarray((self.matrix @ q.T).todense()).ravel()
-        s *= 1.0 + 0.1 * self.unspecified
-        for word, has in self.qualifiers.items():
-            if word not in query:
-                s[has] *= 0.8
-        if not re.search(r"\bwith\b", query):  # "with <complication>" needs it documented; uncomplicated is default
-            s[self.with_] *= 0.85
+        s = self._query_scores([text])[0]
         if neighbours:
-            self._add_neighbours(s, q)
+            self._add_neighbours(s, _normalize(self.vec.transform([expand(text)])))
         return s
 
-    def _add_neighbours(self, s: np.ndarray, q: Any) -> None:
+    def _add_neighbours(self, s: np.ndarray, q: Any, rows: np.ndarray | None = None) -> None:
         if self.train_x is not None and len(self.train_codes) and self.neighbours:
             sim = np.asarray((self.train_x @ q.T).todense()).ravel()
-            top = np.argsort(-sim)[: self.neighbours]
-            for j in top:
+            where = None if rows is None else {int(r): j for j, r in enumerate(rows)}
+            for j in np.argsort(-sim)[: self.neighbours]:
                 i = self.index[self.train_codes[j]]
+                if where is not None:
+                    if i not in where:
+                        continue
+                    i = where[i]
                 s[i] = max(s[i], 0.5 * s[i] + 0.5 * float(sim[j]) + 0.5 * float(sim[j]) * (sim[j] > 0.5))
 
-    def note_scores(self, note: str) -> np.ndarray:
-        """A note's code scores: descriptions against each sentence (the best per code; negated and family-history
-        sentences skipped), then the nearest training notes against the whole note."""
+    def notes_scores(self, notes: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """Notes x codes (or x `rows`): descriptions against each sentence (the best per code; negated and
+        family-history sentences skipped), then the nearest training notes against the whole note. All sentences
+        of all notes are scored in one pass."""
         from medflow.nlp.context import sentences
 
-        parts = [note[a:b] for a, b in sentences(note) if not _SKIP_START.match(note[a:b])] or [note]
-        s = np.max([self.scores(p, neighbours=False) for p in parts], axis=0)
-        self._add_neighbours(s, _normalize(self.vec.transform([expand(note)])))
-        return s
+        parts, owner = [], []
+        for i, note in enumerate(notes):
+            kept = [note[a:b] for a, b in sentences(note) if not _SKIP_START.match(note[a:b])] or [note]
+            parts += kept
+            owner += [i] * len(kept)
+        out = np.full((len(notes), len(self.codes) if rows is None else len(rows)), -np.inf, dtype=np.float32)
+        for start in range(0, len(parts), 256):  # bounded memory: 256 sentences x the table at a time
+            s = self._query_scores(parts[start:start + 256], rows)
+            np.maximum.at(out, np.asarray(owner[start:start + 256]), s)
+        if self.train_x is not None and self.neighbours:
+            q = _normalize(self.vec.transform([expand(n) for n in notes]))
+            for i in range(len(notes)):
+                self._add_neighbours(out[i], q[i], rows)
+        return out
+
+    def note_scores(self, note: str) -> np.ndarray:
+        """One note's code scores (`notes_scores`)."""
+        return self.notes_scores([note])[0]
 
     def rank(self, texts: list[str], k: int = 5, notes: bool = False) -> list[list[dict[str, Any]]]:
         """The top `k` codes per text (`notes=True`: sentence by sentence), with descriptions and scores."""
