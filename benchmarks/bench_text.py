@@ -48,13 +48,18 @@ def _wheel() -> str:
     return str(next((Path(sys.prefix) / "share" / "medflow-wheels").glob("torchxrayvision-*.whl")))
 
 
+def _venv(path: Path, package: str) -> Path:
+    if not (path / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        subprocess.run([str(path / "bin" / "pip"), "install", "-q", package], check=True)
+    return path / "bin" / "python"
+
+
 def _medspacy(ids: list[str]) -> dict:
-    if not (MEDSPACY_VENV / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(MEDSPACY_VENV)], check=True)
-        subprocess.run([str(MEDSPACY_VENV / "bin" / "pip"), "install", "-q", "medspacy==1.3.1"], check=True)
+    python = _venv(MEDSPACY_VENV, "medspacy==1.3.1")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "medspacy.json"
-        subprocess.run([str(MEDSPACY_VENV / "bin" / "python"), str(HERE / "text_medspacy.py"), _wheel(), str(out)],
+        subprocess.run([str(python), str(HERE / "text_medspacy.py"), _wheel(), str(out)],
                        check=True, stderr=subprocess.DEVNULL)
         got = json.loads(out.read_text())
     cols = list(FINDINGS.values())
@@ -120,13 +125,6 @@ def extraction(seed: int = 0) -> dict:
     out["rules"]["medflow context_rules"]["reports_per_s"] = len(frame) / (time.perf_counter() - t0)
     out["study_seconds"] = wall
     return out
-
-
-def _venv(path: Path, package: str) -> Path:
-    if not (path / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-        subprocess.run([str(path / "bin" / "pip"), "install", "-q", package], check=True)
-    return path / "bin" / "python"
 
 
 def deidentification(patients: int = 300, seed: int = 101) -> dict:

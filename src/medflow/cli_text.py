@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         with Progress(TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task("deid", total=None)
-            frame, summary = deidentify_notes(notes, text_column, patient_column, id_column, secret,
+            frame, summary, examples = deidentify_notes(notes, text_column, patient_column, id_column, secret,
                                               lambda: bar.advance(task))
         if suffix in (".parquet", ".pq"):
             write_parquet(output, frame)
@@ -46,7 +46,6 @@ def register(app: typer.Typer) -> None:
             write_text(output, frame.to_csv(index=False))
         from medflow.report.text_tools import deid_page
 
-        examples = summary.pop("_examples")
         write_json(output.with_name(output.name + ".summary.json"), summary)
         write_text(output.with_name(output.name + ".report.html"), deid_page(summary, examples))
         table = Table(title=f"PHI replaced in {summary['notes']} notes ({summary['notes_per_second']:.0f} notes/s)")

@@ -24,9 +24,10 @@ __all__ = ["deidentify_notes"]
 
 def deidentify_notes(path: str | Path, text_column: str | None = None, patient_column: str | None = None,
                      id_column: str | None = None, secret: int = 0,
-                     progress: Any = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                     progress: Any = None) -> tuple[pd.DataFrame, dict[str, Any], list[tuple[str, str, list]]]:
     """(the notes with the text replaced, a summary: notes, PHI found per kind, seconds, and the evaluation
-    against gold spans when the source has them)."""
+    against gold spans when the source has them, and up to three (note id, clean text, surrogate spans) examples
+    for the HTML page)."""
     ds = read_notes(TextSource(path=str(path), text_column=text_column, patient_column=patient_column,
                                id_column=id_column))
     col = ds.text.text_column
@@ -35,8 +36,10 @@ def deidentify_notes(path: str | Path, text_column: str | None = None, patient_c
     t0 = time.perf_counter()
     clean, found = deid.deidentify(texts, ds.frame[ds.patient_id].astype(str).tolist(), progress)
     seconds = time.perf_counter() - t0
-    summary_examples = [(str(ds.frame["note_id"].iloc[i]), clean[i], deid.placed[i]) for i in range(min(3, len(clean)))]
-    out = ds.frame.drop(columns=[c for c in ("_record",) if c in ds.frame.columns]).copy()
+    examples = [(str(ds.frame["note_id"].iloc[i]), clean[i],
+                 [{"label": s["label"], "start": s["clean_start"], "end": s["clean_end"]} for s in found[i]])
+                for i in range(min(3, len(clean)))]
+    out = ds.frame.copy()
     out[col] = clean
     summary: dict[str, Any] = {
         "source": str(path), "notes": len(texts), "patients": ds.n_patients, "seconds": seconds,
@@ -52,5 +55,4 @@ def deidentify_notes(path: str | Path, text_column: str | None = None, patient_c
         gold = [[s for s in ds.text.spans.get(str(n), []) if s["label"] in PHI_LABELS or s["label"] == "ID"]
                 for n in ds.frame["note_id"]]
         summary["evaluation"] = evaluate_deid(texts, gold, found)
-    summary["_examples"] = summary_examples  # for the HTML page; not written to the summary JSON
-    return out, summary
+    return out, summary, examples

@@ -132,6 +132,7 @@ def notes_dataset(frame: pd.DataFrame, text_column: str, source: str, src: TextS
     """A Dataset over a notes frame: note ids, the patient column, the text checked (`check_notes`)."""
     src = src or TextSource(path=source)
     frame, dropped = check_notes(frame, text_column, source, src.on_empty, src.max_chars)
+    frame = frame.drop(columns=[c for c in ("_record",) if c in frame.columns])  # the readers' line numbers
     if src.id_column is not None:
         if src.id_column not in frame.columns:
             raise DataError(f"{source}: note id column '{src.id_column}' is missing; columns are "

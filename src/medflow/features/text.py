@@ -29,6 +29,13 @@ def tokenize(text: str) -> tuple[list[str], np.ndarray]:
     return [m.group().lower() for m in found], offsets
 
 
+def _tfidf(**kw: Any) -> Any:
+    """The TF-IDF of word 1-2 grams with sublinear tf (fitted on training notes, or rebuilt from a saved one)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32, **kw)
+
+
 class TokenWindows:
     """Model-ready notes: flat token ids with per-note offsets; `batch(idx)` gives windows of at most `max_len`
     tokens with the note each window belongs to. `to_matrix()` is the TF-IDF matrix of the same notes."""
@@ -119,16 +126,13 @@ class TextFeaturizer:
         self.record_columns: list[str] = ["note_id"]  # columns that name a note, kept beside its prediction
 
     def fit(self, frame: Any) -> TextFeaturizer:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         texts = frame[self.text_column].astype(str).tolist()
         counts = Counter(t for text in texts for t in tokenize(text)[0])
         kept = sorted((t for t, c in counts.items() if c >= self.min_count), key=lambda t: (-counts[t], t))
         self.vocab = ["<pad>", "<unk>"] + kept[:self.max_vocab]
         self.index = {t: i for i, t in enumerate(self.vocab)}
         # n-grams in at least 2 training notes (1 for a handful of notes, where that may leave none)
-        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2 if len(texts) >= 20 else 1, sublinear_tf=True,
-                                          dtype=np.float32, max_features=self.tfidf_features).fit(texts)
+        self.vectorizer = _tfidf(min_df=2 if len(texts) >= 20 else 1, max_features=self.tfidf_features).fit(texts)
         return self
 
     def check_columns(self, frame: Any, source: str = "input") -> list[str]:
@@ -164,14 +168,11 @@ class TextFeaturizer:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TextFeaturizer:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         f = cls(d["text_column"], d["max_len"], d["min_count"], d["max_vocab"], d["tfidf_features"])
         f.vocab = list(d["vocab"])
         f.record_columns = list(d.get("record_columns", ["note_id"]))
         f.index = {t: i for i, t in enumerate(f.vocab)}
-        f.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32,
-                                       vocabulary={t: i for i, t in enumerate(d["tfidf_terms"])})
+        f.vectorizer = _tfidf(vocabulary={t: i for i, t in enumerate(d["tfidf_terms"])})
         f.vectorizer.idf_ = np.asarray(d["tfidf_idf"], dtype=np.float64)
         return f
 

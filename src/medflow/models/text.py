@@ -56,14 +56,16 @@ def pool_windows(h: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class _TextModel(nn.Module):
-    """Shared: the embedding (index 0 is padding), window pooling and the linear head."""
+    """Shared: the embedding (index 0 is padding), window pooling, dropout and the linear head. A subclass builds
+    its encoder, then calls `_head`, and defines `encode(embeddings, mask) -> (windows, width)`."""
 
     def __init__(self, in_dim: int, d: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(max(in_dim, 2), d, padding_idx=0)
 
-    def encode(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    def _head(self, width: int, out_dim: int, dropout: float) -> None:
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(width, out_dim)
 
     def forward(self, b: dict[str, Any]) -> torch.Tensor:
         ids = b["ids"]
@@ -78,8 +80,7 @@ class TextCNN(_TextModel):
         super().__init__(in_dim, d)
         self.widths = list(widths or [3, 4, 5])
         self.convs = nn.ModuleList(nn.Conv1d(d, filters, w) for w in self.widths)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(filters * len(self.widths), out_dim)
+        self._head(filters * len(self.widths), out_dim, dropout)
 
     def encode(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = emb.transpose(1, 2)  # (W, d, L)
@@ -103,8 +104,7 @@ class BiLSTMAttention(_TextModel):
         self.lstm = nn.LSTM(d, hidden, num_layers=layers, batch_first=True, bidirectional=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.att = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * hidden, out_dim)
+        self._head(2 * hidden, out_dim, dropout)
         self.last_attention: torch.Tensor | None = None
 
     def encode(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -130,8 +130,7 @@ class TextTransformer(_TextModel):
         layer = nn.TransformerEncoderLayer(d, heads, ff, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * d, out_dim)
+        self._head(2 * d, out_dim, dropout)
         self.d = d
         nn.init.normal_(self.embedding.weight, std=d ** -0.5)  # x sqrt(d) below: unit scale, like the positions
         with torch.no_grad():

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from medflow.nlp.phi import _NOT_NAMES, PhiTagger, find_phi
+from medflow.nlp.phi import NOT_NAMES, PhiTagger, find_phi
 
 __all__ = ["Deidentifier", "evaluate_deid", "default_tagger"]
 
@@ -148,9 +148,9 @@ class Deidentifier:
 
     def deidentify(self, texts: list[str], patients: list[str] | None = None,
                    progress: Any = None) -> tuple[list[str], list[list[dict[str, Any]]]]:
-        """Clean texts and, per note, the PHI found (label and offsets in the original; no values)."""
+        """Clean texts and, per note, the PHI found: its label, its offsets in the original and those of its
+        surrogate in the clean text (`clean_start`, `clean_end`); never the values."""
         people: dict[str, _Patient] = {}
-        self.placed: list[list[dict[str, Any]]] = []  # where each surrogate sits in the clean text (the report)
         keys = [str(patients[i]) if patients is not None else f"note-{i}" for i in range(len(texts))]
         per_note = [self.find(t) for t in texts]
         names: dict[str, dict[str, str]] = {}  # patient -> name token -> label, from every note of the patient
@@ -158,7 +158,7 @@ class Deidentifier:
             for s in spans:
                 if s["label"] in ("PATIENT", "DOCTOR"):
                     for m in re.finditer(r"[A-Za-z][A-Za-z'\-]+", text[s["start"]:s["end"]]):
-                        if m.group()[:1].isupper() and m.group().lower() not in _NOT_NAMES:
+                        if m.group()[:1].isupper() and m.group().lower() not in NOT_NAMES:
                             names.setdefault(key, {})[m.group()] = s["label"]
         clean, found = [], []
         for i, text in enumerate(texts):
@@ -170,14 +170,14 @@ class Deidentifier:
                 out.append(text[at:s["start"]])
                 pos += s["start"] - at
                 new = pat.surrogate(s["label"], text[s["start"]:s["end"]])
-                placed.append({"label": s["label"], "start": pos, "end": pos + len(new)})
+                placed.append({"label": s["label"], "start": s["start"], "end": s["end"], "clean_start": pos,
+                               "clean_end": pos + len(new)})
                 out.append(new)
                 pos += len(new)
                 at = s["end"]
             out.append(text[at:])
             clean.append("".join(out))
-            found.append([{"label": s["label"], "start": s["start"], "end": s["end"]} for s in spans])
-            self.placed.append(placed)
+            found.append(placed)
             if progress is not None:
                 progress()
         return clean, found

@@ -55,7 +55,7 @@ PATTERNS: list[tuple[str, str]] = [
 _COMPILED = [(lab, re.compile(p)) for lab, p in PATTERNS]
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'\-]*|\d+(?:\.\d+)?|[^\sA-Za-z\d]")
 _TITLES = {"dr", "mr", "mrs", "ms", "miss", "prof", "mr./ms"}
-_NOT_NAMES = _TITLES | {"dear", "sincerely", "regards", "md", "do", "rn", "np", "pa", "phd", "mbbs", "dds", "pharmd",
+NOT_NAMES = _TITLES | {"dear", "sincerely", "regards", "md", "do", "rn", "np", "pa", "phd", "mbbs", "dds", "pharmd",
                         "re", "to", "cc", "from", "attn", "patient", "name", "signed"}
 NAME_LABELS = ("PATIENT", "DOCTOR", "HOSPITAL", "CITY")
 
@@ -162,7 +162,7 @@ class PhiTagger:
         # recall first: a token is PHI when "ordinary" is less likely than not
         pred = np.where(proba[:, o] < 0.5, np.array(others)[named.argmax(axis=1)], "O").astype(object)
         for j, (w, _, _) in enumerate(toks):  # honorifics and salutations are not PHI (HIPAA)
-            if w.lower().rstrip(".") in _NOT_NAMES:
+            if w.lower().rstrip(".") in NOT_NAMES:
                 pred[j] = "O"
         for j in range(len(toks)):  # a person's name runs on: "Pamela Ward", "DIAZ, Sharon"
             if pred[j] not in ("PATIENT", "DOCTOR"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from medflow.report import plots
 from medflow.report.elements import escape, html_table, img
+from medflow.report.text_tools import mark_spans
 
 __all__ = ["explain_section"]
 
@@ -150,19 +151,13 @@ _COLOR = {"present": "133,200,80", "negated": "160,160,160", "possible": "240,19
           "family": "100,170,230", "hypothetical": "230,130,180"}
 
 
-def _marked(text: str, mentions: list) -> str:
-    out, at = [], 0
-    for m in sorted(mentions, key=lambda m: m["start"]):
-        if m["start"] < at:
-            continue
-        out.append(escape(text[at:m["start"]]))
-        rgb = _COLOR.get(m["assertion"], "200,200,200")
-        tip = f"{m['label']}: {m['assertion']}" + (f" ({m['triggers']})" if m["triggers"] else "") \
-            + f", score {m['score']:.2f}"
-        out.append(f"<mark style='background: rgba({rgb},0.6)' title='{escape(tip)}'>"
-                   f"{escape(text[m['start']:m['end']])}<sub>{escape(m['assertion'])}</sub></mark>")
-        at = m["end"]
-    return "<p class='note'>" + "".join(out) + escape(text[at:]) + "</p>"
+def _mention_mark(m: dict, inner: str) -> str:
+    """A mention coloured by its ConText status, its trigger and score in the tooltip."""
+    rgb = _COLOR.get(m["assertion"], "200,200,200")
+    tip = f"{m['label']}: {m['assertion']}" + (f" ({m['triggers']})" if m["triggers"] else "") \
+        + f", score {m['score']:.2f}"
+    return (f"<mark style='background: rgba({rgb},0.6)' title='{escape(tip)}'>{inner}"
+            f"<sub>{escape(m['assertion'])}</sub></mark>")
 
 
 def _mentions_section(name: str, e: dict, head: str) -> str:
@@ -175,5 +170,5 @@ def _mentions_section(name: str, e: dict, head: str) -> str:
              html_table(["label", "mentions by ConText status"], rows)]
     for ex in e["examples"]:
         parts.append(f"<p><b>{escape(str(ex['note_id']))}</b>: top score {ex['score']:.2f}, true "
-                     f"{escape(ex['label'])}</p>" + _marked(ex["text"], ex["mentions"]))
+                     f"{escape(ex['label'])}</p>" + mark_spans(ex["text"], ex["mentions"], _mention_mark, "p"))
     return "".join(parts)

@@ -3,11 +3,12 @@ de-identified notes with the replacements marked) and `medflow extract` (spans, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from medflow.report.elements import escape, html_table
 
-__all__ = ["deid_page", "extract_page"]
+__all__ = ["deid_page", "extract_page", "mark_spans"]
 
 _STYLE = """<style>body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
@@ -15,13 +16,19 @@ table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding
 .warn{background:#fff3cd;padding:.6rem 1rem}</style>"""
 
 
-def _marked(text: str, spans: list[dict[str, Any]]) -> str:
+def mark_spans(text: str, spans: list[dict[str, Any]], mark: Callable[[dict[str, Any], str], str] | None = None,
+               tag: str = "div") -> str:
+    """The text, escaped, with each span wrapped by `mark(span, its escaped text)` (default: a <mark> titled with
+    the label); a span overlapping an earlier one is left unmarked."""
+    mark = mark or (lambda s, inner: f"<mark title='{escape(s['label'])}'>{inner}</mark>")
     out, at = [], 0
     for s in sorted(spans, key=lambda s: s["start"]):
+        if s["start"] < at:
+            continue
         out.append(escape(text[at:s["start"]]))
-        out.append(f"<mark title='{escape(s['label'])}'>{escape(text[s['start']:s['end']])}</mark>")
+        out.append(mark(s, escape(text[s["start"]:s["end"]])))
         at = s["end"]
-    return "<div class='note'>" + "".join(out) + escape(text[at:]) + "</div>"
+    return f"<{tag} class='note'>" + "".join(out) + escape(text[at:]) + f"</{tag}>"
 
 
 def deid_page(summary: dict[str, Any], examples: list[tuple[str, str, list[dict[str, Any]]]]) -> str:
@@ -43,7 +50,7 @@ def deid_page(summary: dict[str, Any], examples: list[tuple[str, str, list[dict[
              html_table(["PHI kind", "replaced", "recall (gold)"], rows), gold,
              "<h2>Example notes after de-identification (surrogates marked)</h2>"]
     for nid, text, spans in examples:
-        parts.append(f"<h3>{escape(nid)}</h3>" + _marked(text, spans))
+        parts.append(f"<h3>{escape(nid)}</h3>" + mark_spans(text, spans))
     return "".join(parts) + "</body></html>"
 
 
@@ -65,7 +72,7 @@ def extract_page(source: str, counts: dict[str, int], scores: dict[str, Any] | N
                          f"{acc['n']}.</p>")
     parts.append("<h2>Example notes (spans marked; hover for the label)</h2>")
     for nid, text, spans in examples:
-        parts.append(f"<h3>{escape(nid)}</h3>" + _marked(text, [
+        parts.append(f"<h3>{escape(nid)}</h3>" + mark_spans(text, [
             {**s, "label": s["label"] + (f" ({s['attributes']['assertion']})" if s.get("attributes", {}).get(
                 "assertion") else "")} for s in spans]))
     return "".join(parts) + "</body></html>"
