@@ -15,6 +15,9 @@
 4. PadChest at scale: 107,689 real Spanish reports (66,842 patients), 12 labels, patient hold-out (20% test);
    TF-IDF + LR and `text_cnn` through `Study`: macro AUROC / AUPRC / F1 with CIs, fit seconds, predicted reports
    per second through `Run.predict`, and the peak memory of the process.
+5. Span extraction as a study task (`--only spans`): `span_tagger` on the built-in SYNTHETIC `synthetic_notes`
+   (discharge summaries of the EHR simulator's patients), in-family test patients and, by the core's external
+   validation, the held-out `transfer` family; learned assertion beside ConText's rules.
 2. Report classification, the 8 most frequent MeSH heads, 5-fold: the anchor's TF-IDF + logistic regression
    (scikit-learn, the anchor's code) beside medflow's models through `Study` (5 patient folds): macro AUROC,
    AUPRC and F1 at 0.5 with 95% CIs, fit seconds.
@@ -223,9 +226,38 @@ def padchest(models=("logistic_regression", "text_cnn"), seed: int = 0) -> dict:
     return out
 
 
+def spans(patients: int = 100, seed: int = 0) -> dict:
+    """Span extraction as a study task: `span_tagger` (assertion learned, and ConText's rules) trained on the
+    built-in `synthetic_notes` (SYNTHETIC discharge summaries of the EHR simulator's patients), scored on its own
+    family's held-out patients, then externally validated, unchanged, on the held-out `transfer` family."""
+    import medflow as mf
+    from medflow.data.simulate.ehr_notes import notes_from_ehr
+    from medflow.data.text import TextSource, notes_dataset
+    from medflow.evaluate.external import external_validation
+
+    task = mf.tasks.SpanExtraction()
+    t0 = time.perf_counter()
+    run = mf.Study(dataset="synthetic_notes", task=task, seed=seed, evaluate={"n_bootstrap": 1000},
+                   model=["span_tagger", {"name": "span_tagger", "label": "span_tagger_rules",
+                                          "params": {"assertion": "rules"}}]).fit()
+    fit_s = time.perf_counter() - t0
+    frame, gold = notes_from_ehr(patients=patients, seed=seed + 5, families=("transfer",))
+    ds = notes_dataset(frame, "text", "transfer", TextSource(path="transfer", id_column="note_id",
+                                                             patient_column="patient_id"), synthetic=True, spans=gold)
+    ext, _ = external_validation(run, ds, "transfer", "notes_from_ehr(families=('transfer',))", seed=seed)
+    t0 = time.perf_counter()
+    run.predict(frame[["text"]], model="span_tagger")
+    rate = len(frame) / (time.perf_counter() - t0)
+    keep = ["span_f1", "span_lenient_f1", *[f"span_f1_{lab}" for lab in task.labels], "assertion_accuracy"]
+    return {"fit_seconds": fit_s, "notes_per_s": rate, "labels": list(task.labels), "metrics": keep,
+            "n_transfer": len(frame), "transfer_patients": patients,
+            "models": {m: {"in_family": {k: run.metrics.data["models"][m]["metrics"][k] for k in keep},
+                           "transfer": {k: ext["models"][m]["metrics"][k] for k in keep}} for m in run.models}}
+
+
 def run(classify_models=("logistic_regression", "text_cnn", "bilstm_attention", "transformer_encoder"),
         classify: bool = True) -> dict:
-    res = {"extraction": extraction(), "deid": deidentification(), "padchest": padchest()}
+    res = {"extraction": extraction(), "deid": deidentification(), "padchest": padchest(), "spans": spans()}
     if classify:
         res["classification"] = classification(list(classify_models))
     return res
@@ -288,19 +320,28 @@ def markdown(res: dict) -> list[str]:
             fit_s = f"{sum(fit) if isinstance(fit, list) else fit:.0f}" if fit else ""
             lines.append(f"| {m}{' *' if m == c['selected'] else ''} | {_ci(r['auroc_labels'])} | "
                          f"{_ci(r['auprc_labels'])} | {_ci(r['f1_labels'])} | {fit_s} |")
+    if "spans" in res:
+        sp = res["spans"]
+        lines += ["", f"### Span extraction as a study task, SYNTHETIC notes of the EHR simulator's patients "
+                  f"(strict F1, 95% CI; transfer = held-out family, {sp['transfer_patients']} patients, external "
+                  f"validation; {sp['notes_per_s']:.0f} notes/s predicted)", "",
+                  "| model | data | " + " | ".join(sp["metrics"]) + " |", "|---" * (len(sp["metrics"]) + 2) + "|"]
+        for m, r in sp["models"].items():
+            for part in ("in_family", "transfer"):
+                lines.append(f"| {m} | {part} | " + " | ".join(_ci(r[part][k]) for k in sp["metrics"]) + " |")
     return lines
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-classify", action="store_true")
-    ap.add_argument("--only", choices=["extraction", "deid", "padchest", "classification"])
+    ap.add_argument("--only", choices=["extraction", "deid", "padchest", "classification", "spans"])
     ap.add_argument("--classify-models", nargs="+",
                     default=["logistic_regression", "text_cnn", "bilstm_attention", "transformer_encoder"])
     a = ap.parse_args()
     if a.only:
         fn = {"extraction": extraction, "deid": deidentification, "padchest": padchest,
-              "classification": lambda: classification(a.classify_models)}[a.only]
+              "classification": lambda: classification(a.classify_models), "spans": spans}[a.only]
         result = {a.only: fn()}
         result.setdefault("extraction", {"n_reports": 0, "findings": [], "rules": {}})
     else:

@@ -131,7 +131,7 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
      "acic16_3, acic16_4, acic16_5, acic16_6, acic16_7, acic16_8, acic16_9, bmt, breast_cancer, "
      "breast_cancer_genomic, cgvhd, diabetes, ehr_sim, flchain, freesolv, gbsg2, iu_reports, mni_gm_wm, nhefs, "
      "padchest_reports, phantoms_2d, "
-     "phantoms_3d, solubility, te_sim, veterans"),
+     "phantoms_3d, solubility, synthetic_notes, te_sim, veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),
 ])
@@ -148,6 +148,7 @@ def test_demo_fast(tmp_path):
     assert "demo-breast_cancer" in last and "demo-diabetes" in res.stdout and "R²" in res.stdout
     assert "demo-phantoms-imaging" in res.stdout and "demo-nhefs-treatment-effect" in res.stdout
     assert "demo-freesolv-molecules" in res.stdout and "demo-iu-reports-text" in res.stdout
+    assert "demo-synthetic-notes-spans" in res.stdout
     # the service section: a REST prediction, a CDS Hooks card, an audit row each, an ONNX export checked
     assert "REST: P(malignant)" in res.stderr and "CDS Hooks card" in res.stderr, res.stderr
     assert "audit trail: 2 row(s)" in res.stderr and "max difference" in res.stderr

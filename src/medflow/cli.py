@@ -137,7 +137,7 @@ def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction
               ev, seed: int, encoding: str | None = None) -> None:
     from medflow.data.sources.tabular import read_frame
     from medflow.evaluate.external import external_name, external_validation
-    from medflow.predict_io import event_input, is_event_input
+    from medflow.predict_io import event_input, is_event_input, text_input
     from medflow.runs import write_json, write_parquet
 
     if recalibrate not in (None, "logistic", "isotonic", "linear"):
@@ -147,7 +147,10 @@ def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction
         raise ConfigError(f"--recalibrate-fraction {fraction}: give a share of patients between 0 and 1.")
     if not data.exists():
         raise ConfigError(f"--data {data}: no such file or folder.")
-    records = event_input(r, data, labels) if is_event_input(data) else read_frame(data, encoding)
+    if getattr(r.featurizer(), "name", "") == "text-v1":  # notes: CSV / Parquet / JSONL / BRAT, spans included
+        records = text_input(r, data)
+    else:
+        records = event_input(r, data, labels) if is_event_input(data) else read_frame(data, encoding)
     label = external_name(name or data.stem)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

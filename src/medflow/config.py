@@ -22,6 +22,7 @@ from medflow.fusion import BlocksConfig
 from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression
 from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
+from medflow.tasks.spans import SpanExtraction
 from medflow.tasks.survival import Survival
 from medflow.train.privacy import PrivacyConfig
 from medflow.train.trainer import TrainConfig
@@ -29,8 +30,8 @@ from medflow.tuning import TuneConfig
 
 __all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
 
-TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation | TreatmentEffect,
-                      Field(discriminator="kind")]
+TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation | TreatmentEffect
+                      | SpanExtraction, Field(discriminator="kind")]
 SplitField = Annotated[ByPatient | KFold | Scaffold, Field(discriminator="kind")]
 
 

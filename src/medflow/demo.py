@@ -92,6 +92,12 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
          "train": {"max_epochs": 6 if fast else 15, "patience": 3 if fast else 4, "batch_size": 64,
                    "progress": not fast},
          "evaluate": {"n_bootstrap": 100 if fast else 500}, "explain": {"max_records": 100, "examples": 4}},
+        {"name": "demo-synthetic-notes-spans", "output_dir": str(output_dir),
+         "intended_use": ("Research demonstration on SYNTHETIC discharge summaries written from simulated EHR "
+                          "patients: problems with their assertion, drugs, doses, routes and frequencies as spans. "
+                          "Not for clinical use."),
+         "data": {"dataset": "synthetic_notes"}, "task": {"kind": "spans"}, "models": ["span_tagger"],
+         "evaluate": {"n_bootstrap": 100 if fast else 500}},
         {"name": "demo-nhefs-treatment-effect", "output_dir": str(output_dir),
          "intended_use": ("Research demonstration on real data: the effect of quitting smoking on weight gain over "
                           "11 years (NHEFS), per person, beside the published IP-weighted estimate (3.4 kg). Assumes "

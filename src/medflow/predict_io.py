@@ -7,7 +7,8 @@ from pathlib import Path
 
 from medflow.errors import ConfigError
 
-__all__ = ["is_event_input", "event_input", "image_input", "molecule_input", "write_masks", "write_overlays"]
+__all__ = ["is_event_input", "event_input", "image_input", "molecule_input", "text_input", "write_masks",
+           "write_overlays"]
 
 
 def is_event_input(path: Path) -> bool:
@@ -41,6 +42,20 @@ def molecule_input(run, path: Path):
     ds = read_molecules(MoleculeSource(path=str(path)))
     frame = ds.frame.rename(columns={ds.molecules.smiles_column: feat.smiles_column})
     return frame[[MOL_ID, feat.smiles_column]]
+
+
+def text_input(run, path: Path):
+    """Notes for a text run, read as its training notes were (the run's `data.text` settings): a CSV / Parquet,
+    a JSONL file or a BRAT folder, gold spans included. A run on a built-in takes the notes' `patient_id` column
+    as their patients when there is one."""
+    from medflow.data.text import TextSource, read_notes
+
+    opts = {k: v for k, v in (run.config["data"].get("text") or {}).items() if k != "path"}
+    opts.setdefault("text_column", run.featurizer().text_column)
+    ds = read_notes(TextSource(path=str(path), **opts))
+    if not opts.get("patient_column") and "patient_id" in ds.frame.columns:
+        ds.patient_id = "patient_id"
+    return ds
 
 
 def image_input(run, path: Path, labels: Path | None):

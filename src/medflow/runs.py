@@ -23,6 +23,7 @@ from medflow.models.base import Estimator, load_estimator
 from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression, Task
 from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
+from medflow.tasks.spans import SpanExtraction
 from medflow.tasks.survival import Survival
 
 __all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read_json", "INCOMPLETE"]
@@ -30,7 +31,7 @@ __all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read
 INCOMPLETE = ".incomplete"
 _TASKS = {"binary": Binary, "multiclass": Multiclass, "multilabel": Multilabel, "regression": Regression,
           "survival": Survival,
-          "segmentation": Segmentation, "treatment_effect": TreatmentEffect}
+          "segmentation": Segmentation, "treatment_effect": TreatmentEffect, "spans": SpanExtraction}
 
 
 def task_from_dict(d: dict[str, Any]) -> Task:
@@ -127,8 +128,8 @@ class Run:
         if getattr(records, "modality", "tabular") == "tabular":
             records = self._frame(records, source)
             self.featurizer().check_columns(records, source)
-        return np.mean([self.estimator(model, f).predict(self.inputs(records, f, source))
-                        for f in range(len(self._folds))], axis=0)
+        return self.task.combine([self.estimator(model, f).predict(self.inputs(records, f, source))
+                                  for f in range(len(self._folds))])
 
     def _frame(self, records: Any, source: str) -> pd.DataFrame:
         if isinstance(records, pd.DataFrame):
@@ -191,7 +192,7 @@ class Run:
             elif explain:
                 names, a = attributions(est, x, self.featurizer(fold).output_sources)
                 attrs.append(a)
-        score = np.mean(scores, axis=0)
+        score = self.task.combine(scores)
         out = self._prediction_frame(frame, score, model)
         self._add_spread(out, model, xs)
         if self.task.kind == "survival":

@@ -56,10 +56,11 @@ MULTILABEL_REF = {
 def test_every_registered_metric_has_a_reference():
     get_metric("auroc")  # registers all
     # dice_mean averages per-case MONAI Dice, checked by hand in tests/imaging/test_segmentation.py; the
-    # treatment-effect metrics have no library reference and are checked by hand in tests/tasks/test_effects.py
+    # treatment-effect metrics have no library reference and are checked by hand in tests/tasks/test_effects.py;
+    # span_f1 (ratio of per-note span counts) is checked against nlp.tagger.span_scores in tests/test_spans_study.py
     effects = {"ate", "tau_risk", "sqrt_pehe", "ate_error", "factual_rmse", "qini"}
     assert set(registry.names()) == (set(BINARY_REF) | set(MULTI_REF) | set(REG_REF) | set(MULTILABEL_REF)
-                                     | {"c_harrell", "dice_mean"} | effects)
+                                     | {"c_harrell", "dice_mean", "span_f1"} | effects)
 
 
 @pytest.mark.parametrize("name", sorted(MULTILABEL_REF))

@@ -12,13 +12,15 @@ from medflow.tasks import Binary, Multiclass, Regression, Survival
 from medflow.tasks.base import Multilabel
 from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
+from medflow.tasks.spans import SpanExtraction
 from tests.conftest import make_frame
 
 TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
          "survival": lambda label: Survival(time="time", event="event"),
          "segmentation": lambda label: Segmentation(labels=["square", "disc"]),
          "multilabel": lambda label: Multilabel(labels=["y", "is_a"]),
-         "treatment_effect": lambda label: TreatmentEffect(treatment="t", outcome="y", true_effect="tau")}
+         "treatment_effect": lambda label: TreatmentEffect(treatment="t", outcome="y", true_effect="tau"),
+         "spans": lambda label: SpanExtraction()}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
 PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  # 'cat' becomes block "other"
           "densenet121": {"init_features": 16, "growth_rate": 8}, "resnet18": {"widen_factor": 0.25},
@@ -105,6 +107,15 @@ def _text_data(kind, name=None):
     import medflow as mf
     from medflow.features.text import TextFeaturizer
 
+    if kind == "spans":  # 240 SYNTHETIC discharge summaries with gold spans (the EHR simulator's patients)
+        from medflow.data.simulate.ehr_notes import notes_from_ehr
+
+        frame, spans = notes_from_ehr(patients=130, seed=2, max_notes=240)
+        x = TextFeaturizer(max_len=32).fit(frame.iloc[:160]).transform(frame)
+        y = np.empty(len(frame), dtype=object)
+        y[:] = [spans[n] for n in frame["note_id"]]
+        task = TASKS[kind](label="y").fit(frame.iloc[:160])
+        return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
     if not _NOTES:
         f = mf.datasets.load("iu_reports").frame
         rng = np.random.default_rng(0)
@@ -197,6 +208,9 @@ def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
         from medflow.evaluate.metrics import get_metric
         assert np.corrcoef(p[:, 2], yte[:, 2])[0, 1] > 0.6
         assert get_metric("sqrt_pehe")(yte, p) < 0.75 * np.sqrt(np.mean(yte[:, 2] ** 2))
+    elif kind == "spans":  # strict F1 over all labels, from the per-note counts the evaluator uses
+        from medflow.evaluate.metrics import get_metric
+        assert get_metric("span_f1")(yte, task.case_values(p, yte)) > 0.9
     elif kind == "survival":
         from medflow.evaluate.metrics import get_metric
         c = get_metric("c_harrell")(yte, p)

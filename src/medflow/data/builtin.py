@@ -22,7 +22,7 @@ def _register() -> None:
     import medflow.data.builtin_molecules  # noqa: F401  (freesolv, solubility)
     import medflow.data.builtin_survival  # noqa: F401  (gbsg2, veterans, flchain, ...)
     import medflow.data.builtin_tabular  # noqa: F401  (breast_cancer, diabetes, ehr_sim)
-    import medflow.data.builtin_text  # noqa: F401  (iu_reports)
+    import medflow.data.builtin_text  # noqa: F401  (iu_reports, padchest_reports, synthetic_notes)
 
 
 def load(name: str) -> Dataset:

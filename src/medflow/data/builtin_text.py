@@ -119,3 +119,22 @@ def padchest_reports() -> Dataset:
                        label_hint="pleural_effusion")
     ds.text.dropped = dropped
     return ds
+
+
+@register_dataset("synthetic_notes")
+@dataset_info(task="spans: PROBLEM (with assertion), DRUG, DOSE, ROUTE, FREQUENCY and PHI; multilabel: chf, copd, "
+              "dm, ckd, htn, afib; multiclass: acute, icd10", size="589 discharge summaries of 300 patients",
+              source="SYNTHETIC: rendered from medflow's EHR simulator's patients (seed 0); not real data")
+def synthetic_notes() -> Dataset:
+    """SYNTHETIC discharge summaries, one per admission of 300 simulated EHR patients (`simulate_ehr`, seed 0),
+    written from the patients' own events (`data.simulate.ehr_notes`): chronic conditions, the acute reason,
+    earlier admissions, drugs given, labs, outcome; gold spans for problems (with assertion), medications and
+    PHI; labels from the events (chronic conditions, acute reason and its ICD-10-CM code)."""
+    from medflow.data.simulate.ehr_notes import notes_from_ehr
+
+    frame, spans = notes_from_ehr(patients=300, seed=0)
+    return notes_dataset(frame, "text", "builtin:synthetic_notes",
+                         TextSource(path="builtin:synthetic_notes", id_column="note_id", patient_column="patient_id"),
+                         "synthetic_notes", synthetic=True, spans=spans, label_hint="chf",
+                         description="SYNTHETIC discharge summaries rendered from the EHR simulator's patients "
+                         "(seed 0), with gold spans and labels from the simulated events; not real patients.")

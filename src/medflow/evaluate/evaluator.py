@@ -104,10 +104,8 @@ def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: 
     """Rows of a predictions table (the layout of predictions.parquet) for one model, fold and split."""
     out = pd.DataFrame({"patient_id": np.asarray(patient_ids).astype(str), "row": rows, "fold": fold,
                         "split": part, "model": model})
-    if hasattr(task, "case_columns"):  # segmentation: one row per case with its metrics (the masks go to disk)
-        from medflow.tasks.segmentation import case_metrics
-
-        values = case_metrics(score, y, len(task.labels))
+    if hasattr(task, "case_columns"):  # segmentation, spans: one row per case with its metrics or counts (the
+        values = task.case_values(score, y)  # masks / spans themselves go to disk beside the model)
         out["y_true"] = 0
         for j, col in enumerate(task.case_columns()):
             out[col] = values[:, j]
@@ -155,8 +153,9 @@ def score_matrix(frame: pd.DataFrame, task_kind: str) -> np.ndarray:
     if task_kind in ("multiclass", "multilabel"):
         cols = sorted((c for c in frame.columns if c.startswith("prob_")), key=lambda c: int(c[5:]))
         return frame[cols].to_numpy(dtype=float)
-    if task_kind == "segmentation":  # per-case metric columns, in the order the task wrote them
-        return frame[[c for c in frame.columns if c.startswith("case_")]].to_numpy(dtype=float)
+    cases = [c for c in frame.columns if c.startswith("case_")]
+    if cases:  # per-case metric columns (segmentation, spans), in the order the task wrote them
+        return frame[cases].to_numpy(dtype=float)
     return frame["score"].to_numpy(dtype=float)
 
 

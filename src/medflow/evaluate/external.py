@@ -200,17 +200,22 @@ def external_validation(run: Any, data: Any, name: str, source: str, recalibrate
                         fraction: float = 0.5, cfg: EvaluateConfig | None = None, seed: int = 0,
                         console: Any = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Evaluate every model of `run` on `data` (a table or an event Dataset); returns results and predictions."""
+    from medflow.features import encode_targets
+
     task = run.task
     is_events = getattr(data, "events", None) is not None
-    frame = data.frame if is_events else data
+    is_dataset = hasattr(data, "modality") and hasattr(data, "frame")  # events, notes, images: a Dataset
+    frame = data.frame if is_dataset else data
     cfg = cfg or EvaluateConfig(**run.config.get("evaluate", {}))
     task.check(frame, source)
     analysis = None
-    if not is_events:  # the task's own steps on the new site (treatment effects: overlap, nuisances refitted there)
+    if not is_dataset:  # the task's own steps on the new site (treatment effects: overlap, nuisances refitted there)
         frame, analysis = _prepare_external(run, frame, name, source, seed, console)
         data = frame
-    y = task.encode(frame)
-    pid = _patient_ids(run, frame)
+    # targets that are not columns (a span task's gold spans) come with the Dataset, as in training
+    y = encode_targets(run.featurizer(), task, data, frame) if is_dataset else task.encode(frame)
+    pid = (frame[data.patient_id].astype(str).to_numpy() if is_dataset and data.patient_id in frame.columns
+           else _patient_ids(run, frame))
     rows = np.arange(len(frame))
     specs = [s for s in cfg.subgroup_specs() if s.column in frame.columns]
     subgroups = {SUBGROUP_PREFIX + s.label: subgroup_labels(frame, SubgroupConfig(**s.model_dump()), source)

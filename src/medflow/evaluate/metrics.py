@@ -29,6 +29,11 @@ def get_metric(name: str) -> Metric:
     return metrics.get(name)
 
 
+_SPAN_METRICS = {"span_precision": "precision (strict, all labels)", "span_recall": "recall (strict, all labels)",
+                 "span_lenient_f1": "F1 (lenient: overlap, all labels)",
+                 "assertion_accuracy": "assertion accuracy (strictly matched spans)"}
+
+
 def metric_info(name: str) -> tuple[str, bool]:
     """Display name and direction of a metric, including the bound survival ones (auc@<h>, ibs, c_uno)."""
     if name.startswith("auc@"):
@@ -41,6 +46,10 @@ def metric_info(name: str) -> tuple[str, bool]:
         return f"Dice {name[5:]}", True
     if name.startswith("hd95_"):
         return f"HD95 {name[5:]} (voxels)", False
+    if name in _SPAN_METRICS:  # span extraction's metrics bound to the task's labels (tasks.spans)
+        return _SPAN_METRICS[name], True
+    if name.startswith("span_f1_"):
+        return f"F1 {name[8:]} (strict)", True
     from medflow.evaluate.survival import BOUND_METRICS
 
     if name in BOUND_METRICS:
@@ -226,6 +235,17 @@ def dice_mean(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -
     v = np.asarray(y_score, float)
     v = v[:, 0] if v.ndim == 2 else v
     return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+@metric_function("span_f1", "F1 (strict, all labels)", True)
+def span_f1(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
+    """Span extraction: micro F1 over all labels, strict match, from the per-note counts that
+    `tasks.spans.note_counts` writes (columns 0-3: gold matched, predictions matched, gold, predictions)."""
+    tpg, tpp, ng, npred = np.asarray(y_score, float)[:, :4].sum(axis=0)
+    if not ng:
+        return float("nan")
+    r, p = tpg / ng, (tpp / npred if npred else 0.0)
+    return float(2 * p * r / (p + r)) if p + r else 0.0
 
 
 def _per_label(fn, y_true: np.ndarray, y_score: np.ndarray) -> float:

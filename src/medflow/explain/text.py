@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["token_attributions", "explain_text", "text_method"]
+__all__ = ["token_attributions", "explain_text", "explain_spans", "text_method"]
 
 
 def _members(est: Any) -> list[Any]:
@@ -109,6 +109,28 @@ def explain_codes(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_reco
          "label": str(classes[int(np.asarray(y)[i])]) if classes else "", "codes": ranked[i]} for i in range(n)]}
 
 
+def explain_spans(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_records: int,
+                  examples: int) -> dict[str, Any]:
+    """explanations.json entry of a span model: example test notes with the predicted spans beside the gold ones
+    (the notes with the most misses first, then the rest in order), and how many spans of each label were found
+    over up to `max_records` test notes."""
+    n = min(max_records, len(x))
+    pred = est.predict(x[:n])
+    gold = [list(g) for g in np.asarray(y, dtype=object)[:n]]
+    key = [{(s["start"], s["end"], s["label"]) for s in sp} for sp in pred]
+    misses = [len(key[i] ^ {(s["start"], s["end"], s["label"]) for s in gold[i]}) for i in range(n)]
+    rows = list(dict.fromkeys([int(i) for i in np.argsort(misses, kind="stable")[::-1][: max(1, examples // 2)]
+                               if misses[i]] + list(range(min(n, examples)))))[:max(examples, 1)]
+    counts: dict[str, int] = defaultdict(int)
+    for sp in pred:
+        for s in sp:
+            counts[s["label"]] += 1
+    return {"method": "span_tagger", "found": dict(counts),
+            "examples": [{"row": i, "note_id": note_ids[i], "text": x.texts[i][:4000], "misses": int(misses[i]),
+                          "spans": [s for s in pred[i] if s["end"] <= 4000],
+                          "gold": [s for s in gold[i] if s["end"] <= 4000]} for i in rows]}
+
+
 def explain_text(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_records: int, examples: int,
                  top: int = 20) -> dict[str, Any]:
     """explanations.json entry of a text model: example notes with token weights, and the tokens with the
@@ -118,6 +140,8 @@ def explain_text(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_recor
         return explain_mentions(est, x, y, note_ids, max_records, examples)
     if hasattr(est, "rank"):
         return explain_codes(est, x, y, note_ids, max_records, examples)
+    if est.task.kind == "spans":
+        return explain_spans(est, x, y, note_ids, max_records, examples)
     n = min(max_records, len(x))
     pred = np.asarray(est.predict(x[:n]) if n < len(x) else est.predict(x))[:n]
     p = pred if pred.ndim == 1 else pred.max(axis=1)
@@ -172,6 +196,8 @@ def note_explanations(est: Any, x: Any, k: int = 10) -> tuple[list[list[dict[str
         return est.mentions(x), "context_mentions"
     if hasattr(est, "rank"):
         return est.rank(x, k), "icd_ranking"
+    if est.task.kind == "spans":  # the spans are the prediction and their own evidence
+        return [list(s) for s in est.predict(x)], "span_tagger"
     if est.spec.inputs != "text":
         if not hasattr(getattr(est, "model", None), "estimators_") and not hasattr(getattr(est, "model", None),
                                                                                   "coef_"):

@@ -27,7 +27,8 @@ class FeaturizerKind:
     fit: Callable[[Any, list[str], Any, Any], Any]
     apply: Callable[[Any, Any, Any], Any]
     load: Callable[[dict[str, Any]], Any]
-    targets: Callable[[Any, Any, Any], Any] | None = None  # targets that are not frame columns (masks)
+    targets: Callable[[Any, Any, Any], Any] | None = None  # targets that are not frame columns (masks, spans)
+    targets_kind: str | None = None  # what `targets` gives: a task's `targets_from` ("masks", "spans")
     # one featurizer from several fitted on disjoint record sets: [(featurizer, n_records)] (federated sites)
     merge: Callable[[list[tuple[Any, int]]], Any] | None = None
 
@@ -124,6 +125,22 @@ def _text_load(d: dict[str, Any]) -> Any:
     return TextFeaturizer.from_dict(d)
 
 
+def _text_spans(feat: Any, ds: Any, frame: Any) -> Any:
+    """The gold spans of the frame's notes (an object array of span lists), for a span task."""
+    import numpy as np
+
+    from medflow.errors import ConfigError
+
+    spans = ds.text.spans
+    if spans is None:
+        raise ConfigError(f"{ds.source}: a span task needs gold spans; these notes have none. Read notes from JSONL "
+                          "({\"text\": ..., \"spans\": [{start, end, label}]}) or a BRAT folder, or use the built-in "
+                          "synthetic_notes.")
+    out = np.empty(len(frame), dtype=object)
+    out[:] = [list(spans.get(str(i), [])) for i in frame["note_id"]]
+    return out
+
+
 def _tabular_merge(parts: list[tuple[Any, int]]) -> Any:
     from medflow.features.tabular import TabularFeaturizer
 
@@ -134,10 +151,11 @@ for _kind in (FeaturizerKind("tabular", "tabular-v1", _tabular_fit, lambda f, ds
                              _tabular_load, merge=_tabular_merge),
               FeaturizerKind("events", "codes-v1", _events_fit, _events_apply, _events_load),
               FeaturizerKind("images", "image-v1", _image_fit, _image_apply, _image_load,
-                             lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source)),
+                             lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source),
+                             targets_kind="masks"),
               FeaturizerKind("molecules", "mol-v1", _mol_fit, _mol_apply, _mol_load),
               FeaturizerKind("text", "text-v1", _text_fit, lambda f, ds, frame: f.transform(frame, ds.source),
-                             _text_load)):
+                             _text_load, _text_spans, targets_kind="spans")):
     featurizers.register(_kind.modality)(_kind)
 
 
@@ -177,11 +195,11 @@ def featurize(feat: Any, ds: Any, frame: Any) -> Any:
 
 def encode_targets(feat: Any, task: Any, ds: Any, frame: Any) -> Any:
     """Model targets for rows: the task's encoding of its label columns, or, for tasks whose targets are not
-    columns (segmentation: `targets_from = "masks"`), what the modality's featurizer prepares."""
+    columns (segmentation: `targets_from = "masks"`; spans: "spans"), what the modality's featurizer prepares."""
     if getattr(task, "targets_from", "labels") == "labels":
         return task.encode(frame)
     kind = featurizers.get(ds.modality)
-    if kind.targets is None:
+    if kind.targets is None or kind.targets_kind != task.targets_from:
         from medflow.errors import ConfigError
 
         raise ConfigError(f"a {task.kind} task needs {task.targets_from}, which {ds.modality} data do not have.")

@@ -85,6 +85,10 @@ for _spec in (
               extraction.build_extractor, "finding mentions (lexicon) whose assertion is learned from note labels: "
               "ConText categories + context words, logistic regression, thresholds by cross-validation",
               inputs="text", estimator=extraction.ExtractorEstimator, complexity=1),
+    ModelSpec("span_tagger", "baseline", frozenset({"spans"}), extraction.SpanTaggerConfig,
+              extraction.build_span_tagger, "span extraction: BIO token tagger (logistic regression over word shape, "
+              "affixes, context, dose/unit cues) with constrained Viterbi decoding; ConText assertion on problems",
+              inputs="text", estimator=extraction.SpanTaggerEstimator, complexity=1),
     ModelSpec("icd_coder", "baseline", frozenset({"multiclass"}), extraction.ICDCoderConfig,
               extraction.build_icd_coder, "ICD-10-CM coding of notes: every billable code scored by its description "
               "(words and character n-grams, abbreviations expanded) and by the nearest coded training notes",

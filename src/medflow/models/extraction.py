@@ -139,3 +139,61 @@ class ICDCoderEstimator(Estimator):
         self.train_texts, self.train_codes = d["texts"], d["codes"]
         coder = self._coder()
         self.model = coder.fit(self.train_texts, self.train_codes) if self.params.neighbours else coder
+
+
+class SpanTaggerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of the token and assertion classifiers")
+    assertion: Literal["learned", "rules"] = Field("learned", description="learned from the gold spans' "
+                                                   "attributes.assertion (ConText's rules where there are none), "
+                                                   "or ConText's rules")
+
+
+def build_span_tagger(task: Any, seed: int, **params: Any) -> Any:
+    from medflow.nlp.tagger import SpanTagger
+
+    return SpanTagger(list(task.labels), tuple(task.assert_labels), params["C"], params["assertion"])
+
+
+class SpanTaggerEstimator(Estimator):
+    """Span extraction as a model (`nlp.tagger.SpanTagger`: BIO tags by logistic regression over token features,
+    Viterbi decoding under the BIO constraint, ConText assertion on `task.assert_labels`). Targets: each note's
+    gold spans; predictions: each note's spans (an object array of span lists). Saved as `span_tagger.json`
+    (settings, feature names) and `span_tagger.npz` (weights)."""
+
+    def fit(self, x_train, y_train, x_valid, y_valid, train: TrainConfig, seed: int, workdir: Path | None = None):
+        from medflow.errors import DataError
+
+        texts = list(self.inputs(x_train).texts)
+        gold = [list(s) for s in y_train]
+        seen = {s["label"] for sp in gold for s in sp}
+        missing = [lab for lab in self.task.labels if lab not in seen]
+        if missing:
+            raise DataError(f"task.labels {missing} have no gold span in the training notes (labels there: "
+                            f"{sorted(seen)}); fix task.labels.")
+        self.in_dim = 1
+        self.model = self.spec.build(task=self.task, seed=seed, **self.params.model_dump()).fit(texts, gold)
+        return self
+
+    def predict(self, x: Any) -> np.ndarray:
+        spans = self.model.extract(list(self.inputs(x).texts))
+        out = np.empty(len(spans), dtype=object)
+        out[:] = spans
+        return out
+
+    def _save_weights(self, directory: Path) -> None:
+        import io
+
+        from medflow.artifacts import atomic_write_bytes
+
+        meta, arrays = self.model.state()
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(directory / "span_tagger.npz", buf.getvalue())
+        write_json(directory / "span_tagger.json", meta)
+
+    def _load_weights(self, directory: Path) -> None:
+        from medflow.nlp.tagger import SpanTagger
+
+        with np.load(directory / "span_tagger.npz") as z:
+            self.model = SpanTagger.from_state(read_json(directory / "span_tagger.json"), dict(z))

@@ -12,6 +12,8 @@ possible, historical, family, hypothetical) from the sentence around them. Train
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,9 @@ import numpy as np
 from medflow.nlp.context import find_mentions
 from medflow.nlp.phi import _features, tokens_with_offsets
 
-__all__ = ["SpanTagger", "span_scores"]
+__all__ = ["SpanTagger", "span_scores", "spans_match"]
+
+_HEADING = re.compile(r"(?m)^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}):")
 
 _UNITS = {"mg", "mcg", "g", "gram", "grams", "units", "unit", "ml", "puffs", "puff", "tablets", "tablet", "tabs",
           "caps", "capsules", "meq", "iu", "drops", "mg/kg", "l"}
@@ -41,12 +45,37 @@ def _token_features(toks: list[tuple[str, int, int]], text: str, i: int) -> dict
 
 class SpanTagger:
     def __init__(self, labels: list[str] | None = None, assert_labels: tuple[str, ...] = ("PROBLEM",),
-                 C: float = 1.0) -> None:
+                 C: float = 1.0, assertion: str = "learned") -> None:
         self.labels = labels
         self.assert_labels = assert_labels
         self.C = C
+        self.assertion = assertion  # "learned" (from gold assertions, when the corpus has them) or "rules"
         self.model: Any = None
         self.vec: Any = None
+        self.assert_model: Any = None  # (vectorizer, classifier) once learned
+        self.assert_classes: list[str] = []
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """What a saved tagger needs: its settings and feature names (JSON) and its weights (arrays)."""
+        meta = {"labels": self.labels, "assert_labels": list(self.assert_labels), "C": self.C,
+                "assertion": self.assertion, "classes": [str(c) for c in self.model.classes_],
+                "features": list(self.vec.feature_names_)}
+        arrays = {"coef": self.model.coef_, "intercept": self.model.intercept_}
+        if self.assert_model is not None:
+            vec, lr = self.assert_model
+            meta["assert_classes"] = [str(c) for c in lr.classes_]
+            meta["assert_features"] = list(vec.feature_names_)
+            arrays |= {"assert_coef": lr.coef_, "assert_intercept": lr.intercept_}
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> SpanTagger:
+        t = cls(meta["labels"], tuple(meta["assert_labels"]), meta["C"], meta.get("assertion", "rules"))
+        t.vec, t.model = _linear(meta["features"], meta["classes"], arrays["coef"], arrays["intercept"])
+        if "assert_classes" in meta:
+            t.assert_model = _linear(meta["assert_features"], meta["assert_classes"], arrays["assert_coef"],
+                                     arrays["assert_intercept"])
+        return t
 
     def _tags(self, toks: list[tuple[str, int, int]], spans: list[dict[str, Any]]) -> list[str]:
         tags = ["O"] * len(toks)
@@ -71,7 +100,43 @@ class SpanTagger:
             tags += self._tags(toks, sp)
         self.vec = DictVectorizer()
         self.model = LogisticRegression(C=self.C, max_iter=3000).fit(self.vec.fit_transform(feats), tags)
+        if self.assertion == "learned":
+            self._fit_assertion(texts, spans)
         return self
+
+    def _fit_assertion(self, texts: list[str], spans: list[list[dict[str, Any]]]) -> None:
+        """Learn each asserted span's status from the gold attributes: a logistic regression over its ConText
+        categories and triggers, the words around it and its section heading. Without gold assertions (or with
+        one status only) ConText's rules decide."""
+        from sklearn.feature_extraction import DictVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        feats, ys = [], []
+        for text, sp in zip(texts, spans, strict=True):
+            gold = [s for s in sp if s["label"] in self.assert_labels and s.get("attributes", {}).get("assertion")]
+            for s, f in zip(gold, self._assert_features(text, gold), strict=True):
+                feats.append(f)
+                ys.append(s["attributes"]["assertion"])
+        if len(set(ys)) < 2:
+            return
+        vec = DictVectorizer()
+        self.assert_model = (vec, LogisticRegression(C=self.C, max_iter=3000).fit(vec.fit_transform(feats), ys))
+
+    def _assert_features(self, text: str, spans: list[dict[str, Any]]) -> list[dict[str, float]]:
+        """Context features of each span (`nlp.extract.mention_features` of its ConText mention, crossed with
+        the span's label) plus the heading of the section it sits in."""
+        from medflow.nlp.extract import mention_features
+
+        targets = {f"t{i}": [text[s["start"]:s["end"]]] for i, s in enumerate(spans)}
+        found = {(m.start, m.end): m for m in find_mentions(text, targets)} if targets else {}
+        out = []
+        for s in spans:
+            m = found.get((s["start"], s["end"]))
+            f = {"no_mention": 1.0} if m is None else mention_features(replace(m, label=s["label"]), text)
+            head = _HEADING.findall(text[:s["start"]])
+            f[f"section={head[-1].strip().lower() if head else '<none>'}"] = 1.0
+            out.append(f)
+        return out
 
     def _decode(self, logp: np.ndarray, classes: list[str]) -> list[str]:
         """Viterbi with the BIO constraint: I-X may only follow B-X or I-X."""
@@ -117,17 +182,37 @@ class SpanTagger:
         return out
 
     def _assert(self, text: str, spans: list[dict[str, Any]]) -> None:
-        """ConText's status for each problem span: the span's own words are the target."""
-        targets = {f"t{i}": [s["text"]] for i, s in enumerate(spans) if s["label"] in self.assert_labels}
-        if not targets:
+        """Each asserted span's status: learned (`_fit_assertion`) or ConText's, the span's own words the target."""
+        asserted = [s for s in spans if s["label"] in self.assert_labels]
+        if not asserted:
             return
-        found = {(m.start, m.end): m.assertion for m in find_mentions(text, targets)}
-        for s in spans:
-            if s["label"] in self.assert_labels:
-                s["attributes"]["assertion"] = found.get((s["start"], s["end"]), "present")
+        if self.assert_model is not None:
+            vec, lr = self.assert_model
+            for s, a in zip(asserted, lr.predict(vec.transform(self._assert_features(text, asserted))), strict=True):
+                s["attributes"]["assertion"] = str(a)
+            return
+        found = {(m.start, m.end): m.assertion for m in find_mentions(text, {f"t{i}": [s["text"]] for i, s in
+                                                                           enumerate(asserted)})}
+        for s in asserted:
+            s["attributes"]["assertion"] = found.get((s["start"], s["end"]), "present")
 
 
-def _match(g: dict[str, Any], p: dict[str, Any], strict: bool) -> bool:
+def _linear(features: list[str], classes: list[str], coef: Any, intercept: Any) -> tuple[Any, Any]:
+    """A fitted DictVectorizer + LogisticRegression rebuilt from saved names and weights."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = DictVectorizer()
+    vec.feature_names_ = list(features)
+    vec.vocabulary_ = {f: i for i, f in enumerate(vec.feature_names_)}
+    lr = LogisticRegression()
+    lr.classes_ = np.asarray(classes)
+    lr.coef_, lr.intercept_ = np.asarray(coef), np.asarray(intercept)
+    return vec, lr
+
+
+def spans_match(g: dict[str, Any], p: dict[str, Any], strict: bool) -> bool:
+    """Same label and, strict, the same offsets, or, lenient, overlapping ones."""
     if g["label"] != p["label"]:
         return False
     if strict:
@@ -138,8 +223,8 @@ def _match(g: dict[str, Any], p: dict[str, Any], strict: bool) -> bool:
 def _counts(gold: list[dict], pred: list[dict], strict: bool, label: str | None) -> tuple[int, int, int]:
     g = [s for s in gold if label is None or s["label"] == label]
     p = [s for s in pred if label is None or s["label"] == label]
-    tp_g = sum(any(_match(a, b, strict) for b in p) for a in g)
-    tp_p = sum(any(_match(a, b, strict) for a in g) for b in p)
+    tp_g = sum(any(spans_match(a, b, strict) for b in p) for a in g)
+    tp_p = sum(any(spans_match(a, b, strict) for a in g) for b in p)
     return tp_g, tp_p, len(g), len(p)  # type: ignore[return-value]
 
 
@@ -167,7 +252,7 @@ def span_scores(gold: list[list[dict]], pred: list[list[dict]], n_boot: int = 50
                                                           "f1_high": hi, "n": int(per_note[:, 2].sum())}
     hits = [(g["attributes"].get("assertion"), p["attributes"].get("assertion"))
             for gs, ps in zip(gold, pred, strict=True) for g in gs for p in ps
-            if "assertion" in g.get("attributes", {}) and _match(g, p, True)]
+            if "assertion" in g.get("attributes", {}) and spans_match(g, p, True)]
     out["assertion_accuracy"] = {"value": float(np.mean([a == b for a, b in hits])) if hits else None,
                                  "n": len(hits)}
     return out

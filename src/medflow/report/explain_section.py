@@ -18,7 +18,7 @@ def explain_section(expl: dict, selected: str) -> str:
         return _image_explain_section(expl, selected)
     if e.get("method") == "atom_integrated_gradients":
         return _molecule_explain_section(expl, selected)
-    if e.get("method") in _TEXT_METHODS or e.get("method") in ("context_mentions", "icd_ranking"):
+    if e.get("method") in _TEXT_METHODS or e.get("method") in ("context_mentions", "icd_ranking", "span_tagger"):
         return _text_explain_section(expl, selected)
     if e.get("method") == "mask_overlays":
         return "".join(f"<h3>{escape(name)}</h3><p>Best, median and worst test cases by mean Dice: true outline in "
@@ -89,6 +89,15 @@ def _text_explain_section(expl: dict, selected: str) -> str:
         parts.append(head + "<p>The five best ICD-10-CM codes over the whole billable table for example test notes "
                      "(sentence by sentence, negated sentences skipped):</p>"
                      + html_table(["note", "true code", "top codes (score)"], rows))
+    for _name, e, head in _explained_by(expl, selected, "span_tagger"):
+        parts.append(head + "<p>Spans found in the test notes: " + ", ".join(
+            f"{escape(k)} {v}" for k, v in sorted(e["found"].items())) + ". Example test notes (those with the most "
+            "differences from the gold spans first), predicted spans marked above and gold spans below; hover for "
+            "the label and assertion.</p>")
+        for ex in e["examples"]:
+            parts.append(f"<p><b>{escape(str(ex['note_id']))}</b>: {ex['misses']} span(s) differ from gold. "
+                         "Predicted:</p>" + mark_spans(ex["text"], ex["spans"], _span_mark, "p")
+                         + "<p>Gold:</p>" + mark_spans(ex["text"], ex["gold"], _span_mark, "p"))
     for method, how in _TEXT_METHODS.items():
         for name, e, head in _explained_by(expl, selected, method):
             parts.append(head + f"<p>Words shaded by {how}. Examples: the most and least confident test notes "
@@ -101,6 +110,11 @@ def _text_explain_section(expl: dict, selected: str) -> str:
                 parts.append(f"<p><b>{escape(str(ex['note_id']))}</b>: score {ex['score']:.2f}, true "
                              f"{escape(ex['label'])}{what}</p>" + _highlight(ex["tokens"]))
     return "".join(parts)
+
+
+def _span_mark(s: dict, inner: str) -> str:
+    what = s["label"] + (f" ({s['attributes']['assertion']})" if s.get("attributes", {}).get("assertion") else "")
+    return f"<mark title='{escape(what)}'>{inner}</mark>"
 
 
 def _explained_by(expl: dict, selected: str, method: str) -> list[tuple[str, dict, str]]:

@@ -89,6 +89,15 @@ def _plots_section(preds: pd.DataFrame, metrics: dict, kind: str, classes: list[
                                           f"ROC per label ({sel})") + "</div>"
     if kind == "treatment_effect":  # its plots are in the treatment-effect section (report/effects.py)
         return "<p>See Treatment effects below.</p>"
+    if kind == "spans":  # each label's strict F1 for the selected model, with its CI's half-width
+        sel = metrics["selected_model"]
+        ms = metrics["models"][sel]["metrics"]
+        f1 = {k[8:]: v for k, v in ms.items() if k.startswith("span_f1_") and v["value"] == v["value"]}
+        return ("<p>Strict match: same start, end and label; lenient: overlapping spans of the same label. "
+                "Every figure with its 95% CI over patients is in the metrics table above.</p><div class='grid'>"
+                + img(plots.importance_plot({k: v["value"] for k, v in f1.items()},
+                                            {k: (v["high"] - v["low"]) / 2 for k, v in f1.items()},
+                                            f"Strict F1 per label ({sel})"), "F1 per label") + "</div>")
     if kind == "segmentation":  # per-case Dice of each label, one box per model
         cols = [c for c in test.columns if c.startswith("case_dice_") and c != "case_dice_mean"]
         return "<div class='grid'>" + "".join(
@@ -226,6 +235,8 @@ def _target_text(cfg: dict) -> str:
         return f"time '{cfg['time']}' ({cfg.get('time_unit', '')}), event '{cfg['event']}'"
     if cfg["kind"] == "segmentation":
         return "masks of " + ", ".join(f"'{lab}' ({i})" for i, lab in enumerate(cfg["labels"], start=1))
+    if cfg["kind"] == "spans":
+        return "spans of " + ", ".join(f"'{lab}'" for lab in cfg["labels"])
     if cfg["kind"] == "multilabel":
         return "labels " + ", ".join(f"'{lab}'" for lab in cfg["labels"])
     if cfg["kind"] == "treatment_effect":

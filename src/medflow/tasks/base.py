@@ -97,6 +97,10 @@ class Task(BaseModel, ABC):
         """Task-specific entries of a model in metrics.json beyond the metrics (e.g. uplift curves)."""
         return {}
 
+    def combine(self, per_fold: list[np.ndarray]) -> np.ndarray:
+        """One prediction from the fold models' (k-fold runs): their mean; span tasks vote."""
+        return np.mean(per_fold, axis=0)
+
     def write_outputs(self, directory: Any, ds: Any, frame: pd.DataFrame, predictions: np.ndarray) -> None:
         """Store predictions that do not fit a table row (segmentation masks); nothing for row-level tasks."""
         return None

@@ -127,6 +127,10 @@ class Segmentation(Task):
             data = nifti_bytes(mask_in_image_space(mask, shape), ds.images.affines.get(image_id))
             atomic_write_bytes(Path(directory) / mask_file_name(image_id), data)
 
+    def case_values(self, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+        """Per case: mean Dice, Dice and HD95 of each label (the columns of `case_columns`)."""
+        return case_metrics(pred, true, len(self.labels))
+
     def case_columns(self) -> list[str]:
         return (["case_dice_mean"] + [f"case_dice_{lab}" for lab in self.labels]
                 + [f"case_hd95_{lab}" for lab in self.labels])
