@@ -91,7 +91,8 @@ def main() -> None:
     federated = bench_federated.run()
     lines += ["", "## (k) Federated training (Flower): federated vs pooled vs each site alone, three non-IID sites; "
               "AUROC (95% CI) on every site's held-out patients", "", *bench_federated.markdown(federated),
-              *bench_federated.site_tables(federated)]
+              *bench_federated.site_tables(federated), "", "### The same training as separate Flower processes on "
+              "loopback", "", *bench_federated.loopback_markdown(bench_federated.loopback())]
     synthetic = bench_synthetic.run()
     lines += ["", "## (l) Synthetic patients: medflow's generators beside SDV's, one fidelity/privacy code path",
               "", *bench_synthetic.markdown(synthetic)]

@@ -130,3 +130,33 @@ def test_event_data_federate_as_a_table_of_counts(tmp_path):
     assert run.synthetic and set(run.metrics.data["federated"]["sites"]) >= {"W", "B"}
     feats = run.manifest["features"]
     assert "race" not in feats and any(f.startswith("count:ICD10CM//") for f in feats)
+
+
+def test_loopback_deployment_equals_the_simulation(tmp_path):
+    """`deployment: loopback`: a Flower SuperLink, one SuperNode process per site file (each reading only its own
+    file) and `flwr run`, talking over 127.0.0.1. The sites' training state lives in Flower's context.state between
+    messages (each runs in a fresh process); without dropout, whose masks come from each process's own random
+    stream, the federated weights equal the in-process simulation's bit for bit."""
+    from safetensors.torch import load_file
+
+    frame = load_dataset("breast_cancer").frame
+    paths = [tmp_path / "north.csv", tmp_path / "south.csv"]
+    frame.iloc[:300].to_csv(paths[0], index=False)
+    frame.iloc[300:].to_csv(paths[1], index=False)
+    runs = {}
+    for mode in ("simulation", "loopback"):
+        cfg = _cfg(tmp_path / mode, data={"path": str(paths[0]), "patient_id": "patient_id"},
+                   models=[{"name": "mlp", "params": {"hidden": 16, "dropout": 0.0}}],
+                   federated={"rounds": 2, "deployment": mode})
+        runs[mode] = federate(cfg, sites=[str(p) for p in paths])
+    weights = [load_file(runs[m].path / "fold_0" / "mlp_fedavg" / "model.safetensors") for m in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(bool((weights[0][k] == weights[1][k]).all()) for k in weights[0])
+    logs = runs["loopback"].path / "federated_loopback"
+    assert {"superlink.log", "supernode_north.log", "supernode_south.log", "flwr_run.log"} <= {
+        p.name for p in logs.iterdir()}
+    assert not (logs / "result.pt").exists() and not (logs / "flwr_home").exists()
+    hist = runs["loopback"].metrics.data["federated"]["history"]
+    assert [h["round"] for h in hist] == [1, 2] and set(hist[0]["site_train_loss"]) == {"north", "south"}
+    with pytest.raises(ConfigError, match="give the sites as files"):
+        federate(_cfg(tmp_path, federated={"rounds": 2, "deployment": "loopback"}))

@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
                  local_epochs: Annotated[int | None, typer.Option(help="local epochs per round")] = None,
                  strategy: Annotated[str | None, typer.Option(help="fedavg | fedprox")] = None,
                  mu: Annotated[float | None, typer.Option(help="FedProx proximal weight")] = None,
+                 deployment: Annotated[str | None, typer.Option(help="simulation (every site in this process) | "
+                                                                     "loopback (a Flower SuperLink and one SuperNode "
+                                                                     "process per site file on 127.0.0.1)")] = None,
                  output_dir: Annotated[Path | None, typer.Option(help="override the YAML's output_dir")] = None,
                  ) -> None:
         """Train one model across sites that never share rows (Flower), beside pooled and site-alone models."""
@@ -50,9 +53,11 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(study)
         fed = cfg.federated or FederateConfig()
         update = {k: v for k, v in (("rounds", rounds), ("local_epochs", local_epochs), ("strategy", strategy),
-                                    ("proximal_mu", mu)) if v is not None}
+                                    ("proximal_mu", mu), ("deployment", deployment)) if v is not None}
         if strategy is not None and strategy not in ("fedavg", "fedprox"):
             raise ConfigError(f"--strategy must be fedavg or fedprox, got '{strategy}'.")
+        if deployment is not None and deployment not in ("simulation", "loopback"):
+            raise ConfigError(f"--deployment must be simulation or loopback, got '{deployment}'.")
         try:
             fed = FederateConfig(**{**fed.model_dump(), **update})
         except ValueError as exc:

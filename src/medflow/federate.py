@@ -146,24 +146,48 @@ def _check_sites(ds: Dataset, cfg: Any) -> list[str]:
     return sites
 
 
+def _site_fold(ds: Dataset, cfg: Any, rows: np.ndarray) -> Fold:
+    """One site's own patient split of its rows `rows` (the study's split:, early-stopping part included); the
+    same wherever it is computed, in the launcher or in the site's own process."""
+    sub = ds.frame.iloc[rows].reset_index(drop=True)
+    strata = cfg.task.strata(sub) if cfg.split.stratify else None
+    fold = cfg.split.make(sub[ds.patient_id], strata, cfg.seed)[0]
+    fold = fold.with_stopping_part(sub[ds.patient_id], cfg.split.early_stopping, cfg.seed, strata)
+    return Fold(0, rows[fold.train], rows[fold.valid], rows[fold.test], None if fold.stop is None else rows[fold.stop])
+
+
 def _site_folds(ds: Dataset, cfg: Any, sites: list[str]) -> tuple[Fold, dict[str, Fold]]:
     """Each site's own patient split (the study's split:), and their union as one fold."""
     if cfg.split.kind != "holdout":
         raise ConfigError("federated training uses a holdout split per site (split: {kind: holdout}); k-fold is "
                           "not supported.")
-    per_site: dict[str, Fold] = {}
-    for site in sites:
-        rows = np.flatnonzero((ds.frame[SITE_COLUMN] == site).to_numpy())
-        sub = ds.frame.iloc[rows].reset_index(drop=True)
-        strata = cfg.task.strata(sub) if cfg.split.stratify else None
-        fold = cfg.split.make(sub[ds.patient_id], strata, cfg.seed)[0]
-        fold = fold.with_stopping_part(sub[ds.patient_id], cfg.split.early_stopping, cfg.seed, strata)
-        per_site[site] = Fold(0, rows[fold.train], rows[fold.valid], rows[fold.test],
-                              None if fold.stop is None else rows[fold.stop])
+    per_site = {site: _site_fold(ds, cfg, np.flatnonzero((ds.frame[SITE_COLUMN] == site).to_numpy()))
+                for site in sites}
     cat = lambda part: np.concatenate([getattr(f, part) for f in per_site.values()])  # noqa: E731
     union = Fold(0, cat("train"), cat("valid"), cat("test"),
                  None if any(f.stop is None for f in per_site.values()) else cat("stop"))
     return union, per_site
+
+
+def _loopback(cfg: Any, fed: FederateConfig, base: Any, task: Any, feat: Any, sites: list[str | Path] | None,
+              work: Path, console: Console) -> Any:
+    """`deployment: loopback`: the rounds run as a SuperLink, one SuperNode per site file and `flwr run`
+    (`train/loopback.py`); None in a simulation. The launcher checks that the featurizer the server merged from the
+    sites' summaries is the one it merged itself from the same files."""
+    if fed.deployment != "loopback":
+        return None
+    import functools
+
+    from medflow.train.loopback import loopback_fit
+
+    plan = {"study": cfg.resolved(), "model": {"name": base.name, "params": base.params},
+            "task": {"config": task.model_dump(mode="json"), "state": task.state},
+            "federated": fed.model_dump(mode="json"), "seed": cfg.seed,
+            "sites": [{"name": Path(p).stem, "path": str(Path(p).resolve())} for p in sites or []],
+            "launcher_featurizer": feat.to_dict()}
+    console.print(f"  separate processes on 127.0.0.1: a Flower SuperLink, {len(plan['sites'])} SuperNodes (one per "
+                  "site file), flwr run; logs in federated_loopback/")
+    return functools.partial(loopback_fit, plan=plan, workdir=work / "federated_loopback")
 
 
 def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset | None = None,
@@ -180,6 +204,9 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
     console = console or Console(stderr=True)
     started = time.perf_counter()
     fed = cfg.federated or FederateConfig()
+    if fed.deployment == "loopback" and not sites:
+        raise ConfigError("federated.deployment loopback runs one Flower SuperNode per site file: give the sites as "
+                          "files (--sites a.csv --sites b.csv ...).")
     if sites:
         if len(sites) < 2:
             raise ConfigError("--sites: give at least two site files (one file is centralized training: "
@@ -240,7 +267,8 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
             console.print(f"  {key}: {fed.rounds} rounds x {fed.local_epochs} local epoch(s) on each site")
             parts = [(s, x_all[f.train], y_all[f.train], x_all[f.early_stopping], y_all[f.early_stopping])
                      for s, f in per_site.items()]
-            est.fit_federated(parts, cfg.train, fed, cfg.seed)
+            est.fit_federated(parts, cfg.train, fed, cfg.seed, fit=_loopback(cfg, fed, base, task, feat, sites, work,
+                                                                            console))
             history, best_round = est.history, est.best_epoch + 1
         else:
             f = fold if role == "pooled" else per_site[role]
@@ -255,8 +283,9 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
                                          subgroups))
     first = {"task": task, "featurizer": feat, "xs": {"test": x_all[fold.test]}, "ys": {"test": y_all[fold.test]},
              "test_frame": frame.iloc[fold.test], "transfer": {}}
-    summary = {"strategy": fed.strategy, "rounds": fed.rounds, "local_epochs": fed.local_epochs,
-               "proximal_mu": fed.proximal_mu if fed.strategy == "fedprox" else None, "model": base.key,
+    summary = {"strategy": fed.strategy, "deployment": fed.deployment, "rounds": fed.rounds,
+               "local_epochs": fed.local_epochs, "proximal_mu": fed.proximal_mu if fed.strategy == "fedprox" else None,
+               "model": base.key,
                "federated_model": keys["federated"], "pooled_model": keys["pooled"],
                "alone_models": {s: keys[s] for s in site_names},
                "best_round": best_round,

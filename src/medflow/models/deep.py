@@ -161,10 +161,14 @@ class DeepEstimator(Estimator):
         return np.std(preds, axis=0)
 
     def fit_federated(self, sites: list[tuple[str, Any, np.ndarray, Any, np.ndarray]], train: TrainConfig, fed: Any,
-                      seed: int, progress: Callable | None = None) -> DeepEstimator:
+                      seed: int, progress: Callable | None = None, fit: Callable | None = None) -> DeepEstimator:
         """Train across sites with Flower (`train/federated.py`): `sites` are (name, x_train, y_train, x_stop,
-        y_stop) per site; the weights of the round with the lowest site-weighted validation loss are kept."""
+        y_stop) per site; the weights of the round with the lowest site-weighted validation loss are kept.
+        `fit`: how the rounds run (default: in this process, `federated_fit`; `train.loopback.loopback_fit` runs
+        them as separate Flower processes)."""
         from medflow.train.federated import Site, federated_fit
+
+        fit = fit or federated_fit
 
         torch.manual_seed(seed)
         self.head = self._make_head()
@@ -179,7 +183,7 @@ class DeepEstimator(Estimator):
             self.init.apply(self.module)
         show = progress is None and train.progress and is_main()
         with round_bar(f"{self.spec.name:>18}", fed.rounds, show) as bar:
-            result = federated_fit(self.module, self.head.loss, parts, train, fed, seed, progress or bar)
+            result = fit(self.module, self.head.loss, parts, train, fed, seed, progress or bar)
         self.module.load_state_dict(result.state_dict)
         self.module.eval()
         self.history = [{"epoch": h["round"] - 1, "train_loss": h["train_loss"], "val_loss": h["val_loss"],

@@ -30,7 +30,8 @@ from torch import nn
 from medflow.errors import ConfigError
 from medflow.train.trainer import TrainConfig, Trainer, predict_outputs
 
-__all__ = ["FederatedConfig", "Site", "FederatedResult", "federated_fit"]
+__all__ = ["FederatedConfig", "Site", "FederatedResult", "federated_fit", "client_app", "Recorder", "start",
+           "check_federated", "LocalSite"]
 
 
 class FederatedConfig(BaseModel):
@@ -41,6 +42,9 @@ class FederatedConfig(BaseModel):
     local_epochs: int = Field(1, ge=1, le=1_000)
     strategy: Literal["fedavg", "fedprox"] = "fedavg"
     proximal_mu: float = Field(0.1, ge=0)  # FedProx: weight of the pull toward the round's global weights
+    # simulation: every site in this process (LocalGrid); loopback: a SuperLink, one SuperNode per site file and
+    # `flwr run` as separate processes on 127.0.0.1 (train/loopback.py)
+    deployment: Literal["simulation", "loopback"] = "simulation"
 
 
 @dataclass
@@ -60,9 +64,10 @@ class FederatedResult:
     best_round: int
     history: list[dict[str, Any]] = field(default_factory=list)
     privacy: dict[str, Any] = field(default_factory=dict)  # per site: the epsilon its DP-SGD spent
+    featurizer: dict[str, Any] | None = None  # a deployment: the featurizer the server merged from site summaries
 
 
-class _LocalSite:
+class LocalSite:
     """What a site's process keeps between rounds: its module, Trainer (optimizer, schedule, generator, ledger)."""
 
     def __init__(self, site: Site, module: nn.Module, loss_fn: Callable, cfg: TrainConfig, seed: int) -> None:
@@ -94,26 +99,32 @@ class _LocalSite:
         return float(self.base_loss(predict_outputs(self.eval_module, self.site.x_valid), self.site.y_valid))
 
 
-def _client_app(sites: dict[int, _LocalSite]) -> Any:
-    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+def client_app(get_site: Callable[[Any, Any], LocalSite],
+               keep: Callable[[Any, LocalSite], None] = lambda context, local: None) -> Any:
+    """The sites' Flower ClientApp: `get_site(context, message)` gives the site's state (kept in memory in a
+    simulation; rebuilt from the site's own file and `context.state` in a deployment, where every message runs in
+    a fresh process), `keep(context, site)` stores it after training."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
 
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Any) -> Message:
-        local = sites[context.node_id]
+        local = get_site(context, msg)
         config = msg.content["config"]
         state, loss = local.train(msg.content["arrays"].to_torch_state_dict(), int(config["local-epochs"]),
                                   float(config.get("proximal-mu", 0.0)))
+        keep(context, local)
         metrics = {"train_loss": loss, "num-examples": len(local.site.x_train)}
-        if local.trainer.state.privacy is not None:
-            metrics["epsilon"] = local.trainer.state.privacy["epsilon_spent"]
-        return Message(RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)}), reply_to=msg)
+        reply = {"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)}
+        if local.trainer.state.privacy is not None:  # the site's DP-SGD ledger so far (epsilon spent, noise, ...)
+            reply["privacy"] = ConfigRecord(dict(local.trainer.state.privacy))
+        return Message(RecordDict(reply), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Any) -> Message:
-        local = sites[context.node_id]
+        local = get_site(context, msg)
         loss = local.evaluate(msg.content["arrays"].to_torch_state_dict())
         metrics = MetricRecord({"val_loss": loss, "num-examples": len(local.site.x_valid)})
         return Message(RecordDict({"metrics": metrics}), reply_to=msg)
@@ -193,6 +204,60 @@ def _strategy(cfg: FederatedConfig, n_sites: int, on_train: Callable, on_evaluat
     return Recording(**kwargs)
 
 
+def check_federated(train: TrainConfig, fed: FederatedConfig) -> TrainConfig:
+    """Each site's local training options: its schedule spans all rounds (`rounds * local_epochs` epochs)."""
+    if train.privacy is not None and fed.strategy == "fedprox":
+        raise ConfigError("federated: FedProx's proximal term is not part of DP-SGD's per-sample gradients; use "
+                          "strategy: fedavg with train.privacy, or drop train.privacy.")
+    return train.model_copy(update={"max_epochs": fed.rounds * fed.local_epochs, "progress": False})
+
+
+class Recorder:
+    """The server's record of the rounds: each round's aggregated train and validation losses, per-site train
+    losses and the DP-SGD ledger each site reports, and the global weights of the round with the lowest validation
+    loss (federated early stopping)."""
+
+    def __init__(self, names: dict[int, str], progress: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+        self.names, self.progress = names, progress
+        self.history: list[dict[str, Any]] = []
+        self.rounds: dict[int, dict[str, Any]] = {}
+        self.best: dict[str, Any] = {"loss": float("inf"), "round": 0, "state": None}
+        self.privacy: dict[str, dict[str, Any]] = {}  # per site: its latest DP-SGD ledger
+
+    def on_train(self, rnd: int, arrays: Any, metrics: Any, replies: list) -> None:
+        per_site = {self.names[r.metadata.src_node_id]: float(r.content["metrics"]["train_loss"]) for r in replies}
+        for r in replies:
+            if "privacy" in r.content:
+                self.privacy[self.names[r.metadata.src_node_id]] = dict(r.content["privacy"])
+        self.rounds[rnd] = {"round": rnd, "train_loss": float(metrics["train_loss"]), "site_train_loss": per_site,
+                            "state": arrays.to_torch_state_dict()}
+
+    def on_evaluate(self, rnd: int, metrics: Any) -> None:
+        entry = self.rounds.pop(rnd)
+        entry["val_loss"] = float(metrics["val_loss"])
+        state = entry.pop("state")
+        if entry["val_loss"] < self.best["loss"] or self.best["state"] is None:  # the first round, even if NaN
+            self.best.update(loss=entry["val_loss"], round=rnd, state=state)
+        self.history.append(entry)
+        if self.progress is not None:
+            self.progress(rnd, entry)
+
+    def strategy(self, fed: FederatedConfig, n_sites: int) -> Any:
+        return _strategy(fed, n_sites, self.on_train, self.on_evaluate)
+
+
+def start(strategy: Any, grid: Any, module: nn.Module, fed: FederatedConfig, seed: int,
+          extra_config: dict[str, Any] | None = None) -> None:
+    """Flower's strategy loop from `module`'s weights (the server's part, in a simulation or a deployment)."""
+    from flwr.app import ArrayRecord, ConfigRecord
+
+    torch.manual_seed(seed)
+    initial = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    strategy.start(grid=grid, initial_arrays=ArrayRecord(initial), num_rounds=fed.rounds,
+                   train_config=ConfigRecord({"local-epochs": fed.local_epochs, **(extra_config or {})}),
+                   evaluate_config=ConfigRecord(dict(extra_config or {})))
+
+
 def federated_fit(module: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                   sites: list[Site], train: TrainConfig, fed: FederatedConfig, seed: int = 0,
                   progress: Callable[[int, dict[str, Any]], None] | None = None) -> FederatedResult:
@@ -201,39 +266,15 @@ def federated_fit(module: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tens
     `train` gives each site's local optimizer (lr, weight decay, batch size, gradient clipping, optional
     DP-SGD per site); its schedule spans all rounds (`rounds * local_epochs` local epochs).
     """
-    from flwr.app import ArrayRecord, ConfigRecord
-
     if not sites:
         raise ConfigError("federated training needs at least one site.")
-    if train.privacy is not None and fed.strategy == "fedprox":
-        raise ConfigError("federated: FedProx's proximal term is not part of DP-SGD's per-sample gradients; use "
-                          "strategy: fedavg with train.privacy, or drop train.privacy.")
-    local_cfg = train.model_copy(update={"max_epochs": fed.rounds * fed.local_epochs, "progress": False})
+    local_cfg = check_federated(train, fed)
     node_ids = list(range(101, 101 + len(sites)))  # node 1 is Flower's server (SUPERLINK_NODE_ID)
-    locals_ = {n: _LocalSite(s, module, loss_fn, local_cfg, seed + 1000 * i)
+    locals_ = {n: LocalSite(s, module, loss_fn, local_cfg, seed + 1000 * i)
                for i, (n, s) in enumerate(zip(node_ids, sites, strict=True))}
     names = {n: s.name for n, s in zip(node_ids, sites, strict=True)}
-    history: list[dict[str, Any]] = []
-    rounds: dict[int, dict[str, Any]] = {}
-    best: dict[str, Any] = {"loss": float("inf"), "round": 0, "state": None}
-
-    def on_train(rnd: int, arrays: Any, metrics: Any, replies: list) -> None:
-        per_site = {names[r.metadata.src_node_id]: float(r.content["metrics"]["train_loss"]) for r in replies}
-        rounds[rnd] = {"round": rnd, "train_loss": float(metrics["train_loss"]), "site_train_loss": per_site,
-                       "state": arrays.to_torch_state_dict()}
-
-    def on_evaluate(rnd: int, metrics: Any) -> None:
-        entry = rounds.pop(rnd)
-        entry["val_loss"] = float(metrics["val_loss"])
-        state = entry.pop("state")
-        if entry["val_loss"] < best["loss"] or best["state"] is None:  # the first round, even with a NaN loss
-            best.update(loss=entry["val_loss"], round=rnd, state=state)
-        history.append(entry)
-        if progress is not None:
-            progress(rnd, entry)
-
-    strategy = _strategy(fed, len(sites), on_train, on_evaluate)
-    grid = _grid_class()(_client_app(locals_), node_ids)
+    record = Recorder(names, progress)
+    grid = _grid_class()(client_app(lambda context, msg: locals_[context.node_id]), node_ids)
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.WARNING)  # Flower logs every round at INFO; medflow shows its own progress
@@ -243,15 +284,10 @@ def federated_fit(module: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tens
     # the identity of the server task in this process, which Flower's Message constructor reads
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
     try:
-        torch.manual_seed(seed)
-        initial = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(initial), num_rounds=fed.rounds,
-                       train_config=ConfigRecord({"local-epochs": fed.local_epochs}))
+        start(record.strategy(fed, len(sites)), grid, module, fed, seed)
     finally:
         TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
         flwr_logger.setLevel(level)
         for local in locals_.values():
             local.trainer.close()
-    privacy = {names[n]: local.trainer.state.privacy for n, local in locals_.items()
-               if local.trainer.state.privacy is not None}
-    return FederatedResult(best["state"], best["round"], history, privacy)
+    return FederatedResult(record.best["state"], record.best["round"], record.history, record.privacy)
