@@ -95,7 +95,8 @@ def main() -> None:
               "loopback", "", *bench_federated.loopback_markdown(bench_federated.loopback())]
     synthetic = bench_synthetic.run()
     lines += ["", "## (l) Synthetic patients: medflow's generators beside SDV's, one fidelity/privacy code path",
-              "", *bench_synthetic.markdown(synthetic)]
+              "", *bench_synthetic.markdown(synthetic), "", "### Event sequences (--model sequence)", "",
+              *bench_synthetic.events_markdown(bench_synthetic.events())]
     molecules = bench_molecules.run()
     lines += ["", "## (m) Molecular property prediction beside chemprop 2.3.1 on chemprop's own split files (test "
               "RMSE, mean +- sd over seeds 0-2)", "", *bench_molecules.markdown(molecules)]

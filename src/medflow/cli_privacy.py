@@ -75,8 +75,12 @@ def register(app: typer.Typer) -> None:
     def synthesize(source: Annotated[str, typer.Argument(help="a run directory, study YAML, CSV/Parquet file or "
                                                                 "built-in dataset name")],
                    output: Annotated[Path, typer.Option("-o", "--output", help=".parquet (marked SYNTHETIC in its "
-                                                                               "metadata) or .csv")],
-                   model: Annotated[str, typer.Option(help="copula | tvae | ctgan")] = "tvae",
+                                                                               "metadata) or .csv; a folder for "
+                                                                               "--model sequence (MEDS)")],
+                   model: Annotated[str, typer.Option(help="copula | tvae | ctgan (tables) | sequence (event data: "
+                                                           "a MEDS folder or ehr_sim)")] = "tvae",
+                   cohort: Annotated[str, typer.Option(help="--model sequence: the cohort whose samples measure "
+                                                            "fidelity and TSTR")] = "readmission_30d",
                    n: Annotated[int | None, typer.Option("-n", help="records to generate (default: as many as the "
                                                                     "training rows)")] = None,
                    label: Annotated[str | None, typer.Option(help="the outcome column (for TSTR; default: the "
@@ -97,13 +101,18 @@ def register(app: typer.Typer) -> None:
         if epochs is not None:
             if model == "ctgan":
                 params["epochs"] = epochs
+            elif model == "sequence":  # a language model over whole patients: small batches, early stopping
+                train = TrainConfig(max_epochs=epochs, batch_size=32, lr=3e-3, patience=4)
             else:
                 train = TrainConfig(max_epochs=epochs, batch_size=256, lr=1e-3, patience=max(10, epochs // 10))
         cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
         rep = run_synthesize(source, model=model, n=n, output=output, label=label, columns=cols, holdout=holdout,
-                             seed=seed, params=params, train=train, patient_id=patient_id)
+                             seed=seed, params=params, train=train, patient_id=patient_id, cohort=cohort)
         table = Table(title=f"SYNTHETIC data: {model}, {rep['n_synthetic']} records from {rep['n_train']} real "
-                            f"training rows ({rep['n_holdout']} held out)")
+                            f"training rows ({rep['n_holdout']} held out)" if "sequences" not in rep else
+                      f"SYNTHETIC event sequences: {rep['patients']['kept']} patients from {rep['train_patients']} "
+                      f"real training patients ({rep['holdout_patients']} held out); measured on "
+                      f"{rep['cohort']} samples")
         table.add_column("measure")
         table.add_column("value")
         rows = [("quality (sdmetrics definition)", rep["quality"]), ("column shapes", rep["column_shapes"]),
@@ -112,9 +121,20 @@ def register(app: typer.Typer) -> None:
         if "tstr_auroc" in rep:
             rows += [("TSTR AUROC (train synthetic, test real)", rep["tstr_auroc"]),
                      ("TRTR AUROC (train real, test real)", rep["trtr_auroc"])]
+        if "sequences" in rep:  # event sequences: their shape, real against synthetic
+            sq = rep["sequences"]
+            rows += [(f"{k.replace('_', ' ')}: real / synthetic", f"{sq['real'][k]:.3f} / {sq['synthetic'][k]:.3f}")
+                     for k in ("events_per_patient", "admissions_per_patient", "readmitted_within_30d")]
+            rows += [("code frequency correlation", sq["code_frequency_correlation"]),
+                     ("sampled patients dropped as structurally invalid",
+                      f"{rep['patients']['invalid_dropped']} of {rep['patients']['sampled']}")]
         for name, value in rows:
-            table.add_row(name, f"{value:.3f}")
+            table.add_row(name, value if isinstance(value, str) else f"{value:.3f}")
         out.print(table)
+        if "sequences" in rep:
+            out.print(f"Wrote {output}/ (MEDS, SYNTHETIC), {output.name}.fidelity.json and {output.name}.report.html",
+                      soft_wrap=True, highlight=False)
+            return
         stem = output.with_suffix("")
         out.print(f"Wrote {output} (SYNTHETIC), {stem.name}.fidelity.json and {stem.name}.report.html",
                   soft_wrap=True, highlight=False)

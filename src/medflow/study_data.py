@@ -119,18 +119,26 @@ def source_folds(cfg: StudyConfig, ds: Dataset, console: Console) -> list[Fold] 
     return [Fold(0, parts["train"], parts["tuning"], parts["held_out"])]
 
 
-def event_counts_table(ds: Dataset, min_count: int = 1) -> Dataset:
+def event_counts_table(ds: Dataset, min_count: int = 1, others: list[Dataset] | None = None) -> Any:
     """An event dataset as a table (`data.as_table: true`): one row per prediction sample with the log1p count of
     each code in the sample's window, the mean of each numeric code's values, age, and the sample's own columns
     (e.g. race, sex, the label). The code vocabulary (codes seen at least `min_count` times) is read from all
     samples without their labels. Federated training and synthetic data read tables; so can any tabular model.
+    With `others` (e.g. held-out and synthetic patients): a list of tables, `ds`'s first, all with `ds`'s columns.
     """
-    from medflow.data.dataset import FeatureType
     from medflow.data.ehr import samples_frame
     from medflow.features.codes import EventFeaturizer
 
-    samples = samples_frame(ds.frame)
-    x = EventFeaturizer(min_count=min_count).fit(ds.events, samples).transform(ds.events, samples)
+    feat = EventFeaturizer(min_count=min_count).fit(ds.events, samples_frame(ds.frame))
+    tables = [_counts_table(d, feat) for d in [ds, *(others or [])]]
+    return tables if others is not None else tables[0]
+
+
+def _counts_table(ds: Dataset, feat: Any) -> Dataset:
+    from medflow.data.dataset import FeatureType
+    from medflow.data.ehr import samples_frame
+
+    x = feat.transform(ds.events, samples_frame(ds.frame))
     names = x.matrix_names()
     keep = [j for j, n in enumerate(names) if n not in ds.frame.columns and not n.startswith(("count:GENDER//",
                                                                                            "count:RACE//"))]

@@ -1,7 +1,8 @@
 """Synthetic patients: a generator fitted on real training patients, sampled, and measured for fidelity and privacy.
 
 `synthesize(source, model="tvae", n=10000, output="synthetic.parquet")` reads `source` (a finished run directory,
-a study YAML, a CSV/Parquet file or a built-in dataset name), keeps a share of the patients out (a run's own test
+a study YAML, a CSV/Parquet file or a built-in dataset name; with `model="sequence"`, event data:
+`synth/events.py`), keeps a share of the patients out (a run's own test
 patients, or `holdout` of them drawn by patient), fits the generator (`synth/generators.py`) on the others, samples
 `n` records and writes them with a fidelity and privacy report (`synth/fidelity.py`) beside them:
 `<output>`, `<output stem>.fidelity.json` and `<output stem>.report.html`. Every output says SYNTHETIC: the Parquet
@@ -69,15 +70,21 @@ def _one_label(cfg: Any) -> str | None:
 def synthesize(source: str | Path | Dataset, model: str = "tvae", n: int | None = None,
                output: str | Path | None = None, label: str | None = None, columns: list[str] | None = None,
                holdout: float = 0.2, seed: int = 0, params: dict[str, Any] | None = None,
-               train: Any = None, patient_id: str | None = None) -> dict[str, Any]:
+               train: Any = None, patient_id: str | None = None, cohort: str = "readmission_30d") -> dict[str, Any]:
     """Fit `model` on the real training patients of `source`, sample `n` records (default: as many as the
     training rows) and measure them; returns the fidelity report with the synthetic frame under "frame".
 
     A file's patient id column is `patient_id` (the column of that name, when there is one); without one, every
-    row is its own patient. Identifier columns are never generated: the synthetic ids read SYN-000001, ..."""
+    row is its own patient. Identifier columns are never generated: the synthetic ids read SYN-000001, ...
+    `model="sequence"`: event data (a MEDS folder or `ehr_sim`) synthesized as whole patients' event sequences
+    (`synth/events.py`), measured on `cohort`'s prediction samples; `output` is then a folder."""
     from medflow.synth.fidelity import fidelity_report
     from medflow.synth.generators import make_generator
 
+    if model == "sequence":  # event data: whole patients' event sequences, written as a MEDS folder
+        from medflow.synth.events import synthesize_events
+
+        return synthesize_events(source, n, output, cohort, holdout, seed, params, train)
     if output is not None and Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ConfigError(f"-o {output}: write .parquet (it carries the SYNTHETIC mark) or .csv.")
     if isinstance(source, Dataset):
@@ -85,8 +92,9 @@ def synthesize(source: str | Path | Dataset, model: str = "tvae", n: int | None 
     else:
         ds, run_label, test = _source(source, patient_id)
     if ds.modality != "tabular":
-        raise ConfigError(f"{ds.source}: synthetic records are generated for tables; {ds.modality} data are not "
-                          "supported (data.as_table: true reads event data as a table of count features).")
+        raise ConfigError(f"{ds.source}: {model} generates tables; for event data use --model sequence (whole "
+                          f"patients' event sequences), or data.as_table: true for their count features; "
+                          f"{ds.modality} data are not supported otherwise.")
     label = label or run_label
     available = [c for c in ds.feature_types if c != ds.patient_id]
     if label is not None and label not in ds.frame.columns:

@@ -41,6 +41,18 @@ def report_html(report: dict[str, Any], frame: pd.DataFrame) -> str:
         rows += [["TSTR AUROC", _fmt(report["tstr_auroc"]), "logistic regression trained on synthetic rows, tested "
                                                            "on the real held-out rows"],
                  ["TRTR AUROC", _fmt(report["trtr_auroc"]), "the same model trained on the real training rows"]]
+    seq = ""
+    if "sequences" in report:  # event sequences: their shape, real against synthetic, and what was dropped
+        sq = report["sequences"]
+        seq = ("<h2>Event sequences</h2><p>Measures above are on the prediction samples of the cohort "
+               f"<b>{escape(report['cohort'])}</b> as count tables (one code vocabulary for all three). Sampled "
+               f"{report['patients']['sampled']} patients; {report['patients']['invalid_dropped']} dropped as "
+               "structurally invalid (encounters that do not open and close in order).</p>"
+               + html_table(["per patient", "real training", "synthetic"],
+                            [[k.replace("_", " "), _fmt(sq["real"][k]), _fmt(sq["synthetic"][k])]
+                             for k in ("events_per_patient", "admissions_per_patient", "readmitted_within_30d")]
+                            + [["code frequency correlation (log per patient)", "",
+                                _fmt(sq["code_frequency_correlation"])]]))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>SYNTHETIC data report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
 table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}
@@ -52,6 +64,7 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padd
 those rows and with {report['n_holdout']} held-out real rows it never saw (seed {report['seed']}).
 {'The real data were themselves SYNTHETIC (simulated).' if report.get('real_data_synthetic') else ''}</p>
 {html_table(["measure", "value", "what it is"], rows)}
+{seq}
 {img(_shapes_plot(report['per_column']), 'column shapes')}
 <h2>First synthetic rows</h2>
 {html_table([escape(c) for c in frame.columns[:12]], [[escape(v) for v in r] for r in frame.head(8).iloc[:, :12]
