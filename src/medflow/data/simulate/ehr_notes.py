@@ -8,7 +8,9 @@ reason (present, or "possible" when phrased as a working diagnosis), earlier adm
 of ...") or that a relative has (family), the day-1 labs with their recorded values, the medications given
 (drug, dose, route, frequency), the length of stay and the disposition (discharged, or died in hospital). Each
 statement is a gold span at exact offsets: PROBLEM (with its assertion), DRUG, DOSE, ROUTE, FREQUENCY, and PHI
-(PATIENT, DOCTOR, DATE, AGE over 89, MRN, PHONE, HOSPITAL) in the same span list. Note labels come from the
+(PATIENT, DOCTOR, DATE, AGE over 89, MRN, PHONE, HOSPITAL) in the same span list. Some problem words carry a
+typing slip (`typos`, 5% of words of 6 letters or more: "pnuemonia", "hypertenion"); the gold span covers the
+text as written. Note labels come from the
 events, not from the text: one 0/1 column per chronic condition, the acute reason and its ICD-10-CM code, so
 classification, extraction, coding and de-identification can all be checked against the EHR's truth.
 
@@ -51,15 +53,30 @@ _SECTIONS = {"discharge": ("DISCHARGE SUMMARY", "HISTORY OF PRESENT ILLNESS", "P
                           "Relatives", "Day-1 results", "Inpatient drugs", "Course")}
 
 
-class _Writer:
-    """Text built piece by piece; labelled pieces recorded as spans at their exact offsets."""
+def misspell(word: str, rng: np.random.Generator) -> str:
+    """A typing slip in a word of 6 letters or more: two adjacent inner letters swapped, or one dropped or doubled."""
+    if len(word) < 6 or not word.isalpha():
+        return word
+    i = int(rng.integers(1, len(word) - 2))
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    return word[:i] + word[i + 1:] if kind == 1 else word[:i] + word[i] + word[i:]
 
-    def __init__(self) -> None:
+
+class _Writer:
+    """Text built piece by piece; labelled pieces recorded as spans at their exact offsets. With `typos`, a
+    problem's words are misspelled at that rate (the gold span covers the misspelled text)."""
+
+    def __init__(self, rng: np.random.Generator | None = None, typos: float = 0.0) -> None:
         self.parts: list[str] = []
         self.spans: list[dict[str, Any]] = []
         self.pos = 0
+        self.rng, self.typos = rng, typos
 
     def put(self, text: str, label: str | None = None, assertion: str | None = None) -> None:
+        if label == "PROBLEM" and self.typos and self.rng is not None:
+            text = " ".join(misspell(w, self.rng) if self.rng.random() < self.typos else w for w in text.split(" "))
         if label:
             self.spans.append({"start": self.pos, "end": self.pos + len(text), "label": label,
                                "attributes": {"assertion": assertion} if assertion else {}})
@@ -122,11 +139,12 @@ def _admissions(meds_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _render(adm: dict[str, Any], pat: dict[str, Any], family: str, rng: np.random.Generator) -> _Writer:
+def _render(adm: dict[str, Any], pat: dict[str, Any], family: str, rng: np.random.Generator,
+            typos: float = 0.0) -> _Writer:
     from medflow.data.simulate.ehr import CHRONIC
 
     title, hpi, pmh, fhx, labs, meds, course = _SECTIONS[family]
-    w = _Writer()
+    w = _Writer(rng, typos)
     w.put(f"{title}\nPatient: ")
     w.put(f"{pat['first']} {pat['last']}", "PATIENT")
     w.put("   MRN: ")
@@ -213,11 +231,12 @@ def _render(adm: dict[str, Any], pat: dict[str, Any], family: str, rng: np.rando
 
 
 def notes_from_ehr(meds_dir: str | Path | None = None, patients: int = 300, seed: int = 0,
-                   families: tuple[str, ...] = ("discharge",), max_notes: int | None = None
+                   families: tuple[str, ...] = ("discharge",), max_notes: int | None = None, typos: float = 0.05
                    ) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
     """SYNTHETIC notes, one per admission of a MEDS cohort from `simulate_ehr` (simulated here, `patients` and
     `seed`, when `meds_dir` is None), and their gold spans. Returns (frame: note_id, subject_id, patient_id,
-    family, admit, text, acute, icd10, one 0/1 column per chronic condition; {note_id: [spans]})."""
+    family, admit, text, acute, icd10, one 0/1 column per chronic condition; {note_id: [spans]}). `typos`: the
+    share of a problem's words of 6 letters or more written with a slip ("pnuemonia"), as clinicians type."""
     import tempfile
 
     from medflow.data.simulate.ehr import ACUTE, CHRONIC, simulate_ehr
@@ -225,7 +244,7 @@ def notes_from_ehr(meds_dir: str | Path | None = None, patients: int = 300, seed
     if meds_dir is None:
         with tempfile.TemporaryDirectory() as tmp:
             return notes_from_ehr(simulate_ehr(Path(tmp) / "ehr", patients=patients, seed=seed), seed=seed,
-                                  families=families, max_notes=max_notes)
+                                  families=families, max_notes=max_notes, typos=typos)
     adms = _admissions(Path(meds_dir))
     rng = np.random.default_rng([seed, 7])
     pool = "test" if families == (HELD_OUT,) else "train"
@@ -240,7 +259,7 @@ def notes_from_ehr(meds_dir: str | Path | None = None, patients: int = 300, seed
             people[sid] = {**_person(rng, pool), "mrn": _pick(rng, [_digits(rng, 8), f"MR{_digits(rng, 7)}"]),
                            "hospital": _pick(rng, _HOSPITAL[pool]), "doctor": _person(rng, pool), "city": city}
         family = _pick(rng, list(families))
-        w = _render(adm, people[sid], family, rng)
+        w = _render(adm, people[sid], family, rng, typos)
         nid = f"ehr-{seed}-{sid}-{i}"
         rows.append({"note_id": nid, "subject_id": sid, "patient_id": f"P{sid:06d}", "family": family,
                      "admit": adm["admit"], "text": w.text, "acute": adm["acute"],
