@@ -240,7 +240,7 @@ def dice_mean(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -
 @metric_function("span_f1", "F1 (strict, all labels)", True)
 def span_f1(y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5) -> float:
     """Span extraction: micro F1 over all labels, strict match, from the per-note counts that
-    `tasks.spans.note_counts` writes (columns 0-3: gold matched, predictions matched, gold, predictions)."""
+    `nlp.tagger.note_counts` writes (columns 0-3: gold matched, predictions matched, gold, predictions)."""
     tpg, tpp, ng, npred = np.asarray(y_score, float)[:, :4].sum(axis=0)
     if not ng:
         return float("nan")

@@ -21,7 +21,7 @@ import numpy as np
 from medflow.nlp.context import find_mentions
 from medflow.nlp.phi import _features, tokens_with_offsets
 
-__all__ = ["SpanTagger", "span_scores", "spans_match"]
+__all__ = ["SpanTagger", "span_scores", "spans_match", "note_counts"]
 
 _HEADING = re.compile(r"(?m)^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}):")
 
@@ -220,39 +220,52 @@ def spans_match(g: dict[str, Any], p: dict[str, Any], strict: bool) -> bool:
     return g["start"] < p["end"] and p["start"] < g["end"]
 
 
-def _counts(gold: list[dict], pred: list[dict], strict: bool, label: str | None) -> tuple[int, int, int]:
-    g = [s for s in gold if label is None or s["label"] == label]
-    p = [s for s in pred if label is None or s["label"] == label]
-    tp_g = sum(any(spans_match(a, b, strict) for b in p) for a in g)
-    tp_p = sum(any(spans_match(a, b, strict) for a in g) for b in p)
-    return tp_g, tp_p, len(g), len(p)  # type: ignore[return-value]
+def note_counts(gold: list[dict[str, Any]], pred: list[dict[str, Any]], labels: list[str]) -> np.ndarray:
+    """One note's span counts (spans with labels outside `labels` ignored): for strict then lenient matching, over
+    all labels then per label, [gold spans matched, predicted spans matched, gold spans, predicted spans]; then the
+    gold spans with an assertion that a prediction matches strictly, and how many of those got it right. The
+    columns of a span task's predictions table (`tasks.spans`) and what `span_scores` sums."""
+    gold = [s for s in gold if s["label"] in labels]
+    pred = [s for s in pred if s["label"] in labels]
+    row: list[int] = []
+    for strict in (True, False):
+        for lab in [None, *labels]:
+            g = [s for s in gold if lab is None or s["label"] == lab]
+            p = [s for s in pred if lab is None or s["label"] == lab]
+            row += [sum(any(spans_match(a, b, strict) for b in p) for a in g),
+                    sum(any(spans_match(a, b, strict) for a in g) for b in p), len(g), len(p)]
+    pairs = [(g["attributes"]["assertion"], p.get("attributes", {}).get("assertion")) for g in gold for p in pred
+             if "assertion" in g.get("attributes", {}) and spans_match(g, p, True)]
+    row += [len(pairs), sum(a == b for a, b in pairs)]
+    return np.asarray(row, dtype=float)
 
 
 def span_scores(gold: list[list[dict]], pred: list[list[dict]], n_boot: int = 500, seed: int = 0) -> dict:
     """Per label and micro over labels, strict (same offsets) and lenient (overlap): precision, recall and F1
     with 95% bootstrap CIs over notes; and the assertion accuracy on strictly matched problem spans."""
     labels = sorted({s["label"] for sp in gold for s in sp})
+    every = sorted(set(labels) | {s["label"] for sp in pred for s in sp})  # predicted-only labels count in micro
+    width = 8 * (len(every) + 1) + 2
+    counts = np.stack([note_counts(g, p, every) for g, p in zip(gold, pred, strict=True)]) if gold else \
+        np.zeros((0, width))
     rng = np.random.default_rng(seed)
     boots = [rng.integers(0, len(gold), len(gold)) for _ in range(n_boot)]
+
+    def prf(rows: np.ndarray) -> tuple[float, float, float]:
+        tp_g, tp_p, ng, npred = rows.sum(axis=0)
+        r = tp_g / ng if ng else 0.0
+        pr = tp_p / npred if npred else 0.0
+        return pr, r, 2 * pr * r / (pr + r) if pr + r else 0.0
+
     out: dict[str, Any] = {}
-    for mode in ("strict", "lenient"):
+    for m, mode in enumerate(("strict", "lenient")):
         for label in [*labels, None]:
-            per_note = np.array([_counts(g, p, mode == "strict", label) for g, p in zip(gold, pred, strict=True)])
-
-            def prf(rows: np.ndarray) -> tuple[float, float, float]:
-                tp_g, tp_p, ng, npred = rows.sum(axis=0)
-                r = tp_g / ng if ng else 0.0
-                pr = tp_p / npred if npred else 0.0
-                return pr, r, 2 * pr * r / (pr + r) if pr + r else 0.0
-
+            at = 4 * (m * (len(every) + 1) + (0 if label is None else 1 + every.index(label)))
+            per_note = counts[:, at:at + 4]
             pr, r, f1 = prf(per_note)
-            f1s = [prf(per_note[idx])[2] for idx in boots]
-            lo, hi = np.percentile(f1s, [2.5, 97.5])
+            lo, hi = np.percentile([prf(per_note[idx])[2] for idx in boots], [2.5, 97.5])
             out.setdefault(mode, {})[label or "micro"] = {"precision": pr, "recall": r, "f1": f1, "f1_low": lo,
                                                           "f1_high": hi, "n": int(per_note[:, 2].sum())}
-    hits = [(g["attributes"].get("assertion"), p["attributes"].get("assertion"))
-            for gs, ps in zip(gold, pred, strict=True) for g in gs for p in ps
-            if "assertion" in g.get("attributes", {}) and spans_match(g, p, True)]
-    out["assertion_accuracy"] = {"value": float(np.mean([a == b for a, b in hits])) if hits else None,
-                                 "n": len(hits)}
+    n, right = counts[:, -2:].sum(axis=0)
+    out["assertion_accuracy"] = {"value": float(right / n) if n else None, "n": int(n)}
     return out

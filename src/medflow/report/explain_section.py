@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from medflow.report import plots
 from medflow.report.elements import escape, html_table, img
-from medflow.report.text_tools import mark_spans
+from medflow.report.text_tools import mark_spans, span_mark
 
 __all__ = ["explain_section"]
 
@@ -96,8 +96,8 @@ def _text_explain_section(expl: dict, selected: str) -> str:
             "the label and assertion.</p>")
         for ex in e["examples"]:
             parts.append(f"<p><b>{escape(str(ex['note_id']))}</b>: {ex['misses']} span(s) differ from gold. "
-                         "Predicted:</p>" + mark_spans(ex["text"], ex["spans"], _span_mark, "p")
-                         + "<p>Gold:</p>" + mark_spans(ex["text"], ex["gold"], _span_mark, "p"))
+                         "Predicted:</p>" + mark_spans(ex["text"], ex["spans"], span_mark, "p")
+                         + "<p>Gold:</p>" + mark_spans(ex["text"], ex["gold"], span_mark, "p"))
     for method, how in _TEXT_METHODS.items():
         for name, e, head in _explained_by(expl, selected, method):
             parts.append(head + f"<p>Words shaded by {how}. Examples: the most and least confident test notes "
@@ -110,11 +110,6 @@ def _text_explain_section(expl: dict, selected: str) -> str:
                 parts.append(f"<p><b>{escape(str(ex['note_id']))}</b>: score {ex['score']:.2f}, true "
                              f"{escape(ex['label'])}{what}</p>" + _highlight(ex["tokens"]))
     return "".join(parts)
-
-
-def _span_mark(s: dict, inner: str) -> str:
-    what = s["label"] + (f" ({s['attributes']['assertion']})" if s.get("attributes", {}).get("assertion") else "")
-    return f"<mark title='{escape(what)}'>{inner}</mark>"
 
 
 def _explained_by(expl: dict, selected: str, method: str) -> list[tuple[str, dict, str]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from medflow.report.elements import escape, html_table
 
-__all__ = ["deid_page", "extract_page", "mark_spans"]
+__all__ = ["deid_page", "extract_page", "mark_spans", "span_mark"]
 
 _STYLE = """<style>body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
@@ -29,6 +29,12 @@ def mark_spans(text: str, spans: list[dict[str, Any]], mark: Callable[[dict[str,
         out.append(mark(s, escape(text[s["start"]:s["end"]])))
         at = s["end"]
     return f"<{tag} class='note'>" + "".join(out) + escape(text[at:]) + f"</{tag}>"
+
+
+def span_mark(s: dict[str, Any], inner: str) -> str:
+    """A span marked with its label and, when it has one, its assertion as the hover title."""
+    what = s["label"] + (f" ({s['attributes']['assertion']})" if s.get("attributes", {}).get("assertion") else "")
+    return f"<mark title='{escape(what)}'>{inner}</mark>"
 
 
 def deid_page(summary: dict[str, Any], examples: list[tuple[str, str, list[dict[str, Any]]]]) -> str:
@@ -72,7 +78,5 @@ def extract_page(source: str, counts: dict[str, int], scores: dict[str, Any] | N
                          f"{acc['n']}.</p>")
     parts.append("<h2>Example notes (spans marked; hover for the label)</h2>")
     for nid, text, spans in examples:
-        parts.append(f"<h3>{escape(nid)}</h3>" + mark_spans(text, [
-            {**s, "label": s["label"] + (f" ({s['attributes']['assertion']})" if s.get("attributes", {}).get(
-                "assertion") else "")} for s in spans]))
+        parts.append(f"<h3>{escape(nid)}</h3>" + mark_spans(text, spans, span_mark))
     return "".join(parts) + "</body></html>"

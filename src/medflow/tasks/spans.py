@@ -22,31 +22,13 @@ from pydantic import Field
 
 from medflow.errors import ConfigError, DataError
 from medflow.evaluate.metric import Metric
-from medflow.nlp.tagger import spans_match
+from medflow.nlp.tagger import note_counts
 from medflow.tasks.base import Task
 
 __all__ = ["SpanExtraction", "note_counts", "vote"]
 
-_MODES = ("strict", "lenient")
+_MODES = ("strict", "lenient")  # the order of `nlp.tagger.note_counts`'s columns
 _COUNTS = ("tpg", "tpp", "gold", "pred")  # gold matched, predictions matched, gold, predictions
-
-
-def note_counts(gold: list[dict[str, Any]], pred: list[dict[str, Any]], labels: list[str]) -> np.ndarray:
-    """One note's counts in the order of `SpanExtraction.case_columns` (labels outside `labels` ignored)."""
-    gold = [s for s in gold if s["label"] in labels]
-    pred = [s for s in pred if s["label"] in labels]
-    row = []
-    for mode in _MODES:
-        strict = mode == "strict"
-        for lab in [None, *labels]:
-            g = [s for s in gold if lab is None or s["label"] == lab]
-            p = [s for s in pred if lab is None or s["label"] == lab]
-            row += [sum(any(spans_match(a, b, strict) for b in p) for a in g),
-                    sum(any(spans_match(a, b, strict) for a in g) for b in p), len(g), len(p)]
-    pairs = [(g["attributes"]["assertion"], p.get("attributes", {}).get("assertion")) for g in gold for p in pred
-             if "assertion" in g.get("attributes", {}) and spans_match(g, p, True)]
-    row += [len(pairs), sum(a == b for a, b in pairs)]
-    return np.asarray(row, dtype=float)
 
 
 def _ratio(kind: str, base: int):

@@ -64,7 +64,6 @@ class FederatedResult:
     best_round: int
     history: list[dict[str, Any]] = field(default_factory=list)
     privacy: dict[str, Any] = field(default_factory=dict)  # per site: the epsilon its DP-SGD spent
-    featurizer: dict[str, Any] | None = None  # a deployment: the featurizer the server merged from site summaries
 
 
 class LocalSite:

@@ -142,5 +142,4 @@ def loopback_fit(module: Any, loss_fn: Any, sites: list, train: Any, fed: Any, s
                            f"merged here from the same files; see {workdir}")
     for leftover in (out, home):  # the weights are returned; Flower's CLI state is not needed; logs stay
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-    return FederatedResult(result["state"], result["best_round"], result["history"], result["privacy"],
-                           featurizer=result["featurizer"])
+    return FederatedResult(result["state"], result["best_round"], result["history"], result["privacy"])
