@@ -22,12 +22,14 @@ def register(app: typer.Typer) -> None:
                                                                       "EF 1%, EF 5% and BEDROC")] = None,
                lower_is_better: Annotated[bool, typer.Option(help="regression runs: rank the lowest predicted "
                                                                   "value first (e.g. IC50)")] = False,
+               protein: Annotated[str | None, typer.Option(help="drug-target runs: the target to screen against "
+                                                            "(amino-acid sequence or FASTA file)")] = None,
                top: Annotated[int, typer.Option(help="rows shown here")] = 10) -> None:
         """Score and rank a library with a molecule run; writes OUTPUT and OUTPUT.summary.json."""
         from medflow.artifacts import write_json, write_text
         from medflow.screen import screen as run_screen
 
-        ranked, summary = run_screen(run_dir, library, model, smiles_column, active_column, lower_is_better)
+        ranked, summary = run_screen(run_dir, library, model, smiles_column, active_column, lower_is_better, protein)
         write_text(output, ranked.to_csv(index=False))
         write_json(output.with_suffix(".summary.json"), summary)
         table = Table(title=f"top {min(top, len(ranked))} of {len(ranked)} ({summary['ranked_by']}, model "

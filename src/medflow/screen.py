@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from medflow.data.molecules import MOL_ID, MoleculeSource, read_molecules
-from medflow.errors import ConfigError, DataError
+from medflow.errors import ConfigError, DataError, shown
 
 __all__ = ["screen", "enrichment_metrics"]
 
@@ -51,9 +51,29 @@ def enrichment_metrics(active: np.ndarray, score: np.ndarray, fractions: tuple[f
     return {n: {"value": point[i], "low": float(lo[i]), "high": float(hi[i])} for i, n in enumerate(names)}
 
 
+def read_protein(given: str) -> str:
+    """A target sequence from one-letter codes or a FASTA / plain-text file (its first record); checked."""
+    from medflow.data.molecules import protein_problem
+
+    path = Path(given)
+    text = given
+    if len(given) < 4096 and path.is_file():
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if lines and lines[0].startswith(">"):
+            lines = lines[1:]
+            lines = lines[:next((i for i, ln in enumerate(lines) if ln.startswith(">")), len(lines))]
+        text = "".join(lines)
+    why = protein_problem(text)
+    if why:
+        raise DataError(f"--protein {shown(given[:60])}: {why}.")
+    return "".join(text.split()).upper()
+
+
 def screen(run: Any, library: str | Path, model: str | None = None, smiles_column: str | None = None,
-           active_column: str | None = None, lower_is_better: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score and rank a library with a finished molecule run (a Run or its directory).
+           active_column: str | None = None, lower_is_better: bool = False,
+           protein: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score and rank a library with a finished molecule run (a Run or its directory); a drug-target run ranks
+    it against one target (`protein`: an amino-acid sequence or a FASTA file).
 
     Returns the ranked table (rank, id, SMILES, score, uncertainty when an ensemble, the active column when
     given) and a summary: molecules read, invalid ones left out, and the enrichment metrics when actives are known.
@@ -80,6 +100,13 @@ def screen(run: Any, library: str | Path, model: str | None = None, smiles_colum
             raise DataError(f"{library}: active column '{active_column}' holds {bad.iloc[0]!r} at row "
                             f"{int(bad.index[0]) + 1}; use 1 for actives and 0 for inactives.")
     records = pd.DataFrame({feat.smiles_column: frame[ds.molecules.smiles_column].to_numpy()})
+    if getattr(feat, "protein_column", None):  # a drug-target run scores the library against one target
+        if protein is None:
+            raise ConfigError(f"{run.path}: this run scores drug-target pairs; name the target to screen against "
+                              "(--protein: an amino-acid sequence or a FASTA file).")
+        records[feat.protein_column] = read_protein(protein)
+    elif protein is not None:
+        raise ConfigError(f"{run.path}: this run scores molecules alone; --protein is for drug-target runs.")
     preds = run.predict(records, model=model, source=str(library))
     score = preds["probability" if kind == "binary" else "prediction"].to_numpy(dtype=float)
     out = pd.DataFrame({"mol_id": frame[MOL_ID].to_numpy(), "smiles": frame[ds.molecules.smiles_column].to_numpy(),

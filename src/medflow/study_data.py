@@ -27,7 +27,9 @@ def data_config(ds: Dataset) -> dict[str, Any]:
         return {"images": ds.meta.get("images_config") or {"path": ds.source}, "synthetic": ds.synthetic}
     if ds.molecules is not None and not ds.source.startswith("builtin:"):
         return {"molecules": {"path": ds.source, "smiles_column": ds.molecules.smiles_column,
-                              "on_invalid": ds.molecules.policy}, "synthetic": ds.synthetic}
+                              "on_invalid": ds.molecules.policy,
+                              **({"protein_column": ds.molecules.protein_column} if ds.molecules.protein_column
+                                 else {})}, "synthetic": ds.synthetic}
     if ds.text is not None and not ds.source.startswith("builtin:"):
         return {"text": ds.meta.get("text_config") or {"path": ds.source}, "synthetic": ds.synthetic}
     if ds.events is not None and not ds.source.startswith("builtin:"):

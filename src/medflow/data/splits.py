@@ -167,7 +167,7 @@ class Scaffold(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["scaffold"] = "scaffold"
+    kind: Literal["scaffold", "group"] = "scaffold"  # "group": the same split by any column (split.column)
     test: float = Field(0.1, gt=0, lt=1)
     valid: float = Field(0.1, ge=0, lt=1)
     column: str = Field("scaffold", description="the column whose values group records (molecules: scaffold)")

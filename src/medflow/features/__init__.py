@@ -95,7 +95,8 @@ def _mol_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
     from medflow.features.molecule import MoleculeFeaturizer
 
     matrix = getattr(data, "mol_features", None)
-    return MoleculeFeaturizer(ds.molecules.smiles_column, matrix).fit(train, ds.source, ds.molecules.cache)
+    return MoleculeFeaturizer(ds.molecules.smiles_column, matrix, ds.molecules.protein_column).fit(
+        train, ds.source, ds.molecules.cache)
 
 
 def _mol_apply(feat: Any, ds: Any, frame: Any) -> Any:

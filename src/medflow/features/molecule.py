@@ -16,6 +16,12 @@ read them at the readout (chemprop's `--features-generators rdkit_2d_normalized`
 models read `to_matrix()`.
 
 Every distinct SMILES is featurized once per dataset (`MoleculeData.cache`) and reused by every fold and model.
+
+Drug-target pairs (`protein_column`): each row's target sequence becomes residue tokens (1-25 over
+`PROTEIN_LETTERS`, 0 = padding; sequences longer than `protein_len` are cut, DeepDTA's 1,000 by default), stored
+once per distinct sequence; a batch carries its distinct sequences as `protein` (distinct x longest) and each
+pair's row among them as `protein_of`, so a target tower runs once per target in a batch, not once per pair.
+Tabular models read the target's amino-acid (20) and dipeptide (400) composition beside the drug's bits and descriptors.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medflow.data.molecules import parse_smiles
+from medflow.data.molecules import AMINO_ACIDS, PROTEIN_LETTERS, parse_smiles, protein_problem
 from medflow.errors import DataError, shown
 
-__all__ = ["MoleculeFeaturizer", "MolGraphs", "atom_features", "bond_features", "ATOM_DIM", "BOND_DIM"]
+__all__ = ["MoleculeFeaturizer", "MolGraphs", "atom_features", "bond_features", "protein_tokens",
+           "protein_composition", "ATOM_DIM", "BOND_DIM", "N_RESIDUE_TOKENS"]
 
 _ELEMENTS = list(range(1, 37)) + [53]
 _DEGREES = list(range(6))
@@ -41,6 +48,7 @@ _STEREO = list(range(6))
 ATOM_DIM = sum(len(v) + 1 for v in (_ELEMENTS, _DEGREES, _CHARGES, _CHIRAL, _NUM_HS, _HYBRID)) + 2
 BOND_DIM = 1 + len(_BOND_TYPES) + 2 + len(_STEREO) + 1
 FP_BITS, FP_RADIUS = 2048, 2
+N_RESIDUE_TOKENS = len(PROTEIN_LETTERS) + 1  # residues 1..25, 0 = padding
 CLIP = 10.0  # scaled descriptors beyond +-10 training sd are clipped (a new molecule may extrapolate that far)
 
 
@@ -96,7 +104,8 @@ class MolGraphs:
     scaled descriptors. `batch(idx)` gives the tensors a message-passing network takes; `to_matrix()` the
     fingerprint bits and descriptors a tabular model takes. `shape` is (molecules, descriptors)."""
 
-    def __init__(self, graphs: list[dict[str, np.ndarray]], descriptors: np.ndarray, matrix: list[str]) -> None:
+    def __init__(self, graphs: list[dict[str, np.ndarray]], descriptors: np.ndarray, matrix: list[str],
+                 proteins: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
         n_atoms = np.array([len(g["atoms"]) for g in graphs], dtype=np.int64)
         n_bonds = np.array([len(g["src"]) for g in graphs], dtype=np.int64)
         self.atom_start = np.concatenate([[0], np.cumsum(n_atoms)])
@@ -112,6 +121,8 @@ class MolGraphs:
         self.descriptors = descriptors.astype(np.float32)
         self.matrix_kinds = matrix
         self._matrix: np.ndarray | None = None
+        # drug-target pairs: (tokens of each distinct sequence, their lengths, each molecule's sequence)
+        self.proteins = proteins
 
     def __len__(self) -> int:
         return len(self.atom_start) - 1
@@ -123,7 +134,8 @@ class MolGraphs:
                    "bonds": self.bonds[self.bond_start[i]:self.bond_start[i + 1]],
                    "src": self.src[self.bond_start[i]:self.bond_start[i + 1]],
                    "dst": self.dst[self.bond_start[i]:self.bond_start[i + 1]], "fp": self.fp[i]} for i in idx]
-        return MolGraphs(graphs, self.descriptors[idx], self.matrix_kinds)
+        prot = None if self.proteins is None else (self.proteins[0], self.proteins[1], self.proteins[2][idx])
+        return MolGraphs(graphs, self.descriptors[idx], self.matrix_kinds, prot)
 
     def __getitem__(self, idx: Any) -> MolGraphs:
         return self.subset(np.arange(len(self))[idx])
@@ -146,14 +158,22 @@ class MolGraphs:
         bond_offset = np.repeat(np.cumsum(nb) - nb, nb)
         local = np.arange(len(bond_rows)) - bond_offset
         rev = bond_offset + (local ^ 1)  # bonds are stored in pairs u->v, v->u
-        return {"atoms": torch.from_numpy(self.atoms[atom_rows]),
+        out = {"atoms": torch.from_numpy(self.atoms[atom_rows]),
                 "bonds": torch.from_numpy(self.bonds[bond_rows]),
                 "src": torch.from_numpy(self.src[bond_rows] + atom_offset),
                 "dst": torch.from_numpy(self.dst[bond_rows] + atom_offset),
                 "rev": torch.from_numpy(rev),
                 "mol": torch.from_numpy(np.repeat(np.arange(len(idx)), na)),
                 "n_atoms": torch.from_numpy(na),
-                "descriptors": torch.from_numpy(self.descriptors[idx])}
+                "descriptors": torch.from_numpy(self.descriptors[idx]),
+                "fp": torch.from_numpy(self.fp[idx].astype(np.float32))}
+        if self.proteins is not None:
+            tokens, lengths, which = self.proteins
+            distinct, of = np.unique(which[idx], return_inverse=True)  # a target tower runs once per sequence
+            out["protein"] = torch.from_numpy(tokens[distinct, :max(1, int(lengths[distinct].max()))]
+                                              .astype(np.int64))
+            out["protein_of"] = torch.from_numpy(of.astype(np.int64))
+        return out
 
     def atom_symbols(self, i: int) -> list[str]:
         """Element symbols of molecule i's atoms, in RDKit's order (decoded from the atomic-number one-hot)."""
@@ -167,12 +187,48 @@ class MolGraphs:
         """Morgan fingerprint bits and/or scaled descriptors, as the featurizer's `matrix` option says."""
         if self._matrix is None:
             parts = {"morgan": self.fp.astype(np.float32), "descriptors": self.descriptors}
-            self._matrix = np.ascontiguousarray(np.concatenate([parts[k] for k in self.matrix_kinds], axis=1))
+            if self.proteins is not None:
+                parts["protein"] = protein_composition(self.proteins[0], self.proteins[1])[self.proteins[2]]
+            kinds = self.matrix_kinds + (["protein"] if self.proteins is not None else [])
+            self._matrix = np.ascontiguousarray(np.concatenate([parts[k] for k in kinds], axis=1))
         return self._matrix
 
     def matrix_names(self) -> list[str]:
-        names = {"morgan": [f"morgan_{i}" for i in range(FP_BITS)], "descriptors": descriptor_names()}
-        return [n for k in self.matrix_kinds for n in names[k]]
+        names = {"morgan": [f"morgan_{i}" for i in range(FP_BITS)], "descriptors": descriptor_names(),
+                 "protein": [f"aa_{a}" for a in AMINO_ACIDS] + [f"dp_{a}{b}" for a in AMINO_ACIDS
+                                                                 for b in AMINO_ACIDS]}
+        kinds = self.matrix_kinds + (["protein"] if self.proteins is not None else [])
+        return [n for k in kinds for n in names[k]]
+
+
+def protein_tokens(sequences: list[str], max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Residue tokens of the distinct sequences (P x longest, 0-padded, cut at `max_len`), their lengths, and each
+    input's row among them."""
+    distinct = list(dict.fromkeys(sequences))
+    where = {s: i for i, s in enumerate(distinct)}
+    lengths = np.array([min(len(s), max_len) for s in distinct], dtype=np.int64)
+    tokens = np.zeros((len(distinct), max(1, int(lengths.max()) if len(lengths) else 1)), dtype=np.uint8)
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[np.frombuffer(PROTEIN_LETTERS.encode(), dtype=np.uint8)] = np.arange(1, len(PROTEIN_LETTERS) + 1)
+    for i, s in enumerate(distinct):
+        tokens[i, :lengths[i]] = lut[np.frombuffer(s[:max_len].encode(), dtype=np.uint8)]
+    return tokens, lengths, np.array([where[s] for s in sequences], dtype=np.int64)
+
+
+def protein_composition(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Amino-acid (20) and dipeptide (400) composition of each tokenized sequence: fractions of its standard
+    residues and of its adjacent standard pairs."""
+    k = len(AMINO_ACIDS)
+    out = np.zeros((len(tokens), k + k * k), dtype=np.float32)
+    for i, (t, n) in enumerate(zip(tokens, lengths, strict=True)):
+        r = t[:n].astype(np.int64) - 1
+        std = r[r < k]
+        if len(std):
+            out[i, :k] = np.bincount(std, minlength=k) / len(std)
+        pair = (r[:-1] < k) & (r[1:] < k)
+        if pair.any():
+            out[i, k:] = np.bincount(r[:-1][pair] * k + r[1:][pair], minlength=k * k) / pair.sum()
+    return out
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -194,21 +250,23 @@ class MoleculeFeaturizer:
 
     name = "mol-v1"
 
-    def __init__(self, smiles_column: str = "smiles", matrix: list[str] | None = None) -> None:
+    def __init__(self, smiles_column: str = "smiles", matrix: list[str] | None = None,
+                 protein_column: str | None = None, protein_len: int = 1000) -> None:
         self.smiles_column = smiles_column
         self.matrix = list(matrix or ["morgan", "descriptors"])
+        self.protein_column, self.protein_len = protein_column, protein_len
         self.log: np.ndarray | None = None
         self.center: np.ndarray | None = None
         self.scale: np.ndarray | None = None
 
     @property
     def output_sources(self) -> list[str]:
-        return [self.smiles_column]
+        return [self.smiles_column] + ([self.protein_column] if self.protein_column else [])
 
     @property
     def record_columns(self) -> list[str]:
-        """Columns that name a molecule, kept beside its prediction (`medflow predict`)."""
-        return ["mol_id", self.smiles_column]
+        """Columns that name a molecule (and its target), kept beside its prediction (`medflow predict`)."""
+        return ["mol_id", self.smiles_column] + ([self.protein_column] if self.protein_column else [])
 
     def _graphs(self, smiles: list[Any], source: str, cache: dict[str, Any] | None) -> list[dict[str, np.ndarray]]:
         cache = {} if cache is None else cache
@@ -250,7 +308,21 @@ class MoleculeFeaturizer:
         if self.smiles_column not in frame.columns:
             raise DataError(f"{source}: the SMILES column '{self.smiles_column}' is missing; columns are "
                             f"{list(frame.columns)}.")
-        return [c for c in frame.columns if c != self.smiles_column]
+        if self.protein_column and self.protein_column not in frame.columns:
+            raise DataError(f"{source}: the protein column '{self.protein_column}' is missing (this model scores "
+                            f"drug-target pairs); columns are {list(frame.columns)}.")
+        return [c for c in frame.columns if c not in self.output_sources]
+
+    def _proteins(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if not self.protein_column:
+            return None
+        seqs = []
+        for i, p in enumerate(frame[self.protein_column].tolist()):
+            why = protein_problem(p)
+            if why:
+                raise DataError(f"{source}: row {i + 1}, column '{self.protein_column}': {why}.")
+            seqs.append("".join(str(p).split()).upper())
+        return protein_tokens(seqs, self.protein_len)
 
     def transform(self, frame: pd.DataFrame, source: str = "input", cache: dict[str, Any] | None = None) -> MolGraphs:
         assert self.center is not None, "fit the featurizer first"
@@ -260,17 +332,18 @@ class MoleculeFeaturizer:
         with np.errstate(all="ignore"):
             t = self._shape(np.where(np.isfinite(d), d, np.nan))
         scaled = np.clip(np.nan_to_num((t - self.center) / self.scale), -CLIP, CLIP)  # missing -> the mean
-        return MolGraphs(graphs, scaled, self.matrix)
+        return MolGraphs(graphs, scaled, self.matrix, self._proteins(frame, source))
 
     def to_dict(self) -> dict[str, Any]:
         assert self.center is not None, "fit the featurizer first"
         return {"version": self.name, "smiles_column": self.smiles_column, "matrix": self.matrix,
+                "protein_column": self.protein_column, "protein_len": self.protein_len,
                 "descriptors": descriptor_names(), "log": self.log.tolist(), "center": self.center.tolist(),
                 "scale": self.scale.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MoleculeFeaturizer:
-        f = cls(d["smiles_column"], d["matrix"])
+        f = cls(d["smiles_column"], d["matrix"], d.get("protein_column"), d.get("protein_len", 1000))
         if d["descriptors"] != descriptor_names():
             raise DataError("this run's descriptors were computed by another RDKit version ("
                             f"{len(d['descriptors'])} descriptors, this RDKit has {len(descriptor_names())}); "

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from medflow.models import baselines, effects, extraction, graph, sequence, survival, tabular, text, vision
+from medflow.models import baselines, dti, effects, extraction, graph, sequence, survival, tabular, text, vision
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
 
@@ -34,6 +34,8 @@ SEARCH = {
                          "dropout": [0.0, 0.5], **_LR},
     "transformer_encoder": {"d": {"choices": [64, 128]}, "layers": [1, 4], "dropout": [0.0, 0.3], **_LR},
     "gin": {"hidden": {"choices": [100, 200, 300]}, "layers": [2, 6], "dropout": [0.0, 0.3], **_LR},
+    "dti": {"hidden": {"choices": [100, 200, 300]}, "filters": {"choices": [16, 32, 64]}, "dropout": [0.0, 0.3],
+            **_LR},
     "gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True}, "max_leaf_nodes": [4, 63],
                           "min_samples_leaf": [5, 50], "l2_regularization": {"low": 1e-6, "high": 1.0, "log": True}},
     "cox_ph": {"alpha": {"low": 1e-3, "high": 1e2, "log": True}},
@@ -68,6 +70,9 @@ for _spec in (
     ModelSpec("gin", "deep", _DEEP, graph.GINConfig, graph.GIN,
               "graph isomorphism network with bond features (GINE), residual, batch norm, sum readout",
               inputs="graphs", complexity=4),
+    ModelSpec("dti", "deep", frozenset({"binary", "regression"}), dti.DTIConfig, dti.DTINet,
+              "drug-target interaction, two towers: D-MPNN (or Morgan MLP) over the drug, DeepDTA's 1-D CNN over "
+              "the target's amino acids (data.molecules.protein_column)", inputs="graphs", complexity=4),
     ModelSpec("text_cnn", "deep", _IMAGE, text.TextCNNConfig, text.TextCNN,
               "CNN over word embeddings (Kim 2014): widths 3/4/5, max over time; long notes pooled over windows",
               inputs="text", complexity=4),

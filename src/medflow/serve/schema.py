@@ -56,12 +56,18 @@ class InputSchema:
         quality = read_json(quality_path) if quality_path.exists() else {}
         self.columns = {c["column"]: c for c in quality.get("columns", [])}
         self.fields: dict[str, dict[str, Any]] = {}
+        self.protein: str | None = None
         if self.kind in _ONE_STRING:  # one SMILES (parsed by RDKit before predicting) or one note per record
             col = getattr(feat, _ONE_STRING[self.kind][0])
             self.fields[col] = {"name": col, "type": _ONE_STRING[self.kind][1]}
-            self.model = create_model("Record", __config__=ConfigDict(extra="forbid", strict=True),
-                                      f0=(Annotated[str, Field(min_length=1, max_length=_ONE_STRING[self.kind][3])],
-                                          Field(..., alias=col)))
+            strings = {"f0": (Annotated[str, Field(min_length=1, max_length=_ONE_STRING[self.kind][3])],
+                              Field(..., alias=col))}
+            self.protein = getattr(feat, "protein_column", None)  # drug-target runs: the target's sequence too
+            if self.protein:
+                self.fields[self.protein] = {"name": self.protein, "type": "protein"}
+                strings["f1"] = (Annotated[str, Field(min_length=1, max_length=100_000)],
+                                 Field(..., alias=self.protein))
+            self.model = create_model("Record", __config__=ConfigDict(extra="forbid", strict=True), **strings)
         if self.kind == "table":
             for col, kind in feat.feature_types.items():
                 self.fields[col] = self._field(col, kind.value, feat.state[col])
@@ -98,10 +104,14 @@ class InputSchema:
     def record_json_schema(self) -> dict[str, Any]:
         """JSON Schema of one record (plain: no $refs), with each field's training range or categories."""
         if self.kind in _ONE_STRING:
-            (col,) = self.fields
-            return {"type": "object", "title": "Record", "additionalProperties": False, "required": [col],
-                    "properties": {col: {"type": "string", "minLength": 1, "maxLength": _ONE_STRING[self.kind][3],
-                                         "description": _ONE_STRING[self.kind][2]}}}
+            col = next(iter(self.fields))
+            props = {col: {"type": "string", "minLength": 1, "maxLength": _ONE_STRING[self.kind][3],
+                           "description": _ONE_STRING[self.kind][2]}}
+            if self.protein:
+                props[self.protein] = {"type": "string", "minLength": 1, "maxLength": 100_000,
+                                       "description": "the target's amino-acid sequence (one-letter codes)"}
+            return {"type": "object", "title": "Record", "additionalProperties": False, "required": list(props),
+                    "properties": props}
         if self.kind != "table":
             return {"type": "object"}
         schema = self.model.model_json_schema(by_alias=True)
@@ -161,12 +171,15 @@ class InputSchema:
                 problems += field_errors(e, f"records[{i}]")
                 continue
             if self.kind == "molecules":
-                from medflow.data.molecules import parse_smiles
+                from medflow.data.molecules import parse_smiles, protein_problem
 
-                (col,) = self.fields
+                col = next(iter(self.fields))
                 _, why = parse_smiles(rec[col])
                 if why:
                     problems.append({"field": f"records[{i}].{col}", "problem": why})
+                why = protein_problem(rec[self.protein]) if self.protein else None
+                if why:
+                    problems.append({"field": f"records[{i}].{self.protein}", "problem": why})
             elif self.kind == "text":
                 (col,) = self.fields
                 if not rec[col].strip():
