@@ -23,6 +23,7 @@ _LAZY = {
     "FeatureType": ("medflow.data.dataset", "FeatureType"),
     "read_table": ("medflow.data.sources.tabular", "read_table"),
     "Study": ("medflow.study", "Study"),
+    "molgen": ("medflow.molgen", None),
     "Run": ("medflow.runs", "Run"),
     "load_run": ("medflow.runs", "load_run"),
     "start_service": ("medflow.serve.app", "serve"),  # `medflow.serve` is the package

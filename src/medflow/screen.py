@@ -69,6 +69,49 @@ def read_protein(given: str) -> str:
     return "".join(text.split()).upper()
 
 
+def scoring(run: Any, protein: str | None = None, what: str = "screening") -> tuple[Any, Any]:
+    """The Run (loaded when given as a directory) and a function from SMILES to its input records, after checking
+    that the run scores molecules one number each (binary or regression) and that a drug-target run has its
+    target (`protein`: an amino-acid sequence or a FASTA file)."""
+    from medflow.runs import load_run
+
+    run = load_run(run) if isinstance(run, str | Path) else run
+    feat = run.featurizer()
+    if getattr(feat, "name", "") != "mol-v1":
+        raise ConfigError(f"{run.path}: {what} needs a run trained on molecules; this run reads "
+                          f"{feat.to_dict().get('version', 'tables')}.")
+    if run.task.kind not in ("binary", "regression"):
+        raise ConfigError(f"{run.path}: {what} needs one score per molecule: a binary (probability of the "
+                          f"positive class) or regression run; this run is {run.task.kind}.")
+    target = None
+    if getattr(feat, "protein_column", None):  # a drug-target run scores molecules against one target
+        if protein is None:
+            raise ConfigError(f"{run.path}: this run scores drug-target pairs; name the target "
+                              "(--protein: an amino-acid sequence or a FASTA file).")
+        target = read_protein(protein)
+    elif protein is not None:
+        raise ConfigError(f"{run.path}: this run scores molecules alone; --protein is for drug-target runs.")
+
+    def records(smiles: list[str]) -> pd.DataFrame:
+        out = pd.DataFrame({feat.smiles_column: list(smiles)})
+        if target is not None:
+            out[feat.protein_column] = target
+        return out
+
+    return run, records
+
+
+def molecule_scorer(run: Any, model: str | None = None, protein: str | None = None) -> Any:
+    """A function from valid SMILES to one score each (probability of the positive class, or predicted value)."""
+    run, records = scoring(run, protein, "steering")
+    column = "probability" if run.task.kind == "binary" else "prediction"
+
+    def score(smiles: list[str]) -> np.ndarray:
+        return run.predict(records(smiles), model=model)[column].to_numpy(dtype=float)
+
+    return score
+
+
 def screen(run: Any, library: str | Path, model: str | None = None, smiles_column: str | None = None,
            active_column: str | None = None, lower_is_better: bool = False,
            protein: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -78,17 +121,8 @@ def screen(run: Any, library: str | Path, model: str | None = None, smiles_colum
     Returns the ranked table (rank, id, SMILES, score, uncertainty when an ensemble, the active column when
     given) and a summary: molecules read, invalid ones left out, and the enrichment metrics when actives are known.
     """
-    from medflow.runs import load_run
-
-    run = load_run(run) if isinstance(run, str | Path) else run
-    feat = run.featurizer()
-    if getattr(feat, "name", "") != "mol-v1":
-        raise ConfigError(f"{run.path}: screening needs a run trained on molecules; this run reads "
-                          f"{feat.to_dict().get('version', 'tables')}.")
+    run, score_records = scoring(run, protein, "screening")
     kind = run.task.kind
-    if kind not in ("binary", "regression"):
-        raise ConfigError(f"{run.path}: screening ranks by one score per molecule: a binary (probability of the "
-                          f"positive class) or regression run; this run is {kind}.")
     ds = read_molecules(MoleculeSource(path=str(library), smiles_column=smiles_column, on_invalid="drop"))
     frame = ds.frame
     if active_column is not None:
@@ -99,15 +133,7 @@ def screen(run: Any, library: str | Path, model: str | None = None, smiles_colum
         if len(bad):
             raise DataError(f"{library}: active column '{active_column}' holds {bad.iloc[0]!r} at row "
                             f"{int(bad.index[0]) + 1}; use 1 for actives and 0 for inactives.")
-    records = pd.DataFrame({feat.smiles_column: frame[ds.molecules.smiles_column].to_numpy()})
-    if getattr(feat, "protein_column", None):  # a drug-target run scores the library against one target
-        if protein is None:
-            raise ConfigError(f"{run.path}: this run scores drug-target pairs; name the target to screen against "
-                              "(--protein: an amino-acid sequence or a FASTA file).")
-        records[feat.protein_column] = read_protein(protein)
-    elif protein is not None:
-        raise ConfigError(f"{run.path}: this run scores molecules alone; --protein is for drug-target runs.")
-    preds = run.predict(records, model=model, source=str(library))
+    preds = run.predict(score_records(frame[ds.molecules.smiles_column].tolist()), model=model, source=str(library))
     score = preds["probability" if kind == "binary" else "prediction"].to_numpy(dtype=float)
     out = pd.DataFrame({"mol_id": frame[MOL_ID].to_numpy(), "smiles": frame[ds.molecules.smiles_column].to_numpy(),
                         "score": score})

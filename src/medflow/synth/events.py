@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from torch import nn
 
 from medflow.errors import DataError
+from medflow.models.language import TokenLM, fit_token_lm, pad_tokens, sample_token_lm
 
 __all__ = ["EventSequenceGenerator", "GAP_EDGES_H"]
 
@@ -37,35 +37,6 @@ GAP_EDGES_H = [0.0, 1 / 6, 1, 2, 6, 12, 24, 48, 72, 120, 168, 240, 336, 504, 720
                17532, 43830, 87660, 175320]  # hours: the upper edge of each gap bin (the last bin is open)
 _SPECIAL = ["<pad>", "<bos>", "<eos>"]
 _START, _END = "ENCOUNTER//INPATIENT//START", "ENCOUNTER//INPATIENT//END"
-
-
-class _LM(nn.Module):
-    def __init__(self, vocab: int, d: int, hidden: int, layers: int, dropout: float) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, d, padding_idx=0)
-        self.rnn = nn.GRU(d, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
-        self.out = nn.Linear(hidden, vocab)
-
-    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> Any:
-        y, h = self.rnn(self.embed(x), h)
-        return self.out(y), h
-
-
-class _Seqs:
-    """Padded token sequences the Trainer batches by length (`sizes`), each batch cut to its longest sequence."""
-
-    def __init__(self, x: torch.Tensor, lengths: torch.Tensor) -> None:
-        self.x, self.lengths = x, lengths
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def sizes(self) -> torch.Tensor:
-        return self.lengths
-
-    def batch(self, idx: Any) -> torch.Tensor:
-        idx = torch.as_tensor(idx)
-        return self.x[idx, : int(self.lengths[idx].max())]
 
 
 class EventSequenceGenerator:
@@ -79,7 +50,7 @@ class EventSequenceGenerator:
         self.index: dict[str, int] = {}
         self.deciles: dict[str, np.ndarray] = {}
         self.births: np.ndarray = np.zeros(0)
-        self.module: _LM | None = None
+        self.module: TokenLM | None = None
         self.n_truncated = 0
 
     # ---- tokens -----------------------------------------------------------------------------------------------
@@ -120,7 +91,7 @@ class EventSequenceGenerator:
     # ---- fitting ----------------------------------------------------------------------------------------------
     def fit(self, events: pl.DataFrame, seed: int = 0, train: Any = None) -> EventSequenceGenerator:
         """Learn from the events (subject_id, time, code, numeric_value) of the real training patients."""
-        from medflow.train.trainer import TrainConfig, Trainer
+        from medflow.train.trainer import TrainConfig
 
         if events.height == 0:
             raise DataError("no training events to learn from.")
@@ -134,34 +105,11 @@ class EventSequenceGenerator:
         seqs = [self._tokens(g) for _, g in ev.group_by("subject_id", maintain_order=True)]
         self.n_truncated = sum(len(s) > self.max_len for s in seqs)
         seqs = [s[: self.max_len] for s in seqs]
-        width = max(len(s) for s in seqs)
-        x = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            x[i, : len(s)] = torch.as_tensor(s)
-        lengths = torch.as_tensor([len(s) for s in seqs])
+        x, lengths = pad_tokens(seqs)
         torch.manual_seed(seed)
-        self.module = _LM(len(self.vocab), self.d, self.hidden, self.layers, self.dropout)
+        self.module = TokenLM(len(self.vocab), self.d, self.hidden, self.layers, self.dropout)
         cfg = train or TrainConfig(max_epochs=20, patience=3, lr=3e-3, batch_size=32, progress=False)
-        loss = nn.CrossEntropyLoss(ignore_index=0)
-
-        def lm_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return loss(logits[:, :-1].reshape(-1, logits.shape[-1]), target[:, 1:].reshape(-1))
-
-        class _Wrap(nn.Module):  # the Trainer compares outputs with targets, here the tokens themselves: a batch
-            def __init__(self, lm: _LM) -> None:  # cut to its longest sequence is padded back to the full width
-                super().__init__()
-                self.lm = lm
-
-            def forward(self, inp: torch.Tensor) -> torch.Tensor:
-                logits = self.lm(inp)[0]
-                return nn.functional.pad(logits, (0, 0, 0, width - logits.shape[1]))
-
-        cut = max(1, len(seqs) // 10)  # a tenth of the training patients watch for early stopping
-        order = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(seed))
-        stop, fit_idx = order[:cut], order[cut:] if len(seqs) > 1 else order
-        Trainer(cfg, seed=seed).fit(_Wrap(self.module), lm_loss, _Seqs(x[fit_idx], lengths[fit_idx]), x[fit_idx],
-                                    _Seqs(x[stop], lengths[stop]), x[stop])
-        self.module.eval()
+        fit_token_lm(self.module, x, lengths, cfg, seed)
         return self
 
     # ---- sampling ---------------------------------------------------------------------------------------------
@@ -181,29 +129,11 @@ class EventSequenceGenerator:
         allowed[kind == "num"] = kind == "<v:"
         return torch.as_tensor(allowed)
 
-    @torch.no_grad()
     def sample_tokens(self, n: int, seed: int = 0, batch: int = 256) -> list[list[str]]:
         assert self.module is not None
-        allowed = self.grammar()
-        g = torch.Generator().manual_seed(seed)
-        out: list[list[str]] = []
-        for start in range(0, n, batch):
-            m = min(batch, n - start)
-            tok = torch.full((m, 1), self.index["<bos>"], dtype=torch.long)
-            h, done = None, torch.zeros(m, dtype=torch.bool)
-            rows: list[list[int]] = [[] for _ in range(m)]
-            for _ in range(self.max_len - 1):
-                logits, h = self.module(tok, h)
-                logits = logits[:, -1].masked_fill(~allowed[tok[:, 0]], -math.inf)
-                nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=g)
-                for i in np.flatnonzero(~done.numpy()):
-                    rows[i].append(int(nxt[i]))
-                done |= nxt[:, 0] == self.index["<eos>"]
-                if bool(done.all()):
-                    break
-                tok = nxt
-            out += [[self.vocab[t] for t in r if self.vocab[t] != "<eos>"] for r in rows]
-        return out
+        rows = sample_token_lm(self.module, n, self.index["<bos>"], self.index["<eos>"], self.max_len, seed,
+                               self.grammar(), batch)
+        return [[self.vocab[t] for t in r] for r in rows]
 
     def decode(self, tokens: list[str], subject: int, rng: np.random.Generator) -> tuple[list[tuple], bool]:
         """One sampled patient as MEDS rows (subject, time, code, value), and whether it is structurally valid."""
