@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 import bench_distributed  # noqa: E402
+import bench_drug_discovery  # noqa: E402
 import bench_effects  # noqa: E402
 import bench_ehr  # noqa: E402
 import bench_federated  # noqa: E402
@@ -100,6 +102,10 @@ def main() -> None:
     molecules = bench_molecules.run()
     lines += ["", "## (m) Molecular property prediction beside chemprop 2.3.1 on chemprop's own split files (test "
               "RMSE, mean +- sd over seeds 0-2)", "", *bench_molecules.markdown(molecules)]
+    with tempfile.TemporaryDirectory() as tmp:
+        lines += ["", "## (n) Drug-target interaction (SYNTHETIC dti_sim) and molecule generation (real solubility "
+                  "set)", "", *bench_drug_discovery.dti([0], Path(tmp) / "dti"), "",
+                  *bench_drug_discovery.generation(Path(tmp) / "gen")]
     text_res = bench_text.run()
     lines += ["", "## (t) Clinical text on the real IU chest X-ray reports and SYNTHETIC notes", "",
               *bench_text.markdown(text_res)]

@@ -149,6 +149,7 @@ def test_demo_fast(tmp_path):
     assert "demo-phantoms-imaging" in res.stdout and "demo-nhefs-treatment-effect" in res.stdout
     assert "demo-freesolv-molecules" in res.stdout and "demo-iu-reports-text" in res.stdout
     assert "demo-synthetic-notes-spans" in res.stdout
+    assert "demo-freesolv-generator: 200 GENERATED molecules" in res.stdout + res.stderr
     # the service section: a REST prediction, a CDS Hooks card, an audit row each, an ONNX export checked
     assert "REST: P(malignant)" in res.stderr and "CDS Hooks card" in res.stderr, res.stderr
     assert "audit trail: 2 row(s)" in res.stderr and "max difference" in res.stderr

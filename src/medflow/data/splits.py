@@ -6,7 +6,7 @@ Rows are never split independently: all records of a patient land in the same pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from medflow.errors import ConfigError, DataError, shown
 
-__all__ = ["Fold", "ByPatient", "KFold", "Scaffold", "SplitConfig"]
+__all__ = ["Fold", "ByPatient", "KFold", "Scaffold", "Group", "SplitConfig"]
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,12 @@ class Scaffold(BaseModel):
                             f"{'test' if not parts['test'] else 'training'} records; lower split.test or use "
                             "split.kind: holdout.")
         return [Fold(0, *(np.array(sorted(parts[p]), dtype=np.int64) for p in ("train", "valid", "test")))]
+
+
+def Group(column: str, **kw: Any) -> Scaffold:  # noqa: N802 - reads like the split classes
+    """Hold out whole groups: every record sharing `column`'s value lands in one part (drug-target pairs:
+    `Group("target_id")` tests on unseen targets, `Group("drug_id")` on unseen drugs)."""
+    return Scaffold(kind="group", column=column, **kw)
 
 
 SplitConfig = ByPatient | KFold | Scaffold

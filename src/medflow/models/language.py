@@ -60,9 +60,12 @@ def pad_tokens(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.as_tensor([len(s) for s in seqs])
 
 
-def fit_token_lm(module: TokenLM, x: torch.Tensor, lengths: torch.Tensor, cfg: Any, seed: int) -> Any:
+def fit_token_lm(module: TokenLM, x: torch.Tensor, lengths: torch.Tensor, cfg: Any, seed: int,
+                 groups: np.ndarray | None = None) -> Any:
     """Train `module` to predict each next token (cross-entropy, padding ignored) on the core Trainer, a tenth of
-    the sequences held out for early stopping; returns the Trainer's result."""
+    the sequences held out for early stopping (a tenth of the `groups` when given: several spellings of one
+    molecule stay on one side, so early stopping watches unseen molecules, not memorized ones); returns the
+    Trainer's result."""
     from medflow.train.trainer import Trainer
 
     width = x.shape[1]
@@ -84,6 +87,11 @@ def fit_token_lm(module: TokenLM, x: torch.Tensor, lengths: torch.Tensor, cfg: A
     cut = max(1, n // 10)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     stop, fit_idx = order[:cut], order[cut:] if n > 1 else order
+    if groups is not None and len(np.unique(groups)) > 1:
+        names = np.unique(groups)
+        held = np.random.default_rng(seed).choice(names, max(1, len(names) // 10), replace=False)
+        mask = torch.from_numpy(np.isin(groups, held))
+        stop, fit_idx = torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten()
     result = Trainer(cfg, seed=seed).fit(_Wrap(module), lm_loss, TokenBatches(x[fit_idx], lengths[fit_idx]),
                                          x[fit_idx], TokenBatches(x[stop], lengths[stop]), x[stop])
     module.eval()

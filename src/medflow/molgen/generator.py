@@ -6,7 +6,7 @@ elements `Cl` / `Br`, ring-closure numbers including `%10`, bonds, branches): a 
 cover whole is left out of training and counted. Each training molecule is written `augment` times as a
 randomized SMILES (RDKit's `doRandom`, Arus-Pous et al. 2019) beside its canonical form, which multiplies a
 small set's sequences and teaches the grammar rather than one spelling. The model is `models.language.TokenLM`
-on the core Trainer (length-bucketed batches, early stopping on a tenth of the sequences).
+on the core Trainer (length-bucketed batches, early stopping on a tenth of the molecules, all their spellings).
 """
 
 from __future__ import annotations
@@ -61,14 +61,14 @@ class MoleculeGenerator:
         self.module: TokenLM | None = None
         self.training: dict[str, Any] = {}
 
-    def _sequences(self, smiles: list[str], augment: int, seed: int) -> tuple[list[list[int]], int]:
+    def _sequences(self, smiles: list[str], augment: int, seed: int) -> tuple[list[list[int]], int, np.ndarray]:
         from rdkit import Chem, RDLogger
 
         rng = np.random.default_rng(seed)
-        seqs, skipped = [], 0
+        seqs, skipped, group = [], 0, []
         RDLogger.DisableLog("rdApp.*")
         try:
-            for s in smiles:
+            for k, s in enumerate(smiles):
                 mol = Chem.MolFromSmiles(s)
                 if mol is None:
                     skipped += 1
@@ -83,11 +83,12 @@ class MoleculeGenerator:
                     if toks is None or len(toks) + 2 > self.config.max_len or any(t not in self.index for t in toks):
                         continue
                     seqs.append([self.index["<bos>"]] + [self.index[t] for t in toks] + [self.index["<eos>"]])
+                    group.append(k)
                     kept += 1
                 skipped += kept == 0
         finally:
             RDLogger.EnableLog("rdApp.*")
-        return seqs, skipped
+        return seqs, skipped, np.asarray(group, dtype=np.int64)
 
     def fit(self, smiles: list[str], seed: int = 0, train: Any = None) -> MoleculeGenerator:
         """Learn from training SMILES (valid ones; each also written as randomized SMILES)."""
@@ -103,15 +104,15 @@ class MoleculeGenerator:
         vocab.update(t for t in ("(", ")", "1", "2", "=") if vocab)  # randomized SMILES open more rings, branches
         self.vocab = _SPECIAL + sorted(vocab)
         self.index = {t: i for i, t in enumerate(self.vocab)}
-        seqs, skipped = self._sequences(smiles, self.config.augment, seed)
+        seqs, skipped, groups = self._sequences(smiles, self.config.augment, seed)
         if len(seqs) < 10:
             raise DataError(f"{len(seqs)} usable training SMILES (of {len(smiles)}); a generator needs at least 10.")
         x, lengths = pad_tokens(seqs)
         torch.manual_seed(seed)
         c = self.config
         self.module = TokenLM(len(self.vocab), c.d, c.hidden, c.layers, c.dropout, c.cell)
-        cfg = train or TrainConfig(max_epochs=30, patience=4, lr=2e-3, batch_size=128, progress=False)
-        result = fit_token_lm(self.module, x, lengths, cfg, seed)
+        cfg = train or TrainConfig(max_epochs=30, patience=4, lr=3e-3, batch_size=64, progress=False)
+        result = fit_token_lm(self.module, x, lengths, cfg, seed, groups)  # early stopping on unseen molecules
         self.training = {"molecules": len(smiles), "skipped": int(skipped), "sequences": len(seqs), "seed": seed,
                          "epochs": len(getattr(result, "history", []) or []), "vocabulary": len(self.vocab)}
         return self
@@ -129,7 +130,7 @@ class MoleculeGenerator:
         from medflow.train.trainer import TrainConfig
 
         other = copy.deepcopy(self)
-        seqs, _ = other._sequences(smiles, 2, seed)
+        seqs, _, _ = other._sequences(smiles, 2, seed)
         if len(seqs) < 10:
             return other
         x, lengths = pad_tokens(seqs)

@@ -162,7 +162,7 @@ def train_generator(cfg: GenerateConfig | dict, output: str | Path | None = None
 
     cfg = cfg if isinstance(cfg, GenerateConfig) else GenerateConfig(**cfg)
     smiles, source, synthetic, invalid = training_smiles(cfg.data)
-    train = TrainConfig(**{"max_epochs": 30, "patience": 4, "lr": 2e-3, "batch_size": 128, "progress": progress,
+    train = TrainConfig(**{"max_epochs": 30, "patience": 4, "lr": 3e-3, "batch_size": 64, "progress": progress,
                            **cfg.train})
     t0 = time.perf_counter()
     gen = MoleculeGenerator(cfg.generator).fit(smiles, cfg.seed, train)
