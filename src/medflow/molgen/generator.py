@@ -5,8 +5,10 @@ Tokens follow Schwaller et al.'s regular expression (bracket atoms such as `[nH]
 elements `Cl` / `Br`, ring-closure numbers including `%10`, bonds, branches): a SMILES the expression does not
 cover whole is left out of training and counted. Each training molecule is written `augment` times as a
 randomized SMILES (RDKit's `doRandom`, Arus-Pous et al. 2019) beside its canonical form, which multiplies a
-small set's sequences and teaches the grammar rather than one spelling. The model is `models.language.TokenLM`
-on the core Trainer (length-bucketed batches, early stopping on a tenth of the molecules, all their spellings).
+small set's sequences and teaches the grammar rather than one spelling. The vocabulary is the canonical forms'
+tokens plus ring and branch tokens; a randomized form needing any other token is left out. The model is
+`models.language.TokenLM` on the core Trainer (length-bucketed batches, early stopping on a tenth of the
+molecules, all their spellings).
 """
 
 from __future__ import annotations
