@@ -70,12 +70,27 @@ def one_openmp_thread(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="openmp"):
+        with _openmp_controller().limit(limits=1, user_api="openmp"):
             return fn(*args, **kwargs)
 
     return wrapped
+
+
+_CONTROLLER: list[Any] = [-1, None]  # (modules loaded when it was made, controller)
+
+
+def _openmp_controller() -> Any:
+    """threadpoolctl's view of the loaded thread pools, found again only when modules were imported since (a
+    library's OpenMP runtime loads with its extension modules): finding them reads /proc/self/maps, 2.7 ms, which
+    was most of a one-record prediction in the service."""
+    import sys
+
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER[0] != len(sys.modules):
+        _CONTROLLER[1] = ThreadpoolController()
+        _CONTROLLER[0] = len(sys.modules)
+    return _CONTROLLER[1]
 
 
 class SklearnEstimator(Estimator):
