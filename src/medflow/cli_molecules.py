@@ -82,7 +82,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--goal must be max or min, got {goal!r}.")
         steer_cfg = SteerConfig(run=steer, goal=goal, rounds=rounds, protein=protein) if steer else None
         path = Path(source)
-        if (path / "generator.json").exists():
+        sampling = (path / "generator.json").exists()  # a generator run: sample from it; else train one
+        if sampling:
             frame, metrics = sample_molecules(path, n, seed, steer_cfg, temperature)
             dest = output or Path("generated.csv")
             write_text(dest, frame.to_csv(index=False))
@@ -118,5 +119,5 @@ def register(app: typer.Typer) -> None:
         for h in metrics.get("steering", {}).get("history", []):
             out.print(f"steering round {h['round']}: mean score {h['mean_score']:.3f}, best decile "
                       f"{h['best_decile_score']:.3f}, valid {h['valid']:.2f}")
-        if (path / "generator.json").exists():
+        if sampling:
             out.print(f"{frame['valid'].sum()} valid of {n} -> {dest} (GENERATED molecules, not measured)")

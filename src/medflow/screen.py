@@ -53,7 +53,7 @@ def enrichment_metrics(active: np.ndarray, score: np.ndarray, fractions: tuple[f
 
 def read_protein(given: str) -> str:
     """A target sequence from one-letter codes or a FASTA / plain-text file (its first record); checked."""
-    from medflow.data.molecules import protein_problem
+    from medflow.data.molecules import clean_protein, protein_problem
 
     path = Path(given)
     text = given
@@ -66,7 +66,7 @@ def read_protein(given: str) -> str:
     why = protein_problem(text)
     if why:
         raise DataError(f"--protein {shown(given[:60])}: {why}.")
-    return "".join(text.split()).upper()
+    return clean_protein(text)
 
 
 def scoring(run: Any, protein: str | None = None, what: str = "screening") -> tuple[Any, Any]:

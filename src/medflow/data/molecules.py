@@ -34,7 +34,8 @@ from medflow.data.sources.tabular import read_frame
 from medflow.errors import DataError, shown
 
 __all__ = ["MoleculeSource", "MoleculeData", "read_molecules", "molecule_frame", "parse_smiles", "scaffold_of",
-           "wheel_file", "protein_problem", "MOL_ID", "CANONICAL", "SCAFFOLD", "AMINO_ACIDS", "PROTEIN_LETTERS"]
+           "wheel_file", "protein_problem", "clean_protein", "MOL_ID", "CANONICAL", "SCAFFOLD", "AMINO_ACIDS",
+           "PROTEIN_LETTERS"]
 
 MOL_ID, CANONICAL, SCAFFOLD = "mol_id", "canonical_smiles", "scaffold"
 SDF_SMILES_PROPERTY = "smiles_property"
@@ -103,11 +104,16 @@ AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard residues; then the ambig
 PROTEIN_LETTERS = AMINO_ACIDS + "XBZUO"
 
 
+def clean_protein(seq: Any) -> str:
+    """A sequence as medflow keeps it: upper case, no white space."""
+    return "".join(str(seq).split()).upper()
+
+
 def protein_problem(seq: Any) -> str | None:
     """Why a value is not an amino-acid sequence in one-letter codes (None when it is one)."""
     if seq is None or (isinstance(seq, float) and np.isnan(seq)) or not str(seq).strip():
         return "empty protein sequence"
-    s = "".join(str(seq).split()).upper()
+    s = clean_protein(seq)
     for i, ch in enumerate(s):
         if ch not in PROTEIN_LETTERS:
             return (f"protein sequence has {ch!r} at position {i + 1}; use one-letter amino-acid codes "
@@ -164,7 +170,7 @@ def molecule_frame(frame: pd.DataFrame, smiles_column: str, source: str, on_inva
         raise DataError(f"{source}: no valid molecules in column '{smiles_column}'.")
     out = frame.iloc[keep].reset_index(drop=True)
     if protein_column is not None:  # one spelling per sequence: upper case, no whitespace
-        out[protein_column] = ["".join(str(p).split()).upper() for p in out[protein_column]]
+        out[protein_column] = [clean_protein(p) for p in out[protein_column]]
     if id_column is not None:
         if id_column not in out.columns:
             raise DataError(f"{source}: id column '{id_column}' is missing; columns are {list(frame.columns)}.")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medflow.data.molecules import AMINO_ACIDS, PROTEIN_LETTERS, parse_smiles, protein_problem
+from medflow.data.molecules import AMINO_ACIDS, PROTEIN_LETTERS, clean_protein, parse_smiles, protein_problem
 from medflow.errors import DataError, shown
 
 __all__ = ["MoleculeFeaturizer", "MolGraphs", "atom_features", "bond_features", "protein_tokens",
@@ -321,7 +321,7 @@ class MoleculeFeaturizer:
             why = protein_problem(p)
             if why:
                 raise DataError(f"{source}: row {i + 1}, column '{self.protein_column}': {why}.")
-            seqs.append("".join(str(p).split()).upper())
+            seqs.append(clean_protein(p))
         return protein_tokens(seqs, self.protein_len)
 
     def transform(self, frame: pd.DataFrame, source: str = "input", cache: dict[str, Any] | None = None) -> MolGraphs:

@@ -31,6 +31,7 @@ __all__ = ["GeneratorConfig", "MoleculeGenerator", "smiles_tokens", "SMILES_PATT
 SMILES_PATTERN = re.compile(r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$|"
                             r"%[0-9]{2}|[0-9])")
 _SPECIAL = ["<pad>", "<bos>", "<eos>"]
+TRAIN_DEFAULTS = {"max_epochs": 30, "patience": 4, "lr": 3e-3, "batch_size": 64, "progress": False}
 
 
 def smiles_tokens(smiles: str) -> list[str] | None:
@@ -113,7 +114,7 @@ class MoleculeGenerator:
         torch.manual_seed(seed)
         c = self.config
         self.module = TokenLM(len(self.vocab), c.d, c.hidden, c.layers, c.dropout, c.cell)
-        cfg = train or TrainConfig(max_epochs=30, patience=4, lr=3e-3, batch_size=64, progress=False)
+        cfg = train or TrainConfig(**TRAIN_DEFAULTS)
         result = fit_token_lm(self.module, x, lengths, cfg, seed, groups)  # early stopping on unseen molecules
         self.training = {"molecules": len(smiles), "skipped": int(skipped), "sequences": len(seqs), "seed": seed,
                          "epochs": len(getattr(result, "history", []) or []), "vocabulary": len(self.vocab)}
