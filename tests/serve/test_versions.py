@@ -86,6 +86,10 @@ def test_concurrent_requests_are_batched_and_answered_each_their_own(runs_root, 
     want = load_run(runs_root["risk"]).predict(pd.DataFrame([{**record, "x1": x} for x in xs]))["probability"]
     np.testing.assert_allclose([g[1] for g in got], want, atol=1e-5)
     assert {r["request_id"] for r in store.audit_rows()} == {g[2] for g in got}
+    assert len({g[2] for g in got}) == len(xs) and all(len(g[2]) == 32 for g in got)  # ids unique
+    registry = app.state.service.metrics.registry  # the batch histogram operators see in /metrics
+    assert registry.get_sample_value("medflow_batch_requests_count", {"model": "risk"}) == len(sizes)
+    assert registry.get_sample_value("medflow_batch_requests_sum", {"model": "risk"}) == len(xs)
 
 
 def test_serve_from_python_in_the_background(runs_root, tmp_path, record):

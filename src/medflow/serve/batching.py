@@ -16,8 +16,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from medflow.errors import MedflowError
 from medflow.serve.errors import RequestError
 
@@ -26,7 +24,7 @@ __all__ = ["Batcher"]
 
 @dataclass
 class _Item:
-    frame: pd.DataFrame
+    records: list[dict[str, Any]]
     explain: bool
     meta: dict[str, Any]
     future: asyncio.Future
@@ -43,10 +41,11 @@ class Batcher:
         self.thread = threading.Thread(target=self._work, name=f"medflow-batch-{served.name}", daemon=True)
         self.thread.start()
 
-    async def submit(self, frame: pd.DataFrame, explain: bool, meta: dict[str, Any]) -> Any:
+    async def submit(self, records: list[dict[str, Any]], explain: bool, meta: dict[str, Any]) -> Any:
+        """Predict one request's checked records (`InputSchema.check`) with whatever else is queued."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.queue.put(_Item(frame, explain, meta, fut, loop))
+        self.queue.put(_Item(records, explain, meta, fut, loop))
         return await fut
 
     def close(self) -> None:
@@ -76,7 +75,7 @@ class Batcher:
 
     def _run(self, items: list[_Item], explain: bool) -> None:
         try:
-            frame = pd.concat([i.frame for i in items], ignore_index=True) if len(items) > 1 else items[0].frame
+            frame = self.served.schema.frame([r for i in items for r in i.records])  # one frame per batch
             results, _ = self.predict(self.served, frame, explain)
         except Exception as e:  # noqa: BLE001 - retried one by one so only the request at fault fails
             if len(items) > 1:
@@ -87,16 +86,19 @@ class Batcher:
             return
         parts, start = [], 0
         for item in items:
-            parts.append(results[start:start + len(item.frame)])
-            start += len(item.frame)
+            parts.append(results[start:start + len(item.records)])
+            start += len(item.records)
         try:
             answers = self.finish(self.served, [(i.meta, p) for i, p in zip(items, parts, strict=True)])
         except Exception as e:  # noqa: BLE001 - an audit failure fails the batch: nothing is answered unaudited
             for item in items:
                 self._fail(item, e)
             return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
         for item, answer in zip(items, answers, strict=True):
-            item.loop.call_soon_threadsafe(_resolve, item.future, answer, None)
+            by_loop.setdefault(item.loop, []).append((item.future, answer))
+        for loop, done in by_loop.items():  # one wake-up of the event loop per batch, not per request
+            loop.call_soon_threadsafe(_resolve_all, done)
 
     def _fail(self, item: _Item, e: Exception) -> None:
         if isinstance(e, MedflowError):
@@ -111,3 +113,8 @@ def _resolve(fut: asyncio.Future, value: Any, exc: Exception | None) -> None:
         fut.set_exception(exc)
     else:
         fut.set_result(value)
+
+
+def _resolve_all(done: list[tuple[asyncio.Future, Any]]) -> None:
+    for fut, value in done:
+        _resolve(fut, value, None)

@@ -52,10 +52,18 @@ class ServiceMetrics:
                               registry=self.registry)
         self.records = Counter("medflow_predicted_records", "Records predicted", ["model", "version"],
                                registry=self.registry)
+        self.batches = Histogram("medflow_batch_requests", "Requests predicted together (micro-batching)",
+                                 ["model"], registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64))
+        self._children: dict[tuple, tuple[Any, Any]] = {}  # label lookups cached: they take a lock each
 
     def observe(self, endpoint: str, model: str, status: int, seconds: float, kind: str = "") -> None:
-        self.requests.labels(endpoint, model, str(status)).inc()
-        self.latency.labels(endpoint, model).observe(seconds)
+        key = (endpoint, model, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = (self.requests.labels(endpoint, model, str(status)),
+                                           self.latency.labels(endpoint, model))
+        child[0].inc()
+        child[1].observe(seconds)
         if status >= 400:
             self.errors.labels(endpoint, model, kind or str(status)).inc()
 

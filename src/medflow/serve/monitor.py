@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medflow.evaluate.drift import summarize
+from medflow.features.tabular import numbers
 
 __all__ = ["DriftMonitor"]
 
@@ -47,7 +48,7 @@ class DriftMonitor:
     def observe(self, frame: pd.DataFrame) -> None:
         """Queue a request's records as two small arrays (numeric, other); they are counted in batches, so a
         request pays tens of microseconds, not a pandas pass per feature."""
-        num = frame[self._num].to_numpy(dtype=float, na_value=np.nan) if self._num else None
+        num = numbers(frame, self._num) if self._num else None
         other = frame[self._other].to_numpy(dtype=object) if self._other else None
         with self._lock:
             self._pending.append((num, other))

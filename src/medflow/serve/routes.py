@@ -148,9 +148,9 @@ def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any) ->
             return await service.call(_predict, service, s, key, body, start)
         payload = parse_json(body)
         # small bodies are validated here (a fraction of a millisecond); large ones off the event loop
-        frame, explain = s.schema.validate(payload) if len(body) < 16_384 else \
-            await service.call(s.schema.validate, payload)
-        return await s.batcher.submit(frame, explain, {"request_id": new_request_id(), "key": key, "body": body,
+        records, explain = s.schema.check(payload) if len(body) < 16_384 else \
+            await service.call(s.schema.check, payload)
+        return await s.batcher.submit(records, explain, {"request_id": new_request_id(), "key": key, "body": body,
                                                         "start": start})
 
     @app.get(f"/models/{name}/monitoring", tags=["models"], responses=_errors(401, 429), name=f"monitoring {name}")

@@ -15,6 +15,7 @@ import pandas as pd
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from medflow.artifacts import read_json
+from medflow.features.tabular import numbers
 from medflow.serve.errors import RequestError
 
 __all__ = ["InputSchema", "RequestError", "field_errors"]
@@ -148,6 +149,20 @@ class InputSchema:
             from medflow.serve.events import events_from_body
 
             return events_from_body(body)
+        records, explain = self.check(body)
+        return self.frame(records), explain
+
+    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """Checked records (of one request or of a whole micro-batch) as one frame, columns in training order."""
+        cols = list(self.fields)
+        if self.kind == "table" and all(f["type"] == "numeric" for f in self.fields.values()):
+            # all numbers (checked): one float block, a tenth of the cost of pandas' per-column inference
+            return pd.DataFrame(np.array([[r[c] for c in cols] for r in records], dtype=float), columns=cols)
+        return pd.DataFrame.from_records(records, columns=cols)
+
+    def check(self, body: Any) -> tuple[list[dict[str, Any]], bool]:
+        """`validate` without building the frame: the checked records and the explain flag (the batcher builds
+        one frame per batch: a frame per one-record request had cost a third of the service's time under load)."""
         if self.kind not in ("table", *_ONE_STRING):
             raise RequestError(f"this run reads {self.kind}; the service predicts tables, molecules, notes and event "
                                "data",
@@ -186,7 +201,7 @@ class InputSchema:
                     problems.append({"field": f"records[{i}].{col}", "problem": "an empty note (only white space)"})
         if problems:
             raise RequestError(_summary(problems), problems)
-        return pd.DataFrame.from_records(records, columns=list(self.fields)), explain
+        return records, explain
 
     def out_of_range(self, frame: pd.DataFrame) -> list[list[str]]:
         """Per record: the numeric fields outside the training range (predicted anyway, and flagged)."""
@@ -196,7 +211,7 @@ class InputSchema:
         cols = [c for c, f in self.fields.items() if f.get("training_range")]
         if not cols:
             return flags
-        v = frame[cols].to_numpy(dtype=float, na_value=np.nan)  # one pass over every ranged column
+        v = numbers(frame, cols)  # one pass over every ranged column
         lo = np.array([self.fields[c]["training_range"][0] for c in cols])
         hi = np.array([self.fields[c]["training_range"][1] for c in cols])
         with np.errstate(invalid="ignore"):

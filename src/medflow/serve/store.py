@@ -232,5 +232,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str, separators=(",", ":"))
+def dumps(obj: Any, strict: bool = False) -> str:
+    """Compact JSON; `strict`: what a response may carry (no NaN or infinity: a ValueError instead)."""
+    return json.dumps(obj, default=str, separators=(",", ":"), allow_nan=not strict)

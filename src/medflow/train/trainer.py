@@ -41,6 +41,8 @@ def predict_outputs(module: nn.Module, x: Any, batch_size: int = 4096) -> torch.
         batch_size = min(batch_size, 512)  # padded event windows are n x L x d
     elif x.ndim > 2:  # images: activations grow with the pixels, so batches hold about 2M input values
         batch_size = max(1, min(batch_size, 2**21 // max(1, x[0].numel())))
+    if n <= batch_size and isinstance(x, torch.Tensor):  # one batch (e.g. a served request): no index, no copy
+        return module(x)
     return torch.cat([module(take(x, torch.arange(i, min(i + batch_size, n)))) for i in range(0, n, batch_size)])
 
 
