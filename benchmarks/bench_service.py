@@ -32,11 +32,15 @@ wrk.body = io.open("{body}"):read("*a")
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
 """
-CONSTANT_APP = """from fastapi import FastAPI
+CONSTANT_APP = """import os
+from fastapi import FastAPI
 app = FastAPI()
 @app.post("/predict")
 def predict() -> dict:
     return {"probability": 0.5}
+@app.get("/health")
+def health() -> dict:
+    return {"worker": os.getpid()}
 """
 
 
@@ -106,18 +110,25 @@ def _bare(run_dir: Path, body: dict, n: int = 300) -> dict:
     return {"p50_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)), "rps": 1000 / float(t.mean())}
 
 
-def _wait(url: str, proc: subprocess.Popen) -> None:
+def _wait(url: str, proc: subprocess.Popen, workers: int = 1) -> None:
+    """Until the server answers, and with several workers until each has answered (`worker` in /health): a
+    worker still importing while wrk runs would be measured as a slow server."""
     import httpx
 
-    for _ in range(300):
+    seen: set = set()
+    for _ in range(1200):
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
         try:
-            httpx.get(url, timeout=1)
-            return
+            r = httpx.get(url, timeout=1)  # a new connection each time, so every worker gets to accept one
+            seen.add(r.json().get("worker") if r.headers.get("content-type", "").startswith("application/json")
+                     else None)
+            if len(seen) >= workers:
+                return
         except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer from {workers} worker(s)")
 
 
 def _wrk(url: str, lua: Path, conns: int, seconds: int) -> dict:
@@ -153,17 +164,20 @@ def run(seconds: int = 30, conns: tuple[int, ...] = (1, 8, 32)) -> dict:
     result: dict = {"bare_predict": {}, "constant": [], "service": {}, "audit": {}}
     py = sys.executable
     port = 18700
-    proc = _serve([py, "-m", "uvicorn", "constant_app:app", "--host", "127.0.0.1", "--log-level", "warning"],
-                  port, root)
-    try:
-        _wait(f"http://127.0.0.1:{port}/docs", proc)
-        (root / "empty.json").write_text("{}")
-        lua = root / "constant.lua"
-        lua.write_text(LUA.format(body=root / "empty.json", key="none"))
-        result["constant"] = [_wrk(f"http://127.0.0.1:{port}/predict", lua, c, seconds) for c in conns]
-    finally:
-        proc.terminate()
-        proc.wait()
+    (root / "empty.json").write_text("{}")
+    lua = root / "constant.lua"
+    lua.write_text(LUA.format(body=root / "empty.json", key="none"))
+    for workers in (1, 2):  # the bare endpoint as FastAPI serves it (one process), and with two like the service
+        port += 1
+        proc = _serve([py, "-m", "uvicorn", "constant_app:app", "--host", "127.0.0.1", "--log-level", "warning",
+                       "--workers", str(workers)], port, root)
+        try:
+            _wait(f"http://127.0.0.1:{port}/health", proc, workers)
+            result["constant" if workers == 1 else "constant, 2 workers"] = [
+                _wrk(f"http://127.0.0.1:{port}/predict", lua, c, seconds) for c in conns]
+        finally:
+            proc.terminate()
+            proc.wait()
     for kind, run_dir, workers in [("table", runs["table"], 1), ("events", runs["events"], 1),
                                    ("table, 2 workers", runs["table"], 2)]:
         if kind in runs:
@@ -174,7 +188,7 @@ def run(seconds: int = 30, conns: tuple[int, ...] = (1, 8, 32)) -> dict:
         proc = _serve([py, "-m", "medflow", "serve", str(run_dir), "--db", str(db), "--rate", "0",
                        "--workers", str(workers)], port, root)
         try:
-            _wait(f"http://127.0.0.1:{port}/health", proc)
+            _wait(f"http://127.0.0.1:{port}/health", proc, workers)
             body = root / f"{kind.split(',')[0]}.json"
             body.write_text(json.dumps(bodies[kind.split(",")[0]]))
             lua = root / f"{kind}.lua"
@@ -197,6 +211,9 @@ def markdown(r: dict) -> list[str]:
     for c in r["constant"]:
         lines.append(f"| bare FastAPI constant | {c['conns']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | "
                      f"{c['p99_ms']:.2f} | {c['errors']} | 1.00x |")
+    for c in r.get("constant, 2 workers", []):
+        lines.append(f"| bare FastAPI constant, 2 workers | {c['conns']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | "
+                     f"{c['p99_ms']:.2f} | {c['errors']} | {c['rps'] / const[c['conns']]['rps']:.2f}x |")
     for kind, rows in r["service"].items():
         for c in rows:
             lines.append(f"| medflow serve, {kind} | {c['conns']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | "

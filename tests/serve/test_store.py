@@ -1,5 +1,6 @@
 """The service's database on SQLite and on a real PostgreSQL server: keys stored as hashes, revocation, model
-versions, the audit trail, and no audit row lost when the service process is killed mid-load."""
+versions, the audit trail, no audit row lost when the service process is killed mid-load, and two worker
+processes writing one trail."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
 from medflow.errors import ConfigError
+from medflow.runs import load_run
 from medflow.serve.store import Store
 from tests.serve.conftest import _free_port
 
@@ -129,3 +134,50 @@ def test_no_audit_row_lost_when_killed_mid_load(db_url, runs_root, tmp_path, rec
     audited = {r["request_id"] for r in Store(db_url).audit_rows()}
     assert len(answered) >= 40
     assert set(answered) <= audited, f"{len(set(answered) - audited)} answered requests have no audit row"
+
+
+def test_two_worker_processes_share_one_audit_trail(runs_root, tmp_path, record):
+    """`--workers 2`: two processes answer (each its own pid in /health), each runs one OpenMP thread (its
+    environment says so), and their audit rows land in one SQLite file without loss or duplicates."""
+    db = str(tmp_path / "w.db")
+    key = Store(db).create_key("two")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    proc = subprocess.Popen([sys.executable, "-m", "medflow", "serve", str(runs_root["risk"]), "--db", db,
+                             "--port", str(port), "--rate", "0", "--workers", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**env, "PYTHONPATH": os.pathsep.join(sys.path)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline:
+            try:
+                workers.add(httpx.get(base + "/health", timeout=2).json()["worker"])  # a new connection each
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert len(workers) == 2, f"saw workers {workers}: {proc.stderr.read1().decode()[-2000:]}"
+        for pid in workers:
+            assert b"OMP_NUM_THREADS=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        answered: list[tuple[str, float, float]] = []
+
+        def client(i: int) -> None:
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
+                for j in range(25):
+                    x = -2 + (i * 25 + j) / 50
+                    r = c.post("/models/risk/predict", json={"records": [{**record, "x1": x}]})
+                    assert r.status_code == 200, r.text
+                    answered.append((r.json()["request_id"], x, r.json()["predictions"][0]["probability"]))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert len(answered) == 100 and len({a[0] for a in answered}) == 100
+    rows = Store(db).audit_rows()
+    assert sorted(r["request_id"] for r in rows) == sorted(a[0] for a in answered)
+    want = load_run(runs_root["risk"]).predict(pd.DataFrame([{**record, "x1": a[1]} for a in answered]))
+    np.testing.assert_allclose([a[2] for a in answered], want["probability"], atol=1e-5)

@@ -5,6 +5,7 @@ names the model and request (and is counted), never a bare traceback."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -74,8 +75,8 @@ def add_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
-        """Liveness: no key needed."""
-        return {"status": "ok", "models": {n: s.version for n, s in service.models.items()}}
+        """Liveness: no key needed; `worker` is the answering process (several with `--workers`)."""
+        return {"status": "ok", "models": {n: s.version for n, s in service.models.items()}, "worker": os.getpid()}
 
     @app.get("/", include_in_schema=False)
     def index():
