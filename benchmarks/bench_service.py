@@ -2,9 +2,11 @@
 
 Measured in one run, on the same machine and settings:
 - the bare predictor: `Run.predict` on one record, called in a loop (p50/p99 latency, calls per second);
-- a bare FastAPI endpoint returning a constant, under the same uvicorn (the ceiling for any endpoint here);
+- a bare FastAPI endpoint returning a constant, under the same uvicorn (the ceiling for any endpoint here), in one
+  process and in two, and under uvicorn's pure-Python loop and HTTP parser;
 - `medflow serve` answering one-record predictions with a key, schema validation, an audit row committed per
-  request in SQLite, and Prometheus metrics,
+  request in SQLite (micro-batched: one transaction per batch), and Prometheus metrics, in one process and with
+  `--workers 2`,
 at 1, 8 and 32 concurrent connections, for a deep tabular model (breast cancer MLP) and an event-data model
 (GRU on SYNTHETIC EHR events). Reports requests/s, p50 and p99 latency, errors, and audit rows against requests.
 
@@ -167,14 +169,16 @@ def run(seconds: int = 30, conns: tuple[int, ...] = (1, 8, 32)) -> dict:
     (root / "empty.json").write_text("{}")
     lua = root / "constant.lua"
     lua.write_text(LUA.format(body=root / "empty.json", key="none"))
-    for workers in (1, 2):  # the bare endpoint as FastAPI serves it (one process), and with two like the service
+    # the bare endpoint under the service's uvicorn (uvloop, httptools) in one process and in two, and under
+    # uvicorn's pure-Python loop and parser (what a FastAPI install without uvicorn[standard] runs)
+    for label, workers, extra in [("constant", 1, []), ("constant, 2 workers", 2, []),
+                                  ("constant, pure-Python uvicorn", 1, ["--loop", "asyncio", "--http", "h11"])]:
         port += 1
         proc = _serve([py, "-m", "uvicorn", "constant_app:app", "--host", "127.0.0.1", "--log-level", "warning",
-                       "--workers", str(workers)], port, root)
+                       "--workers", str(workers), *extra], port, root)
         try:
             _wait(f"http://127.0.0.1:{port}/health", proc, workers)
-            result["constant" if workers == 1 else "constant, 2 workers"] = [
-                _wrk(f"http://127.0.0.1:{port}/predict", lua, c, seconds) for c in conns]
+            result[label] = [_wrk(f"http://127.0.0.1:{port}/predict", lua, c, seconds) for c in conns]
         finally:
             proc.terminate()
             proc.wait()
@@ -211,9 +215,10 @@ def markdown(r: dict) -> list[str]:
     for c in r["constant"]:
         lines.append(f"| bare FastAPI constant | {c['conns']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | "
                      f"{c['p99_ms']:.2f} | {c['errors']} | 1.00x |")
-    for c in r.get("constant, 2 workers", []):
-        lines.append(f"| bare FastAPI constant, 2 workers | {c['conns']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | "
-                     f"{c['p99_ms']:.2f} | {c['errors']} | {c['rps'] / const[c['conns']]['rps']:.2f}x |")
+    for label in ("constant, 2 workers", "constant, pure-Python uvicorn"):
+        for c in r.get(label, []):
+            lines.append(f"| bare FastAPI {label} | {c['conns']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | "
+                         f"{c['p99_ms']:.2f} | {c['errors']} | {c['rps'] / const[c['conns']]['rps']:.2f}x |")
     for kind, rows in r["service"].items():
         for c in rows:
             lines.append(f"| medflow serve, {kind} | {c['conns']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | "
