@@ -156,8 +156,7 @@ class TabularFeaturizer:
         """Numeric columns already held as numbers, standardized in one vectorized pass (the per-column path
         costs tens of microseconds of pandas overhead per column, which dominates predicting one record)."""
         # dtypes read once as a dict (indexing the dtypes Series per column cost more than the arithmetic)
-        numeric = {c: d.kind in "biufc" if isinstance(d, np.dtype) else pd.api.types.is_numeric_dtype(d)
-                   for c, d in zip(frame.columns, frame.dtypes, strict=True)}
+        numeric = dict(zip(frame.columns, map(pd.api.types.is_numeric_dtype, frame.dtypes), strict=True))
         cols = [c for c, k in self.feature_types.items() if k == FeatureType.NUMERIC and numeric[c]]
         if not cols:
             return {}
