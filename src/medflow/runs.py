@@ -133,7 +133,9 @@ class Run:
 
     def _frame(self, records: Any, source: str) -> pd.DataFrame:
         if isinstance(records, pd.DataFrame):
-            frame = records.reset_index(drop=True)
+            idx = records.index  # a default index is kept as it is (reset_index copies every column)
+            default = isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1
+            frame = records if default else records.reset_index(drop=True)
         elif isinstance(records, dict):
             frame = pd.DataFrame([records])
         else:
@@ -152,11 +154,33 @@ class Run:
         `horizons`) and the whole curve on the task's time grid (`survival_curve`; grid in `.attrs`).
         With k-fold runs the fold models' predictions are averaged.
         """
-        from medflow.explain.tabular import attributions, method_name
-
         model = model or self.metrics.selected_model
         if getattr(records, "modality", "tabular") != "tabular":
             return self._predict_dataset(records, model, explain)
+        index, columns, attrs = self._predict_table(records, model, explain, source, horizons)
+        out = pd.DataFrame(columns, index=index)
+        out.attrs.update(attrs)
+        return out
+
+    def predict_rows(self, records: Any, model: str | None = None, explain: bool = False,
+                     source: str = "input", horizons: list[float] | None = None) -> list[dict[str, Any]]:
+        """`predict`'s rows as plain Python values, ready for JSON (NaN as None, timestamps as ISO text),
+        without building a DataFrame: what the decision-support service answers with."""
+        from medflow.predictions import json_rows
+
+        model = model or self.metrics.selected_model
+        if getattr(records, "modality", "tabular") != "tabular":
+            out = self._predict_dataset(records, model, explain)
+            return json_rows({c: out[c] for c in out.columns}, len(out))
+        index, columns, _ = self._predict_table(records, model, explain, source, horizons)
+        return json_rows(columns, len(index))
+
+    def _predict_table(self, records: Any, model: str, explain: bool, source: str,
+                       horizons: list[float] | None) -> tuple[pd.Index, dict[str, Any], dict[str, Any]]:
+        """Records to (their index, the prediction columns in order, the table's attrs)."""
+        from medflow.explain.tabular import attributions, method_name
+        from medflow.predictions import survival_columns
+
         if getattr(self.featurizer(), "name", "") == "codes-v1":
             raise DataError(f"{source}: this run reads event histories; predict on an event Dataset, e.g. "
                             "run.predict(mf.data.event_dataset(mf.data.read_meds(path), cohort=...)).")
@@ -169,7 +193,7 @@ class Run:
             set(getattr(self.featurizer(), "record_columns", []))
         extra = [c for c in extra if c not in label_cols]
         if extra:
-            warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=2)
+            warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=3)
         scores, attrs, names, at, cifs, xs, graph_expl, method = [], [], None, [], [], [], [], None
         hs = list(horizons or (self.task.state.get("horizons", []) if self.task.kind == "survival" else []))
         for fold in range(len(self._folds)):
@@ -193,19 +217,23 @@ class Run:
                 names, a = attributions(est, x, self.featurizer(fold).output_sources)
                 attrs.append(a)
         score = self.task.combine(scores)
-        out = self._prediction_frame(frame, score, model)
+        pid = self.config["data"].get("patient_id")
+        out = self._prediction_columns(score, model, {pid: frame[pid].to_numpy()} if pid in frame.columns else {})
         self._add_spread(out, model, xs)
+        table_attrs: dict[str, Any] = {}
         if self.task.kind == "survival":
-            self._survival_columns(out, score, np.mean(at, axis=0) if at else None, hs)
-            if cifs:  # competing risks: cumulative incidence of each cause at each horizon
-                cif = np.mean(cifs, axis=0)
-                for i, cause in enumerate(self.task.causes):
-                    for j, h in enumerate(hs):
-                        out.insert(len(out.columns) - 2, f"cif_{cause}_at_{h:g}", cif[:, i, j])
+            limit = self.task.state["max_time"]
+            beyond = [h for h in hs if h > limit]
+            if beyond:
+                warnings.warn(f"horizons {beyond} lie beyond the longest follow-up in training ({limit:g} "
+                              f"{self.task.time_unit}); survival there is extrapolated (held at the last estimate)",
+                              stacklevel=3)
+            table_attrs = survival_columns(out, self.task, score, np.mean(at, axis=0) if at else None, hs,
+                                           np.mean(cifs, axis=0) if cifs else None)
         if explain:
             out["explanation"] = [_top(names, row) for row in np.mean(attrs, axis=0)] if attrs else graph_expl
-            out["explanation_method"] = method or method_name(self.estimator(model, 0))
-        return out
+            out["explanation_method"] = [method or method_name(self.estimator(model, 0))] * len(frame)
+        return frame.index, out, table_attrs
 
     def _predict_dataset(self, ds: Any, model: str, explain: bool) -> pd.DataFrame:
         """Predictions for the records of an event Dataset (each sample sees its events up to its prediction
@@ -221,23 +249,21 @@ class Run:
             if explain and fold == 0:
                 contribs = _image_explanations(est, x) if ds.modality == "images" else _event_explanations(est, x)
         ids = [c for c in ds.id_columns if c in ds.frame.columns]
-        out = self._prediction_frame(ds.frame[ids].reset_index(drop=True), np.mean(scores, axis=0), model)
-        self._add_spread(out, model, xs)
-        for i, col in enumerate(ids):
-            if col not in out.columns:
-                out.insert(i, col, ds.frame[col].to_numpy())
+        cols = self._prediction_columns(np.mean(scores, axis=0), model, {c: ds.frame[c].to_numpy() for c in ids})
+        self._add_spread(cols, model, xs)
         if explain:
-            out["explanation"] = contribs
-        return out
+            cols["explanation"] = contribs
+        return pd.DataFrame(cols)
 
-    def _add_spread(self, out: pd.DataFrame, model: str, xs: list) -> None:
+    def _add_spread(self, out: dict[str, Any], model: str, xs: list) -> None:
         """Ensembles (`ensemble: k`): the members' standard deviation per prediction (`uncertainty`; for several
-        folds, the mean over folds)."""
+        folds, the mean over folds), just before the `model` column."""
+        from medflow.predictions import put_before
+
         spreads = [getattr(self.estimator(model, f), "predict_spread", lambda x: None)(x) for f, x in enumerate(xs)]
         if all(s is not None for s in spreads):
             sd = np.mean(spreads, axis=0)
-            out.insert(list(out.columns).index("model") if "model" in out.columns else len(out.columns),
-                       "uncertainty", sd.tolist() if sd.ndim > 1 else sd)
+            put_before(out, "model", {"uncertainty": sd.tolist() if sd.ndim > 1 else sd})
 
     def _predict_masks(self, ds: Any, model: str) -> pd.DataFrame:
         """Segmentation: one row per image with its label map (`mask`, in the image's own size; fold models'
@@ -258,68 +284,11 @@ class Run:
             out["synthetic"] = True
         return out
 
-    def _prediction_frame(self, frame: pd.DataFrame, score: np.ndarray, model: str) -> pd.DataFrame:
-        task, out = self.task, {}  # columns gathered, then one DataFrame (inserting them one by one cost more
-        # than the model itself when predicting one record)
-        pid = self.config["data"].get("patient_id")
-        if pid and pid in frame.columns:
-            out[pid] = frame[pid].to_numpy()
-        if task.kind == "binary":
-            t = self.metrics.data["models"][model]["threshold"]
-            out["probability"] = score
-            out["prediction"] = np.where(score >= t, task.classes[1], task.classes[0])
-            out["threshold"] = t
-        elif task.kind == "multiclass":
-            for j, c in enumerate(task.classes):
-                out[f"probability_{c}"] = score[:, j]
-            out["prediction"] = [task.classes[j] for j in score.argmax(axis=1)]
-        elif task.kind == "multilabel":  # each label's probability, and the labels at or above 0.5
-            for j, c in enumerate(task.classes):
-                out[f"probability_{c}"] = score[:, j]
-            out["prediction"] = [[c for c, p in zip(task.classes, row, strict=True) if p >= 0.5] for row in score]
-        elif task.kind == "regression":
-            out["prediction"] = score
-        elif hasattr(task, "prediction_columns"):  # e.g. treatment effects: CATE, its interval, the recommendation
-            for col, values in task.prediction_columns(score, self.metrics.data["models"][model]).items():
-                out[col] = values
-        self._conformal_columns(out, score, model)
-        out["model"] = model
-        if self.synthetic:
-            out["synthetic"] = True
-        return pd.DataFrame(out, index=frame.index)
+    def _prediction_columns(self, score: np.ndarray, model: str, ids: dict[str, Any]) -> dict[str, Any]:
+        from medflow.predictions import score_columns
 
-    def _conformal_columns(self, out: dict[str, Any], score: np.ndarray, model: str) -> None:
-        """The conformal prediction set (classification, survival at the horizons) or interval (regression)."""
-        from medflow.evaluate.conformal import apply_conformal
-
-        fitted = self.metrics.data["models"].get(model, {}).get("conformal")
-        if not fitted:
-            return
-        task, pct = self.task, f"{fitted['coverage']:.0%}"
-        if task.kind == "regression":
-            out[f"interval_low_{pct}"], out[f"interval_high_{pct}"] = apply_conformal(fitted, score, task.kind)
-        elif task.kind in ("binary", "multiclass"):
-            sets = apply_conformal(fitted, score, task.kind)
-            out[f"prediction_set_{pct}"] = [[task.classes[j] for j in np.flatnonzero(r)] for r in sets]
-        elif task.kind == "survival":
-            sets = apply_conformal(fitted, score, task.kind, np.asarray(task.state["grid"], dtype=float))
-            for h, r in sets.items():  # status sets: "event" and/or "no event" by the horizon
-                out[f"event_by_{h}_set_{pct}"] = [[lab for lab, keep in zip(("no event", "event"), row, strict=True)
-                                                   if keep] for row in r]
-
-    def _survival_columns(self, out: pd.DataFrame, score: np.ndarray, at: np.ndarray | None, hs: list) -> None:
-        limit = self.task.state["max_time"]
-        beyond = [h for h in hs if h > limit]
-        if beyond:
-            warnings.warn(f"horizons {beyond} lie beyond the longest follow-up in training ({limit:g} "
-                          f"{self.task.time_unit}); survival there is extrapolated (held at the last estimate)",
-                          stacklevel=3)
-        out.insert(len(out.columns) - 1, "risk", score[:, 0])
-        for j, h in enumerate(hs):
-            out.insert(len(out.columns) - 1, f"survival_at_{h:g}", at[:, j])
-        out["survival_curve"] = [row.tolist() for row in score[:, 1:1 + len(self.task.grid)]]
-        out.attrs["grid"] = self.task.state["grid"]
-        out.attrs["time_unit"] = self.task.time_unit
+        return score_columns(self.task, self.metrics.data["models"].get(model, {}), score, model, self.synthetic,
+                             ids)
 
     def report(self, path: str | Path | None = None) -> Path:
         """(Re)write the HTML model card; returns its path."""

@@ -141,6 +141,11 @@ def test_cards_metrics_and_openapi(service, record):
     body = spec["paths"]["/models/risk/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     item = body["properties"]["records"]["items"]
     assert set(item["required"]) == {"x1", "x2", "cat", "sex"} and item["additionalProperties"] is False
+    # every endpoint but /health documents the bearer key, whether FastAPI or the route itself checks it
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, ops in spec["paths"].items():
+        for op in ops.values():
+            assert (op.get("security") == [{"HTTPBearer": []}]) == (path != "/health"), path
     report = client.get("/models/risk/report", headers=auth)
     assert report.status_code == 200 and "<html" in report.text.lower()
 

@@ -92,7 +92,8 @@ class TabularFeaturizer:
 
     def check_columns(self, frame: pd.DataFrame, source: str = "input") -> list[str]:
         """Raise when a feature column is missing; return (and warn about) extra columns."""
-        missing = [c for c in self.feature_types if c not in frame.columns]
+        have = set(frame.columns)  # a set: membership in a pandas Index costs a microsecond per column
+        missing = [c for c in self.feature_types if c not in have]
         if missing:
             raise DataError(f"{source}: missing feature column(s) {missing}; the model was trained with "
                             f"{list(self.feature_types)}. Add them (empty values are allowed).")
@@ -104,62 +105,83 @@ class TabularFeaturizer:
         if not self.fitted:
             raise DataError("the featurizer is not fitted; call fit() on training records first.")
         self.check_columns(frame, source)
-        fast = self._numeric_block(frame, source)
-        blocks = []
+        fast_cols, z, fast_miss = self._numeric_block(frame, source)
+        fast = {c: j for j, c in enumerate(fast_cols)}
+        blocks: list[tuple[int, np.ndarray]] = []  # (first output column, block) of the columns read one by one
+        z_at, miss_at, miss_of = [], [], []  # where the vectorized numeric columns and their indicators go
+        pos = 0
         for col, kind in self.feature_types.items():
             st = self.state[col]
             if col in fast:
-                z, miss = fast[col]
-                blocks.append(z[:, None])
+                z_at.append(pos)
+                pos += 1
                 if st["indicator"]:
-                    blocks.append(miss.astype(float)[:, None])
+                    miss_at.append(pos)
+                    miss_of.append(fast[col])
+                    pos += 1
                 continue
-            s = frame[col]
-            miss = s.isna().to_numpy()
-            if kind in (FeatureType.NUMERIC, FeatureType.DATETIME):
-                v = _as_float(s, kind, source, col)
-                v = np.where(np.isnan(v), st["median"], v)
-                blocks.append(((v - st["mean"]) / st["std"])[:, None])
-            elif kind == FeatureType.BINARY:
-                filled = s.where(~s.isna(), st["mode"])
-                known = {str(x) for x in st["values"]}
-                bad = ~filled.astype(str).isin(known) & filled.notna()
-                if bad.any() and len(st["values"]) == 1:
-                    # a rare flag absent from this training part (e.g. one fold): the column was constant there,
-                    # so the model learned nothing from it; the other value is encoded as the training one
-                    warnings.warn(f"{source}: {int(bad.sum())} value(s) of binary column '{col}' were not seen in "
-                                  f"training (constant {shown(st['values'][0])} there) and are encoded as that value",
-                                  stacklevel=2)
-                    filled = filled.where(~bad, st["values"][0])
-                elif bad.any():
-                    row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-                    raise DataError(f"{source}: binary column '{col}' holds {shown(filled[bad].iloc[0])} at row {row}; "
-                                    f"training saw only {st['values']}.")
-                blocks.append((filled.astype(str) == str(st["positive"])).to_numpy(float)[:, None])
-            else:
-                text = s.astype(object).where(~s.isna(), st["mode"]).astype(str)
-                cats = st["categories"]
-                lookup = {c: i for i, c in enumerate(cats)}
-                idx = text.map(lookup).fillna(len(cats)).to_numpy(int)
-                onehot = np.zeros((len(frame), len(cats) + 1))
-                onehot[np.arange(len(frame)), idx] = 1.0
-                unseen = int((idx == len(cats)).sum())
-                if unseen:
-                    warnings.warn(f"{source}: {unseen} value(s) of '{col}' were not seen in training and go to "
-                                  "its unknown bucket", stacklevel=2)
-                blocks.append(onehot)
+            block, miss = self._column(frame, col, kind, source)
+            blocks.append((pos, block))
+            pos += block.shape[1]
             if st["indicator"]:
-                blocks.append(miss.astype(float)[:, None])
-        return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
+                blocks.append((pos, miss.astype(float)[:, None]))
+                pos += 1
+        out = np.empty((len(frame), pos), np.float32)  # filled in place: no per-column arrays stacked
+        if z_at:
+            out[:, z_at] = z
+        if miss_at:
+            out[:, miss_at] = fast_miss[:, miss_of]
+        for at, block in blocks:
+            out[:, at:at + block.shape[1]] = block
+        return out
 
-    def _numeric_block(self, frame: pd.DataFrame, source: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _column(self, frame: pd.DataFrame, col: str, kind: FeatureType, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """One raw column's output block (n x 1, or n x (categories + 1) one-hot) and its missing mask."""
+        st, s = self.state[col], frame[col]
+        miss = s.isna().to_numpy()
+        if kind in (FeatureType.NUMERIC, FeatureType.DATETIME):
+            v = _as_float(s, kind, source, col)
+            v = np.where(np.isnan(v), st["median"], v)
+            return ((v - st["mean"]) / st["std"])[:, None], miss
+        if kind == FeatureType.BINARY:
+            filled = s.where(~s.isna(), st["mode"])
+            known = {str(x) for x in st["values"]}
+            bad = ~filled.astype(str).isin(known) & filled.notna()
+            if bad.any() and len(st["values"]) == 1:
+                # a rare flag absent from this training part (e.g. one fold): the column was constant there,
+                # so the model learned nothing from it; the other value is encoded as the training one
+                warnings.warn(f"{source}: {int(bad.sum())} value(s) of binary column '{col}' were not seen in "
+                              f"training (constant {shown(st['values'][0])} there) and are encoded as that value",
+                              stacklevel=3)
+                filled = filled.where(~bad, st["values"][0])
+            elif bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+                raise DataError(f"{source}: binary column '{col}' holds {shown(filled[bad].iloc[0])} at row {row}; "
+                                f"training saw only {st['values']}.")
+            return (filled.astype(str) == str(st["positive"])).to_numpy(float)[:, None], miss
+        text = s.astype(object).where(~s.isna(), st["mode"]).astype(str)
+        cats = st["categories"]
+        lookup = {c: i for i, c in enumerate(cats)}
+        idx = text.map(lookup).fillna(len(cats)).to_numpy(int)
+        onehot = np.zeros((len(frame), len(cats) + 1))
+        onehot[np.arange(len(frame)), idx] = 1.0
+        unseen = int((idx == len(cats)).sum())
+        if unseen:
+            warnings.warn(f"{source}: {unseen} value(s) of '{col}' were not seen in training and go to its unknown "
+                          "bucket", stacklevel=3)
+        return onehot, miss
+
+    def _numeric_block(self, frame: pd.DataFrame, source: str) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Numeric columns already held as numbers, standardized in one vectorized pass (the per-column path
-        costs tens of microseconds of pandas overhead per column, which dominates predicting one record)."""
-        # dtypes read once as a dict (indexing the dtypes Series per column cost more than the arithmetic)
-        numeric = dict(zip(frame.columns, map(pd.api.types.is_numeric_dtype, frame.dtypes), strict=True))
+        costs tens of microseconds of pandas overhead per column, which dominates predicting one record):
+        (their names, the standardized n x k matrix, its missing mask)."""
+        # each distinct dtype tested once (a table of 30 float columns has one)
+        dtypes = frame.dtypes.tolist()  # a Series built per call: read once
+        kinds = {d: pd.api.types.is_numeric_dtype(d) for d in set(dtypes)}
+        numeric = dict(zip(frame.columns, (kinds[d] for d in dtypes), strict=True))
         cols = [c for c, k in self.feature_types.items() if k == FeatureType.NUMERIC and numeric[c]]
         if not cols:
-            return {}
+            return [], np.zeros((len(frame), 0)), np.zeros((len(frame), 0), bool)
         v = numbers(frame, cols)
         inf = np.isinf(v)
         if inf.any():
@@ -172,8 +194,7 @@ class TabularFeaturizer:
         median = np.array([x["median"] for x in st])
         mean = np.array([x["mean"] for x in st])
         std = np.array([x["std"] for x in st])
-        z = (np.where(miss, median, v) - mean) / std
-        return {c: (z[:, j], miss[:, j]) for j, c in enumerate(cols)}
+        return cols, (np.where(miss, median, v) - mean) / std, miss
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "feature_types": {k: v.value for k, v in self.feature_types.items()},

@@ -1,18 +1,24 @@
-"""Opportunistic micro-batching of table predictions: requests that arrive while the model is busy are predicted
-together in one `Run.predict` call, and their audit rows committed in one transaction.
+"""Opportunistic micro-batching of table predictions, on the event loop: requests that arrive together are
+predicted in one `Run.predict_rows` call, and their audit rows committed in one transaction.
 
-No request waits for a batch to fill: the worker takes whatever is queued when it becomes free (one request at
-low load, so latency is unchanged; up to `max_batch` under load, so throughput grows with the clients instead of
-each request paying the featurizer's and the network's fixed costs alone). Every audit row is committed before
-any of the batch's responses is released. If a batch fails (one record the featurizer refuses), each request is
-retried alone, so only the bad one gets the error.
+A batch is gathered over turns of the event loop, not over a clock: the first request schedules the gathering,
+which takes one more turn whenever the turn brought a new request, and runs once `quiet_turns` turns in a row
+brought none (or at `max_batch` requests, or after `max_wait` seconds). A lone request therefore waits a few
+empty turns (microseconds); under load a batch holds about one request per open connection, so each request
+pays a share of the featurizer's, the model's and the database's fixed costs instead of all of them.
+
+Cheap batches (no explanations, at most `inline_records` records) are predicted on the event loop itself: a
+batch thread would hand the interpreter lock back and forth with the loop at every torch call, which cost more
+than the prediction (docs/service.md, "Throughput"). Explanations, large batches and the commit to a database
+server (PostgreSQL: a network round trip) run on the prediction thread, so the loop keeps answering meanwhile.
+Every audit row is committed before any of the batch's responses is released. If a batch fails (one record the
+featurizer refuses), each request is retried alone, so only the bad one gets the error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,93 +34,115 @@ class _Item:
     explain: bool
     meta: dict[str, Any]
     future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
 
 
 class Batcher:
-    """One worker thread per served model version; `submit` returns the request's results (or raises)."""
+    """Per served model version; `submit` returns the request's response (or raises its error)."""
 
-    def __init__(self, served: Any, predict: Any, finish: Any, max_batch: int = 64) -> None:
-        self.served, self.predict, self.finish, self.max_batch = served, predict, finish, max_batch
-        self.queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+    def __init__(self, served: Any, predict: Any, finish: Any, executor: Executor, *, offload_finish: bool = False,
+                 max_batch: int = 64, inline_records: int = 256, quiet_turns: int = 3, max_wait: float = 0.002) -> None:
+        self.served, self.predict, self.finish, self.executor = served, predict, finish, executor
+        self.offload_finish, self.max_batch, self.inline_records = offload_finish, max_batch, inline_records
+        self.quiet_turns, self.max_wait = quiet_turns, max_wait
         self.sizes: list[int] = []  # batch sizes seen (for the benchmark and tests), bounded
-        self.thread = threading.Thread(target=self._work, name=f"medflow-batch-{served.name}", daemon=True)
-        self.thread.start()
+        self._pending: list[_Item] = []
+        self._seen = self._quiet = 0
+        self._since = 0.0
 
     async def submit(self, records: list[dict[str, Any]], explain: bool, meta: dict[str, Any]) -> Any:
-        """Predict one request's checked records (`InputSchema.check`) with whatever else is queued."""
+        """Predict one request's checked records (`InputSchema.check`) with whatever else arrives meanwhile."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.queue.put(_Item(records, explain, meta, fut, loop))
+        self._pending.append(_Item(records, explain, meta, fut))
+        if len(self._pending) == 1:
+            self._seen, self._quiet, self._since = 0, 0, loop.time()
+            loop.call_soon(self._gather, loop)
         return await fut
 
     def close(self) -> None:
-        self.queue.put(None)
+        """Nothing to stop: requests already queued on this version are still answered by it."""
 
-    def _work(self) -> None:
-        while True:
-            first = self.queue.get()
-            if first is None:
+    def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        n = len(self._pending)
+        if n < self.max_batch and loop.time() - self._since < self.max_wait:
+            self._quiet = 0 if n != self._seen else self._quiet + 1
+            self._seen = n
+            if self._quiet < self.quiet_turns:  # requests are still arriving: one more turn of the loop
+                loop.call_soon(self._gather, loop)
                 return
-            items = [first]
-            while len(items) < self.max_batch:
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self.queue.put(None)
-                    break
-                items.append(nxt)
-            if len(self.sizes) < 100_000:
-                self.sizes.append(len(items))
-            for explain in (False, True):
-                group = [i for i in items if i.explain == explain]
-                if group:
-                    self._run(group, explain)
+        items, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+        if self._pending:  # more than one batch's worth queued: the rest form the next batch
+            self._seen, self._quiet, self._since = 0, 0, loop.time()
+            loop.call_soon(self._gather, loop)
+        if len(self.sizes) < 100_000:
+            self.sizes.append(len(items))
+        for explain in (False, True):
+            group = [i for i in items if i.explain == explain]
+            if not group:
+                continue
+            if explain or sum(len(i.records) for i in group) > self.inline_records:
+                loop.run_in_executor(self.executor, self._answer, group, explain, loop)
+            elif self.offload_finish:
+                self._predict_then_offload(group, loop)
+            else:
+                self._answer(group, explain, None)
 
-    def _run(self, items: list[_Item], explain: bool) -> None:
+    def _predict_then_offload(self, items: list[_Item], loop: asyncio.AbstractEventLoop) -> None:
+        done = self._predict(items, False, None)
+        if done:
+            loop.run_in_executor(self.executor, self._finish, done, loop)
+
+    def _answer(self, items: list[_Item], explain: bool, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Predict, audit and answer `items` (on the loop when `loop` is None, else from a thread)."""
+        done = self._predict(items, explain, loop)
+        if done:
+            self._finish(done, loop)
+
+    def _predict(self, items: list[_Item], explain: bool, loop: asyncio.AbstractEventLoop | None
+                 ) -> list[tuple[_Item, list[dict[str, Any]]]]:
         try:
             frame = self.served.schema.frame([r for i in items for r in i.records])  # one frame per batch
-            results, _ = self.predict(self.served, frame, explain)
+            results = self.predict(self.served, frame, explain)
         except Exception as e:  # noqa: BLE001 - retried one by one so only the request at fault fails
-            if len(items) > 1:
-                for item in items:
-                    self._run([item], explain)
-                return
-            self._fail(items[0], e)
-            return
+            if len(items) == 1:
+                _settle(loop, [(items[0].future, None, _refusal(e))])
+                return []
+            return [part for item in items for part in self._predict([item], explain, loop)]
         parts, start = [], 0
         for item in items:
-            parts.append(results[start:start + len(item.records)])
+            parts.append((item, results[start:start + len(item.records)]))
             start += len(item.records)
+        return parts
+
+    def _finish(self, done: list[tuple[_Item, list[dict[str, Any]]]], loop: asyncio.AbstractEventLoop | None) -> None:
         try:
-            answers = self.finish(self.served, [(i.meta, p) for i, p in zip(items, parts, strict=True)])
+            answers = self.finish(self.served, [(item.meta, results) for item, results in done])
         except Exception as e:  # noqa: BLE001 - an audit failure fails the batch: nothing is answered unaudited
-            for item in items:
-                self._fail(item, e)
+            _settle(loop, [(item.future, None, e) for item, _ in done])
             return
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
-        for item, answer in zip(items, answers, strict=True):
-            by_loop.setdefault(item.loop, []).append((item.future, answer))
-        for loop, done in by_loop.items():  # one wake-up of the event loop per batch, not per request
-            loop.call_soon_threadsafe(_resolve_all, done)
-
-    def _fail(self, item: _Item, e: Exception) -> None:
-        if isinstance(e, MedflowError):
-            e = RequestError(str(e), [{"field": "records", "problem": str(e)}], status=422)
-        item.loop.call_soon_threadsafe(_resolve, item.future, None, e)
+        _settle(loop, [(item.future, answer, None) for (item, _), answer in zip(done, answers, strict=True)])
 
 
-def _resolve(fut: asyncio.Future, value: Any, exc: Exception | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
+def _refusal(e: Exception) -> Exception:
+    if isinstance(e, MedflowError):  # e.g. a value the featurizer cannot read: the message names the field
+        return RequestError(str(e), [{"field": "records", "problem": str(e)}], status=422)
+    return e
+
+
+def _settle(loop: asyncio.AbstractEventLoop | None, outcomes: list[tuple[asyncio.Future, Any, Exception | None]]
+            ) -> None:
+    """Resolve futures: directly on the loop, or with one wake-up of the loop from a thread."""
+    if loop is None:
+        _resolve_all(outcomes)
     else:
-        fut.set_result(value)
+        loop.call_soon_threadsafe(_resolve_all, outcomes)
 
 
-def _resolve_all(done: list[tuple[asyncio.Future, Any]]) -> None:
-    for fut, value in done:
-        _resolve(fut, value, None)
+def _resolve_all(outcomes: list[tuple[asyncio.Future, Any, Exception | None]]) -> None:
+    for fut, value, exc in outcomes:
+        if fut.done():  # the client went away
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)

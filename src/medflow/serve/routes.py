@@ -42,13 +42,16 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def add_routes(app: FastAPI, service: Service) -> None:
-    async def authorized(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
-        # async: a cached key is a dict lookup, so no thread hop (a miss costs one indexed query)
-        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+    def authorize(header: str | None) -> str:
+        """The key's name for an `Authorization` header value, or a 401 / 429 refusal. A cached key is a dict
+        lookup (a miss costs one indexed query), so it runs on the event loop."""
+        scheme, _, credentials = (header or "").partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() != "bearer" or not credentials:
             raise RequestError("missing API key: send `Authorization: Bearer KEY` (create one with "
                                "`medflow keys create --name NAME`)", [{"field": "Authorization", "problem": "missing"}],
                                status=401)
-        name = service.store.key_name(creds.credentials)
+        name = service.store.key_name(credentials)
         if name is None:
             raise RequestError("unknown or revoked API key", [{"field": "Authorization", "problem": "not valid"}],
                                status=401)
@@ -56,6 +59,13 @@ def add_routes(app: FastAPI, service: Service) -> None:
         if not ok:
             raise RequestError(f"rate limit for key '{name}' reached; retry in {wait:.1f} s",
                                [{"field": "Authorization", "problem": "rate limited"}], status=429)
+        return name
+
+    async def authorized(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        """The dependency of the endpoints off the hot path (it also documents the bearer scheme in OpenAPI);
+        the prediction endpoints call `authorize` themselves (FastAPI's dependency resolution cost a tenth of a
+        served prediction)."""
+        name = authorize(request.headers.get("authorization"))
         request.state.key = name
         return name
 
@@ -72,6 +82,10 @@ def add_routes(app: FastAPI, service: Service) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
         return error(422, "; ".join(f"{p['field']}: {p['problem']}" for p in problems), problems)
+
+    for name in list(service.models):  # first: routes are matched in order, and predictions are the traffic
+        _model_routes(app, service, name, authorized, authorize)
+        _cds_route(app, service, name, authorize)
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
@@ -100,10 +114,6 @@ def add_routes(app: FastAPI, service: Service) -> None:
 
         return services_document(service.models)
 
-    for name in list(service.models):
-        _model_routes(app, service, name, authorized)
-        _cds_route(app, service, name, authorized)
-
     @app.api_route("/models/{name}", methods=["GET", "POST"], include_in_schema=False)
     @app.api_route("/models/{name}/{action}", methods=["GET", "POST"], include_in_schema=False)
     def unknown(name: str, action: str = "") -> None:
@@ -128,7 +138,10 @@ def add_routes(app: FastAPI, service: Service) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any) -> None:
+SECURED = {"security": [{"HTTPBearer": []}]}  # what Depends(bearer) documents, for the routes that check inline
+
+
+def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any, authorize: Any) -> None:
     def served():
         if name not in service.models:
             raise RequestError(f"no model '{name}' is served", [{"field": "name", "problem": "unknown"}], status=404)
@@ -140,11 +153,13 @@ def _model_routes(app: FastAPI, service: Service, name: str, authorized: Any) ->
         return served().card()
 
     @app.post(f"/models/{name}/predict", tags=["models"], responses=_errors(400, 401, 413, 422, 429),
-              name=f"predict {name}")
-    async def predict(request: Request, key: str = Depends(authorized)) -> JSONResponse:
+              name=f"predict {name}", openapi_extra=SECURED)
+    async def predict(request: Request) -> JSONResponse:
         """Predict one or many records: the prediction, the decision at the run's threshold, fields outside the
         training range, and with `explain` the top factors; survival runs add S(t) at the horizons."""
-        start, body, s = time.perf_counter(), await request.body(), served()
+        start = time.perf_counter()
+        key = authorize(request.headers.get("authorization"))
+        body, s = await request.body(), served()
         if s.batcher is None:  # event data: one patient's record per call
             return await service.call(_predict, service, s, key, body, start)
         payload = parse_json(body)
@@ -183,22 +198,23 @@ CDS_REQUEST = {"type": "object", "required": ["hook", "hookInstance", "context",
                                    "properties": {"resourceType": {"type": "string"}}}}}}}
 
 
-def _cds_route(app: FastAPI, service: Service, name: str, authorized: Any) -> None:
+def _cds_route(app: FastAPI, service: Service, name: str, authorize: Any) -> None:
     @app.post(f"/cds-services/{name}", tags=["CDS Hooks"], responses=_errors(400, 401, 413, 422, 429),
-              name=f"cds {name}", openapi_extra={"requestBody": {"required": True, "content": {
+              name=f"cds {name}", openapi_extra={**SECURED, "requestBody": {"required": True, "content": {
                   "application/json": {"schema": CDS_REQUEST}}}})
-    async def hook(request: Request, key: str = Depends(authorized)) -> dict[str, Any]:
+    async def hook(request: Request) -> dict[str, Any]:
         """CDS Hooks `patient-view`: FHIR prefetch in, one card out (risk band, top factors, model and version)."""
         from medflow.serve.cds import card, hook_inputs
 
         start, rid = time.perf_counter(), new_request_id()
+        key = authorize(request.headers.get("authorization"))
         if name not in service.models:
             raise RequestError(f"no CDS service '{name}'", status=404)
         s = service.models[name]
         body = await request.body()
         try:
             inputs, notes = hook_inputs(s, parse_json(body))
-            results, _ = await service.call(predict_payload, s, inputs, True)
+            results = await service.call(predict_payload, s, inputs, True)
         except MedflowError as e:
             raise RequestError(str(e), [{"field": "prefetch", "problem": str(e)}], status=422) from None
         answer = {"cards": [card(s, results[-1], notes)]}
@@ -214,7 +230,7 @@ def _predict(service: Service, s: Any, key: str, body: bytes, start: float) -> J
     rid, name = new_request_id(), s.name
     try:
         inputs, explain = s.schema.validate(parse_json(body))
-        results, _ = predict_payload(s, inputs, explain)
+        results = predict_payload(s, inputs, explain)
     except MedflowError as e:  # e.g. a value the featurizer cannot read: the message names the field
         raise RequestError(str(e), [{"field": "records", "problem": str(e)}], status=422) from None
     except RequestError:

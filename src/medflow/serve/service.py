@@ -21,11 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from medflow.errors import MedflowError
+from medflow.predictions import json_rows
 from medflow.runs import Run, load_run
 from medflow.serve.errors import RequestError
 from medflow.serve.guard import RateLimiter, ServiceMetrics
@@ -97,8 +96,13 @@ class Service:
         self.models: dict[str, Served] = {}
         # predictions run on a few dedicated threads: Python work under one GIL gains nothing from 40 threads
         # taking turns, and queueing keeps p99 latency flat as clients are added (benchmarks/README.md (i))
+        import torch
+
         self.executor = ThreadPoolExecutor(max_workers=max(1, config.predict_threads),
-                                           thread_name_prefix="medflow-predict")
+                                           thread_name_prefix="medflow-predict", initializer=torch.set_num_threads,
+                                           initargs=(torch.get_num_threads(),))
+        # OpenMP's thread count is per calling thread: a new thread would take the machine's default, and its
+        # idle OpenMP team spins on a core between predictions (measured: a full core, docs/service.md)
         self.refresh()
         if not self.models:
             raise MedflowError("nothing to serve: give run directories (`medflow serve RUN_DIR`) or promote a "
@@ -125,7 +129,8 @@ class Service:
                 if new.schema.kind == "table":
                     from medflow.serve.batching import Batcher
 
-                    new.batcher = Batcher(new, predict_payload, self.finish)
+                    new.batcher = Batcher(new, predict_payload, self.finish, self.executor,
+                                          offload_finish=not self.store.local)
                 self.models[name] = new
                 if cur is not None and cur.batcher is not None:
                     cur.batcher.close()  # after the requests already queued on the old version are answered
@@ -159,17 +164,19 @@ class Service:
         self.metrics.batches.labels(served.name).observe(len(parts))
         self.metrics.records.labels(served.name, str(served.version)).inc(sum(len(r) for _, r in parts))
         out = []
+        about = dumps({"model": served.name, "version": served.version, "synthetic": served.run.synthetic,
+                       "task": served.run.task.kind}, strict=True)[1:-1]  # the same for the whole batch
         for (m, _), row, output in zip(parts, rows, outputs, strict=True):
             self.metrics.observe("predict", served.name, 200, row["latency_ms"] / 1000)
-            head = dumps({"request_id": m["request_id"], "model": served.name, "version": served.version,
-                          "synthetic": served.run.synthetic, "task": served.run.task.kind}, strict=True)
-            out.append(Response(f'{head[:-1]},"predictions":{output}}}', media_type="application/json"))
+            # request ids are hex digits: nothing to escape
+            out.append(Response(f'{{"request_id":"{m["request_id"]}",{about},"predictions":{output}}}',
+                                media_type="application/json"))
         return out
 
 
-def predict_payload(served: Served, inputs: Any, explain: bool) -> tuple[list[dict[str, Any]], Any]:
-    """Run.predict on validated records (or a patient's events), as JSON: the prediction, the decision,
-    out-of-range flags and the explanation."""
+def predict_payload(served: Served, inputs: Any, explain: bool) -> list[dict[str, Any]]:
+    """`Run.predict_rows` on validated records (or a patient's events), as JSON-ready results: the prediction,
+    the decision, out-of-range flags and the explanation."""
     import warnings
 
     run = served.run
@@ -179,45 +186,33 @@ def predict_payload(served: Served, inputs: Any, explain: bool) -> tuple[list[di
             from medflow.serve.events import events_dataset, request_subject_ids
 
             out = request_subject_ids(run.predict(events_dataset(run, inputs), explain=explain), inputs)
-            flags = [[] for _ in range(len(out))]
+            results = json_rows({c: out[c] for c in out.columns if c != "survival_curve"}, len(out))
+            flags: list[list[str]] = [[] for _ in results]
         else:
-            out = run.predict(inputs, explain=explain, source="request")
+            results = run.predict_rows(inputs, explain=explain, source="request")
             flags = served.schema.out_of_range(inputs)
             if served.schema.kind == "table":  # drift counts per feature; a SMILES is not a feature to bin
                 served.monitor.observe(inputs)
-    results = []
-    columns = {c: out[c].tolist() for c in out.columns if c != "survival_curve"}  # column-wise: cheaper than rows
-    for i in range(len(out)):
-        item = {k: _plain(v[i]) for k, v in columns.items()}
-        item["decision"] = _decision(run, item)
-        item["out_of_training_range"] = flags[i]
-        results.append(item)
-    return results, out
+    decide = _decider(run)
+    for item, flag in zip(results, flags, strict=True):
+        item.pop("survival_curve", None)  # S(t) at the horizons is what a clinician reads; the curve stays in Python
+        item["decision"] = decide(item)
+        item["out_of_training_range"] = flag
+    return results
 
 
-def _decision(run: Run, item: dict[str, Any]) -> dict[str, Any]:
+def _decider(run: Run) -> Any:
+    """The decision for one result item: the label at the run's threshold (binary), the recommendation
+    (treatment effects), or the prediction."""
     kind = run.task.kind
     if kind == "binary":
-        positive = str(item["prediction"]) == str(run.task.classes[1])
-        return {"label": item["prediction"], "positive": positive, "threshold": item.get("threshold"),
-                "rule": f"{run.task.classes[1]} when probability >= threshold (chosen on validation)"}
+        classes = run.task.classes
+        positive, rule = str(classes[1]), f"{classes[1]} when probability >= threshold (chosen on validation)"
+        return lambda item: {"label": item["prediction"], "positive": str(item["prediction"]) == positive,
+                             "threshold": item.get("threshold"), "rule": rule}
     if kind == "treatment_effect":
-        return {"label": item.get("recommendation"), "benefit": item.get("benefit")}
-    return {"label": item.get("prediction")}
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, pd.Timestamp | datetime):
-        return v.isoformat()
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
+        return lambda item: {"label": item.get("recommendation"), "benefit": item.get("benefit")}
+    return lambda item: {"label": item.get("prediction")}
 
 
 def _num(v: Any) -> float | None:
@@ -246,15 +241,19 @@ def error(status: int, message: str, problems: list[dict[str, str]] | None = Non
     return JSONResponse({"error": message, "problems": problems or []}, status_code=status, headers=headers)
 
 
-_IDS: tuple[int, str, Any] = (0, "", None)  # (pid, random prefix, counter), renewed in a forked process
+def _new_id_source() -> None:
+    global _IDS
+    _IDS = (uuid.uuid4().hex[:20], itertools.count())
+
+
+_IDS: tuple[str, Any] = ("", None)
+_new_id_source()
+os.register_at_fork(after_in_child=_new_id_source)  # a forked worker gets a prefix of its own
 
 
 def new_request_id() -> str:
     """A unique request id (32 hex digits): a per-process random prefix and a counter (no urandom per request)."""
-    global _IDS
-    if _IDS[0] != os.getpid():
-        _IDS = (os.getpid(), uuid.uuid4().hex[:20], itertools.count())
-    return f"{_IDS[1]}{next(_IDS[2]):012x}"
+    return f"{_IDS[0]}{next(_IDS[1]):012x}"
 
 
 def parse_json(body: bytes) -> Any:

@@ -97,6 +97,12 @@ class Store:
             raise ConfigError(f"--db {self.safe_url}: cannot open the database ({str(e.orig).strip()}).") from None
 
     @property
+    def local(self) -> bool:
+        """A database file in this process (SQLite: a commit takes tens of microseconds) rather than a server
+        a commit waits for over the network."""
+        return self.engine.dialect.name == "sqlite"
+
+    @property
     def safe_url(self) -> str:
         """The URL with any password hidden (for logs and errors)."""
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
