@@ -8,7 +8,9 @@ Measured in one run, on the same machine and settings:
   request in SQLite (micro-batched: one transaction per batch), and Prometheus metrics, in one process and with
   `--workers 2`,
 at 1, 8 and 32 concurrent connections, for a deep tabular model (breast cancer MLP) and an event-data model
-(GRU on SYNTHETIC EHR events). Reports requests/s, p50 and p99 latency, errors, and audit rows against requests.
+(GRU on SYNTHETIC EHR events). Reports requests/s, p50 and p99 latency, errors, and audit rows against requests;
+then the table model's ratio to the constant endpoint with both servers up and 10-s wrk runs alternating between
+them (3 rounds per connection count), the figure least moved by the machine's drift.
 
     python benchmarks/bench_service.py [--seconds 30]
 """
@@ -204,7 +206,47 @@ def run(seconds: int = 30, conns: tuple[int, ...] = (1, 8, 32)) -> dict:
             proc.wait()
         rows = len(Store(str(db)).audit_rows())
         result["audit"][kind] = {"rows": rows, "requests": sum(r["requests"] for r in result["service"][kind])}
+    result["paired"] = _paired(root, runs["table"], conns, port + 1)
     return result
+
+
+def _paired(root: Path, run_dir: Path, conns: tuple[int, ...], port: int, rounds: int = 3, seconds: int = 10
+            ) -> list[dict]:
+    """The ratio to the constant endpoint with both servers up at once and wrk runs alternating between them
+    (the order swapped each round): this shared machine's speed drifts by a third over minutes, which the
+    blocks above, one server after the other, fold into their ratios."""
+    from medflow.serve.store import Store
+
+    py = sys.executable
+    db = root / "paired.db"
+    key = Store(str(db)).create_key("bench")
+    (root / "paired.lua").write_text(LUA.format(body=root / "table.json", key=key))
+    const = _serve([py, "-m", "uvicorn", "constant_app:app", "--host", "127.0.0.1", "--log-level", "warning"], port,
+                   root)
+    served = _serve([py, "-m", "medflow", "serve", str(run_dir), "--db", str(db), "--rate", "0"], port + 1, root)
+    out = []
+    try:
+        _wait(f"http://127.0.0.1:{port}/health", const)
+        _wait(f"http://127.0.0.1:{port + 1}/health", served)
+        targets = {"constant": (f"http://127.0.0.1:{port}/predict", root / "constant.lua"),
+                   "medflow": (f"http://127.0.0.1:{port + 1}/models/bench-table/predict", root / "paired.lua")}
+        for name in targets:  # warm both up (first connections, caches, the model's first calls)
+            _wrk(*targets[name], 8, 3)
+        for c in conns:
+            ratios, got = [], {"constant": [], "medflow": []}
+            for r in range(rounds):
+                order = ["constant", "medflow"] if r % 2 == 0 else ["medflow", "constant"]
+                this = {name: _wrk(*targets[name], c, seconds) for name in order}
+                for name in order:
+                    got[name].append(this[name]["rps"])
+                ratios.append(this["medflow"]["rps"] / this["constant"]["rps"])
+            out.append({"conns": c, "constant_rps": got["constant"], "medflow_rps": got["medflow"],
+                        "ratios": ratios, "median_ratio": float(np.median(ratios))})
+    finally:
+        for proc in (const, served):
+            proc.terminate()
+            proc.wait()
+    return out
 
 
 def markdown(r: dict) -> list[str]:
@@ -228,6 +270,13 @@ def markdown(r: dict) -> list[str]:
         s1 = r["service"][kind][0]
         lines.append(f"| {kind} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {b['rps']:.0f} | {s1['p50_ms']:.2f} | "
                      f"**{s1['p50_ms'] - b['p50_ms']:.2f}** |")
+    if r.get("paired"):
+        lines += ["", "| connections | constant req/s (each round) | medflow req/s (each round) | ratio per round | "
+                  "**median ratio** |", "|---|---|---|---|---|"]
+        for p in r["paired"]:
+            lines.append(f"| {p['conns']} | {' / '.join(f'{v:.0f}' for v in p['constant_rps'])} | "
+                         f"{' / '.join(f'{v:.0f}' for v in p['medflow_rps'])} | "
+                         f"{' / '.join(f'{v:.2f}' for v in p['ratios'])} | **{p['median_ratio']:.2f}x** |")
     lines += ["", "| service | audit rows | requests wrk counted | connections (in flight at each stop) |",
               "|---|---|---|---|"]
     for kind, a in r["audit"].items():

@@ -82,6 +82,26 @@ def test_audit_rows_and_since(db_url):
     assert [r["request_id"] for r in store.audit_rows(model="risk")] == ["old"]
 
 
+def test_sqlite_audit_rows_are_stored_as_sqlalchemy_stores_them(tmp_path):
+    """SQLite audit rows go through the driver directly (compiled once): the stored values, datetimes included,
+    are byte for byte what SQLAlchemy's own insert stores, and a failed batch leaves nothing behind."""
+    from medflow.serve.store import audit_table
+
+    store = Store(str(tmp_path / "a.db"))
+    row = {"request_id": "r", "time": datetime(2026, 11, 27, 1, 2, 3, 456789, tzinfo=UTC), "key_name": "k",
+           "endpoint": "predict", "model": "risk", "version": 2, "run_dir": "/r", "input_hash": "0" * 64,
+           "n_records": 3, "output": '[{"p":0.5}]', "latency_ms": 1.25, "input": '{"records":[]}'}
+    store.audit([{**row, "request_id": "fast"}])
+    with store.engine.begin() as c:
+        c.execute(audit_table.insert(), [{**row, "request_id": "sqlalchemy"}])
+    with store.engine.connect() as c:
+        stored = {r[1]: r[2:] for r in c.exec_driver_sql("SELECT * FROM audit").fetchall()}
+    assert stored["fast"] == stored["sqlalchemy"] and stored["fast"][0] == "2026-11-27 01:02:03.456789"
+    with pytest.raises(Exception):  # noqa: B017 - the driver's IntegrityError: a NOT NULL column missing
+        store.audit([{**row, "request_id": "ok"}, {**row, "request_id": None}])
+    assert [r["request_id"] for r in store.audit_rows()] == ["fast", "sqlalchemy"]  # the batch rolled back whole
+
+
 def test_bad_database_urls_are_named():
     with pytest.raises(ConfigError, match="not a database URL"):
         Store("nosuchdb://x")

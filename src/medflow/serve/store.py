@@ -86,10 +86,13 @@ class Store:
         self.key_ttl = 1.0
         self._key_cache: dict[str, tuple[str | None, float]] = {}
         try:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
-            if self.engine.dialect.name == "sqlite":
+            sqlite = self.url.startswith("sqlite")
+            # a file needs no liveness ping before each use; a server connection may have been dropped
+            self.engine = sa.create_engine(self.url, pool_pre_ping=not sqlite)
+            if sqlite:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             meta.create_all(self.engine)
+            self._insert = _driver_insert(self.engine) if sqlite else None
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
             raise ConfigError(f"--db {url}: not a database URL SQLAlchemy understands ({e}); use a file path, "
                               "sqlite:///path.db or postgresql://user:password@host:port/database.") from None
@@ -158,8 +161,24 @@ class Store:
     # --- audit ----------------------------------------------------------------------------------------------
     def audit(self, rows: list[dict[str, Any]]) -> None:
         """Commit audit rows (one transaction); returns once they are durable."""
-        with self.engine.begin() as c:
-            c.execute(audit_table.insert(), rows)
+        if self._insert is None:
+            with self.engine.begin() as c:
+                c.execute(audit_table.insert(), rows)
+            return
+        # SQLite: the statement compiled once and executed on the driver's connection (SQLAlchemy's execution
+        # path cost a tenth of a served prediction), values formatted by the columns' own SQLAlchemy types
+        sql, columns = self._insert
+        params = [tuple(v if proc is None else proc(v) for name, proc in columns for v in (row.get(name),))
+                  for row in rows]
+        raw = self.engine.raw_connection()
+        try:
+            raw.cursor().executemany(sql, params)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()  # back to the pool
 
     def audit_rows(self, since: datetime | None = None, model: str | None = None) -> list[dict[str, Any]]:
         q = sa.select(audit_table).order_by(audit_table.c.id)
@@ -228,6 +247,18 @@ def _iso(t: datetime | None) -> str | None:
     if t is None:
         return None
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat()
+
+
+def _driver_insert(engine: sa.Engine) -> tuple[str, list[tuple[str, Any]]]:
+    """The audit INSERT as the driver's SQL with positional parameters, and per parameter its column and the
+    column type's bind processor (e.g. datetimes as SQLAlchemy stores them in SQLite)."""
+    compiled = audit_table.insert().values({c.name: sa.bindparam(c.name) for c in audit_table.c if c.name != "id"}
+                                           ).compile(dialect=engine.dialect)
+    if not compiled.positional:
+        raise ConfigError(f"{engine.dialect.name}: expected positional parameters for the audit insert")
+    names = list(compiled.positiontup)
+    return str(compiled), [(n, audit_table.c[n].type.dialect_impl(engine.dialect).bind_processor(engine.dialect))
+                           for n in names]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
