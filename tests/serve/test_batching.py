@@ -102,6 +102,23 @@ def test_a_bad_record_fails_only_its_own_request():
     assert isinstance(got[2], RequestError) and got[2].status == 422 and "column 'x'" in str(got[2])
 
 
+def test_requests_from_several_event_loops_are_all_answered():
+    """An app driven from several threads, each with its own event loop (e.g. TestClients without `with`):
+    each request is answered on its own loop with its own rows."""
+    with ThreadPoolExecutor(1) as pool:
+        b, _ = _batcher(pool)
+
+        def one_loop(k: int) -> list:
+            async def main():
+                return await asyncio.gather(*[b.submit([{"v": 100 * k + i}], False, {}) for i in range(20)])
+
+            return asyncio.run(main())
+
+        with ThreadPoolExecutor(4) as loops:
+            got = list(loops.map(one_loop, range(4)))
+    assert got == [[[100 * k + i] for i in range(20)] for k in range(4)]
+
+
 def test_an_audit_failure_answers_no_request_of_the_batch():
     with ThreadPoolExecutor(1) as pool:
         b, _ = _batcher(pool)

@@ -18,6 +18,7 @@ featurizer refuses), each request is retried alone, so only the bad one gets the
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ class Batcher:
         self.quiet_turns, self.max_wait = quiet_turns, max_wait
         self.sizes: list[int] = []  # batch sizes seen (for the benchmark and tests), bounded
         self._pending: list[_Item] = []
+        self._lock = threading.Lock()
         self._seen = self._quiet = 0
         self._since = 0.0
 
@@ -53,8 +55,10 @@ class Batcher:
         """Predict one request's checked records (`InputSchema.check`) with whatever else arrives meanwhile."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._pending.append(_Item(records, explain, meta, fut))
-        if len(self._pending) == 1:
+        with self._lock:  # one loop in a server; several when an app is driven from several threads
+            self._pending.append(_Item(records, explain, meta, fut))
+            first = len(self._pending) == 1
+        if first:
             self._seen, self._quiet, self._since = 0, 0, loop.time()
             loop.call_soon(self._gather, loop)
         return await fut
@@ -70,8 +74,10 @@ class Batcher:
             if self._quiet < self.quiet_turns:  # requests are still arriving: one more turn of the loop
                 loop.call_soon(self._gather, loop)
                 return
-        items, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
-        if self._pending:  # more than one batch's worth queued: the rest form the next batch
+        with self._lock:
+            items, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            more = bool(self._pending)
+        if more:  # more than one batch's worth queued: the rest form the next batch
             self._seen, self._quiet, self._since = 0, 0, loop.time()
             loop.call_soon(self._gather, loop)
         if len(self.sizes) < 100_000:
@@ -131,11 +137,23 @@ def _refusal(e: Exception) -> Exception:
 
 def _settle(loop: asyncio.AbstractEventLoop | None, outcomes: list[tuple[asyncio.Future, Any, Exception | None]]
             ) -> None:
-    """Resolve futures: directly on the loop, or with one wake-up of the loop from a thread."""
-    if loop is None:
-        _resolve_all(outcomes)
-    else:
-        loop.call_soon_threadsafe(_resolve_all, outcomes)
+    """Resolve futures: directly when on their loop, else with one wake-up of each future's loop (from the
+    prediction thread; or a request that came in on another loop, e.g. a TestClient used from several threads)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for owner, some in by_loop.items():
+        if loop is None and owner is _running_loop():
+            _resolve_all(some)
+        else:
+            owner.call_soon_threadsafe(_resolve_all, some)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _resolve_all(outcomes: list[tuple[asyncio.Future, Any, Exception | None]]) -> None:
