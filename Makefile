@@ -25,6 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/system-deps.sh
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 bench: $(STAMP)

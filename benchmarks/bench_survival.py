@@ -79,7 +79,7 @@ if __name__ == "__main__":
 
 def fusion(seed: int = 0) -> dict:
     """Clinical vs gene-expression blocks vs their fusion on breast_cancer_genomic (DeepSurv, 2 x 5-fold)."""
-    from medflow.fusion import BlocksConfig, compare_blocks
+    from medflow.study.fusion import BlocksConfig, compare_blocks
 
     ds = load("breast_cancer_genomic")
     cfg = BlocksConfig(model="deepsurv", params={"hidden": 32, "depth": 1, "dropout": 0.2}, k=5, repeats=2)

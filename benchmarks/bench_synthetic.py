@@ -98,7 +98,7 @@ def breast_cancer(folds: int = 3, generators: tuple[str, ...] = (*MEDFLOW, "sdv_
 def ehr_table(patients: int = 20_000, generators: tuple[str, ...] = (*MEDFLOW, "sdv_copula")) -> list[dict]:
     from medflow.config import DataConfig
     from medflow.data.dataset import FeatureType
-    from medflow.study_data import load_study_data
+    from medflow.study.data import load_study_data
 
     ds = load_study_data(DataConfig(dataset="ehr_sim", as_table=True, simulate={"patients": patients},
                                     sequence={"min_count": 20}))

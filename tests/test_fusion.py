@@ -6,7 +6,7 @@ import pytest
 
 from medflow.data.sources.tabular import dataset_from_frame
 from medflow.errors import ConfigError
-from medflow.fusion import BlocksConfig, compare_blocks
+from medflow.study.fusion import BlocksConfig, compare_blocks
 from medflow.tasks import Survival
 from medflow.train.trainer import TrainConfig
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import medflow as mf
-import medflow.tuning
+import medflow.study.tuning
 from medflow.errors import ConfigError
 from medflow.study import run_study
 from tests.conftest import make_frame
@@ -23,15 +23,15 @@ def _study(tmp_path, frame, kind, models):
 def test_nested_search_never_sees_the_test_patients_and_finds_a_sensible_penalty(tmp_path, monkeypatch):
     frame = make_frame(300, kind="regression", rows_per_patient=2)
     seen: list[set] = []
-    real = medflow.tuning._inner_folds
+    real = medflow.study.tuning._inner_folds
 
     def spy(patient_ids, k, seed):
         seen.append(set(patient_ids.astype(str)))
         return real(patient_ids, k, seed)
 
-    monkeypatch.setattr(medflow.tuning, "_inner_folds", spy)
+    monkeypatch.setattr(medflow.study.tuning, "_inner_folds", spy)
     study = _study(tmp_path, frame, "regression", ["linear_regression"])
-    from medflow.tuning import TuneConfig
+    from medflow.study.tuning import TuneConfig
 
     cfg = study.config.model_copy(update={"tune": TuneConfig(
         trials=8, inner_folds=3, space={"linear_regression": {"alpha": {"low": 1e-3, "high": 1e5, "log": True}}})})
@@ -52,7 +52,7 @@ def test_nested_search_never_sees_the_test_patients_and_finds_a_sensible_penalty
 
 
 def test_training_options_can_be_searched(tmp_path):
-    from medflow.tuning import TuneConfig
+    from medflow.study.tuning import TuneConfig
 
     study = _study(tmp_path, make_frame(160), "binary", ["mlp", "logistic_regression"])
     cfg = study.config.model_copy(update={"tune": TuneConfig(trials=2, inner_folds=2, space={
@@ -71,7 +71,7 @@ def test_training_options_can_be_searched(tmp_path):
     ({"mlp": {"hidden": "big"}}, "give \\[low, high\\]"),
 ])
 def test_bad_search_spaces_are_named(tmp_path, space, message):
-    from medflow.tuning import TuneConfig
+    from medflow.study.tuning import TuneConfig
 
     study = _study(tmp_path, make_frame(60), "binary", ["mlp"])
     cfg = study.config.model_copy(update={"tune": TuneConfig(trials=1, space=space)})
@@ -81,8 +81,8 @@ def test_bad_search_spaces_are_named(tmp_path, space, message):
 
 def test_default_search_spaces_are_valid_and_used_when_tune_names_none(tmp_path):
     from medflow.registry import models
+    from medflow.study.tuning import TuneConfig, search_space
     from medflow.train.trainer import TrainConfig
-    from medflow.tuning import TuneConfig, search_space
 
     for name, spec in models.items():  # every registered default space names real parameters
         if spec.search:

@@ -17,18 +17,18 @@ from medflow.data.splits import ByPatient, KFold, Scaffold
 from medflow.data.text import TextSource
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
-from medflow.federate import FederateConfig
-from medflow.fusion import BlocksConfig
+from medflow.features.codes import SequenceFeatures
 from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression
 from medflow.tasks.effects import TreatmentEffect
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.spans import SpanExtraction
 from medflow.tasks.survival import Survival
+from medflow.train.federated import FederatedConfig
 from medflow.train.privacy import PrivacyConfig
 from medflow.train.trainer import TrainConfig
-from medflow.tuning import TuneConfig
 
-__all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "load_config", "parse_config"]
+__all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "BlocksConfig", "TuneConfig", "SearchDim",
+           "SitesConfig", "FederateConfig", "SequenceFeatures", "load_config", "parse_config"]
 
 TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation | TreatmentEffect
                       | SpanExtraction, Field(discriminator="kind")]
@@ -45,15 +45,6 @@ class EventTableConfig(BaseModel):
     code: str = "code"
     value: str | None = "numeric_value"
     code_prefix: str | None = None
-
-
-class SequenceFeatures(BaseModel):
-    """How event histories become model inputs (YAML: `data.sequence:`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_count: int = Field(1, ge=1, description="codes seen fewer times in training become <unknown>")
-    max_len: int = Field(256, ge=4, le=100_000, description="most recent events kept per sample")
-    lookback_days: float | None = Field(None, gt=0, description="observation window before the prediction time")
 
 
 class SimulateConfig(BaseModel):
@@ -151,13 +142,6 @@ class ModelEntry(BaseModel):
         """The entry's name in the run directory, metrics and report."""
         return self.label or self.name
 
-    def init(self) -> Any:
-        if self.init_from is None:
-            return None
-        from medflow.models.transfer import Init
-
-        return Init(self.init_from, self.init_model or self.name, self.freeze)
-
 
 class ExplainConfig(BaseModel):
     """How much explaining the study does after training."""
@@ -168,6 +152,63 @@ class ExplainConfig(BaseModel):
     examples: int = Field(5, ge=0, le=50)
     max_features: int = Field(50, ge=1, description="wider inputs: the features most correlated with the model's "
                                                    "output are explained one by one, the rest as one group")
+
+
+# The sections of the applications and study steps that a study YAML configures (`compare_blocks:`, `tune:`,
+# `federated:`) live here, so the config layer holds them without importing the code that runs them.
+
+class BlocksConfig(BaseModel):
+    """The YAML's `compare_blocks:` section; `blocks` defaults to the blocks the dataset declares."""
+
+    model_config = ConfigDict(extra="forbid")
+    blocks: dict[str, list[str]] | None = None
+    model: str = "deepsurv"
+    params: dict[str, Any] = {}
+    k: int = Field(5, ge=2, le=20)
+    repeats: int = Field(2, ge=1, le=20)
+    valid: float = Field(0.15, ge=0.05, lt=0.5)
+    n_bootstrap: int = Field(1000, ge=50)
+    metric: str | None = None  # default: the task's primary metric (e.g. sqrt_pehe where the true effect is known)
+
+
+class SearchDim(BaseModel):
+    """One searched parameter: a numeric range (optionally log-scaled or integer) or a list of choices."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+
+class TuneConfig(BaseModel):
+    """Nested hyper-parameter search (YAML: `tune:`). `space` maps a model name to its parameters, each
+    `[low, high]` (integers if both are), `{low, high, log, integer}` or `{choices: [...]}`; a parameter
+    named `train.<key>` (e.g. `train.lr`) searches the training options of that model."""
+
+    model_config = ConfigDict(extra="forbid")
+    trials: int = Field(20, ge=1, le=10_000)
+    inner_folds: int = Field(3, ge=2, le=20)
+    metric: str | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    space: dict[str, dict[str, Any]] = {}
+
+
+class SitesConfig(BaseModel):
+    """Sites drawn from one dataset (when no site files are given): by a column, or label-skewed parts."""
+
+    model_config = ConfigDict(extra="forbid")
+    column: str | None = None  # one site per value (e.g. a hospital column)
+    n: int = Field(3, ge=1, le=100)  # otherwise: n sites whose label mix is drawn from Dirichlet(skew)
+    skew: float = Field(0.5, gt=0)  # smaller: sites more different (0.1 very non-IID; 100 nearly IID)
+
+
+class FederateConfig(FederatedConfig):
+    """`federated:` in a study: Flower's options, plus how to form sites from one dataset."""
+
+    sites: SitesConfig = SitesConfig()
+    model: str | None = None  # the model entry to federate (its key); default: the first deep model listed
 
 
 class StudyConfig(BaseModel):

@@ -7,7 +7,9 @@ docs/run-directory.md.
 
 from __future__ import annotations
 
+import math
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +19,17 @@ import yaml
 
 from medflow.artifacts import read_json, write_json, write_parquet, write_text
 from medflow.errors import DataError, ModelError
-from medflow.features import featurizer_from_dict
+from medflow.explain import explain_records
+from medflow.features import featurizer_from_dict, kind_of
 from medflow.features.tabular import TabularFeaturizer
 from medflow.models.base import Estimator, load_estimator
-from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression, Task
-from medflow.tasks.effects import TreatmentEffect
-from medflow.tasks.segmentation import Segmentation
-from medflow.tasks.spans import SpanExtraction
-from medflow.tasks.survival import Survival
+from medflow.tasks import Task, task_from_dict
+from medflow.tasks.base import put_before
 
-__all__ = ["Run", "load_run", "write_json", "write_text", "write_parquet", "read_json", "INCOMPLETE"]
+__all__ = ["Run", "load_run", "json_rows", "plain_value", "task_from_dict", "write_json", "write_text", "write_parquet",
+           "read_json", "INCOMPLETE"]
 
 INCOMPLETE = ".incomplete"
-_TASKS = {"binary": Binary, "multiclass": Multiclass, "multilabel": Multilabel, "regression": Regression,
-          "survival": Survival,
-          "segmentation": Segmentation, "treatment_effect": TreatmentEffect, "spans": SpanExtraction}
-
-
-def task_from_dict(d: dict[str, Any]) -> Task:
-    cfg = dict(d["config"])
-    return _TASKS[cfg["kind"]](**cfg).load_state(d["state"])
-
-
 class Metrics:
     """The metrics of a run, with a table view (value and 95% CI per model and metric)."""
 
@@ -166,8 +157,6 @@ class Run:
                      source: str = "input", horizons: list[float] | None = None) -> list[dict[str, Any]]:
         """`predict`'s rows as plain Python values, ready for JSON (NaN as None, timestamps as ISO text),
         without building a DataFrame: what the decision-support service answers with."""
-        from medflow.predictions import json_rows
-
         model = model or self.metrics.selected_model
         if getattr(records, "modality", "tabular") != "tabular":
             out = self._predict_dataset(records, model, explain)
@@ -175,18 +164,17 @@ class Run:
         index, columns, _ = self._predict_table(records, model, explain, source, horizons)
         return json_rows(columns, len(index))
 
+    @property
+    def modality(self) -> str:
+        """The modality of the data the run was trained on (its featurizer's registry entry)."""
+        return kind_of(self.featurizer()).modality
+
     def _predict_table(self, records: Any, model: str, explain: bool, source: str,
                        horizons: list[float] | None) -> tuple[pd.Index, dict[str, Any], dict[str, Any]]:
         """Records to (their index, the prediction columns in order, the table's attrs)."""
-        from medflow.explain.tabular import attributions, method_name
-        from medflow.predictions import survival_columns
-
-        if getattr(self.featurizer(), "name", "") == "codes-v1":
-            raise DataError(f"{source}: this run reads event histories; predict on an event Dataset, e.g. "
-                            "run.predict(mf.data.event_dataset(mf.data.read_meds(path), cohort=...)).")
-        if getattr(self.featurizer(), "name", "") == "image-v1":
-            raise DataError(f"{source}: this run reads images; predict on an image Dataset, e.g. "
-                            "run.predict(mf.data.read_image_dataset(mf.data.ImageSource(path='scans/'))).")
+        hint = kind_of(self.featurizer()).records_hint
+        if hint:
+            raise DataError(f"{source}: {hint}")
         frame = self._frame(records, source)
         extra = self.featurizer().check_columns(frame, source)
         label_cols = set(self.task.label_columns) | {self.config["data"].get("patient_id") or ""} | \
@@ -194,101 +182,68 @@ class Run:
         extra = [c for c in extra if c not in label_cols]
         if extra:
             warnings.warn(f"{source}: ignoring column(s) not used by the model: {extra}", stacklevel=3)
-        scores, attrs, names, at, cifs, xs, graph_expl, method = [], [], None, [], [], [], [], None
-        hs = list(horizons or (self.task.state.get("horizons", []) if self.task.kind == "survival" else []))
+        task, hs = self.task, self.task.horizons_for(horizons)
+        folds, scores, outputs = [], [], []
         for fold in range(len(self._folds)):
             est = self.estimator(model, fold)
             x = self.inputs(frame, fold, source)
-            xs.append(x)
+            folds.append((est, x, self.featurizer(fold).output_sources))
             scores.append(est.predict(x))
-            if hs:
-                at.append(est.predict_survival(x, np.asarray(hs, dtype=float)))
-                head = getattr(est, "head", None)
-                if self.task.kind == "survival" and self.task.competing_risks and hasattr(head, "cif"):
-                    cifs.append(head.cif(est.outputs(x), np.asarray(hs, dtype=float)))
-            if explain and hasattr(x, "batch"):  # molecules: atoms or screened features; notes: tokens or n-grams
-                if fold == 0 and hasattr(x, "tokens"):
-                    from medflow.explain.text import note_explanations
-
-                    graph_expl, method = note_explanations(est, x)
-                elif fold == 0:
-                    graph_expl = _molecule_explanations(est, x)
-            elif explain:
-                names, a = attributions(est, x, self.featurizer(fold).output_sources)
-                attrs.append(a)
-        score = self.task.combine(scores)
+            outputs.append(task.fold_outputs(est, x, hs))
+        score = task.combine(scores)
         pid = self.config["data"].get("patient_id")
         out = self._prediction_columns(score, model, {pid: frame[pid].to_numpy()} if pid in frame.columns else {})
-        self._add_spread(out, model, xs)
-        table_attrs: dict[str, Any] = {}
-        if self.task.kind == "survival":
-            limit = self.task.state["max_time"]
-            beyond = [h for h in hs if h > limit]
-            if beyond:
-                warnings.warn(f"horizons {beyond} lie beyond the longest follow-up in training ({limit:g} "
-                              f"{self.task.time_unit}); survival there is extrapolated (held at the last estimate)",
-                              stacklevel=3)
-            table_attrs = survival_columns(out, self.task, score, np.mean(at, axis=0) if at else None, hs,
-                                           np.mean(cifs, axis=0) if cifs else None)
+        self._add_spread(out, model, [x for _, x, _ in folds])
+        table_attrs = task.finish_columns(out, score, outputs, hs)
         if explain:
-            out["explanation"] = [_top(names, row) for row in np.mean(attrs, axis=0)] if attrs else graph_expl
-            out["explanation_method"] = [method or method_name(self.estimator(model, 0))] * len(frame)
+            out["explanation"], method = explain_records(self.modality, folds)
+            out["explanation_method"] = [method] * len(frame)
         return frame.index, out, table_attrs
 
     def _predict_dataset(self, ds: Any, model: str, explain: bool) -> pd.DataFrame:
-        """Predictions for the records of an event Dataset (each sample sees its events up to its prediction
-        time) or an image Dataset (one row per image; `explanation`: the Grad-CAM map and its peak)."""
-        if self.task.kind == "segmentation":
-            return self._predict_masks(ds, model)
-        scores, contribs, xs = [], [], []
-        for fold in range(len(self._folds)):
+        """Predictions for the records of a Dataset: an event Dataset (each sample sees its events up to its
+        prediction time), an image Dataset (one row per image; `explanation`: the Grad-CAM map and its peak), or
+        the task's own table (segmentation: one mask per image)."""
+        n = len(self._folds)
+        own = self.task.dataset_predictions(((self.estimator(model, f), self.inputs(ds, f)) for f in range(n)), ds)
+        if own is not None:
+            own["model"] = model
+            if self.synthetic:
+                own["synthetic"] = True
+            return own
+        folds, scores = [], []
+        for fold in range(n):
             est = self.estimator(model, fold)
             x = self.inputs(ds, fold)
-            xs.append(x)
+            folds.append((est, x, self.featurizer(fold).output_sources))
             scores.append(est.predict(x))
-            if explain and fold == 0:
-                contribs = _image_explanations(est, x) if ds.modality == "images" else _event_explanations(est, x)
         ids = [c for c in ds.id_columns if c in ds.frame.columns]
         cols = self._prediction_columns(np.mean(scores, axis=0), model, {c: ds.frame[c].to_numpy() for c in ids})
-        self._add_spread(cols, model, xs)
+        self._add_spread(cols, model, [x for _, x, _ in folds])
         if explain:
-            cols["explanation"] = contribs
+            cols["explanation"], _ = explain_records(ds.modality, folds[:1])
         return pd.DataFrame(cols)
 
     def _add_spread(self, out: dict[str, Any], model: str, xs: list) -> None:
         """Ensembles (`ensemble: k`): the members' standard deviation per prediction (`uncertainty`; for several
         folds, the mean over folds), just before the `model` column."""
-        from medflow.predictions import put_before
-
         spreads = [getattr(self.estimator(model, f), "predict_spread", lambda x: None)(x) for f, x in enumerate(xs)]
         if all(s is not None for s in spreads):
             sd = np.mean(spreads, axis=0)
             put_before(out, "model", {"uncertainty": sd.tolist() if sd.ndim > 1 else sd})
 
-    def _predict_masks(self, ds: Any, model: str) -> pd.DataFrame:
-        """Segmentation: one row per image with its label map (`mask`, in the image's own size; fold models'
-        class probabilities averaged) and the voxels of each label."""
-        from medflow.tasks.segmentation import mask_in_image_space
-
-        probs = np.mean([self.estimator(model, f).probabilities(self.inputs(ds, f)) for f in range(len(self._folds))],
-                        axis=0)
-        labels = probs.argmax(axis=1).astype(np.uint8)
-        ids = [c for c in ds.id_columns if c in ds.frame.columns]
-        out = ds.frame[ids].reset_index(drop=True).copy()
-        out["mask"] = [mask_in_image_space(m, ds.images.arrays[i].shape[1:])
-                       for m, i in zip(labels, ds.frame["image"], strict=True)]
-        for j, lab in enumerate(self.task.labels, start=1):
-            out[f"voxels_{lab}"] = [int((m == j).sum()) for m in out["mask"]]
-        out["model"] = model
-        if self.synthetic:
-            out["synthetic"] = True
-        return out
-
     def _prediction_columns(self, score: np.ndarray, model: str, ids: dict[str, Any]) -> dict[str, Any]:
-        from medflow.predictions import score_columns
-
-        return score_columns(self.task, self.metrics.data["models"].get(model, {}), score, model, self.synthetic,
-                             ids)
+        """The id columns, the task's prediction columns, its conformal set or interval, the model's name, and
+        `synthetic` for runs trained on synthetic data."""
+        entry = self.metrics.data["models"].get(model, {})
+        out: dict[str, Any] = dict(ids)
+        out.update(self.task.prediction_columns(score, entry))
+        if entry.get("conformal"):
+            out.update(self.task.conformal_columns(entry["conformal"], score))
+        out["model"] = [model] * len(score)
+        if self.synthetic:
+            out["synthetic"] = [True] * len(score)
+        return out
 
     def report(self, path: str | Path | None = None) -> Path:
         """(Re)write the HTML model card; returns its path."""
@@ -300,57 +255,41 @@ class Run:
         return self.predict(records, model=model, explain=True)
 
 
-def _top(names: list[str], row: np.ndarray, k: int = 10) -> list[dict[str, float]]:
-    order = np.argsort(-np.abs(row))[:k]
-    return [{"feature": names[i], "attribution": float(row[i])} for i in order]
+def json_rows(columns: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Columns (arrays, lists or Series of length `n`) to rows of plain Python values: numpy scalars as Python
+    numbers, NaN and infinity as None, timestamps as ISO text, nested lists and dicts likewise."""
+    plain = {}
+    for name, values in columns.items():
+        arr = values.to_numpy() if isinstance(values, pd.Series) else values
+        if isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "fiub":
+            vals = arr.tolist()  # Python numbers already; only non-finite floats need a look
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                vals = [None if not math.isfinite(v) else v for v in vals]
+        elif isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind == "U":
+            vals = arr.tolist()
+        elif isinstance(arr, np.ndarray) and arr.dtype.kind == "M":  # tolist() would give integers
+            vals = [None if pd.isna(x) else x.isoformat() for x in pd.to_datetime(arr)]
+        else:
+            vals = [plain_value(v) for v in (arr.tolist() if isinstance(arr, np.ndarray) else arr)]
+        plain[name] = vals
+    return [{k: v[i] for k, v in plain.items()} for i in range(n)]
 
 
-def _image_explanations(est: Estimator, x: np.ndarray) -> list[dict[str, Any]]:
-    """Grad-CAM per image: the map (in [0, 1], at the model's input size) and the voxel where it peaks."""
-    from medflow.explain.image import cam_peak, grad_cam
-
-    return [{"method": "grad_cam", "peak": cam_peak(c), "map": c} for c in grad_cam(est, x)]
-
-
-def _event_explanations(est: Estimator, x: Any, k: int = 10) -> list[list[dict[str, Any]]]:
-    """Top events per sample (sequence models) or top count features (tabular models on counts)."""
-    if est.spec.inputs == "events":
-        from medflow.explain.sequence import event_attributions
-
-        attr, valid, _ = event_attributions(est, x)
-        pos, _ = x.positions(np.arange(len(x)))
-        out = []
-        for i in range(len(x)):
-            v = np.flatnonzero(valid[i])
-            top = v[np.argsort(-np.abs(attr[i][v]))[:k]]
-            out.append([{"code": x.code_names[x.codes[pos[i][j]]], "attribution": float(attr[i][j])} for j in top])
-        return out
-    from medflow.explain.tabular import attributions
-
-    names, a = attributions(est, x.to_matrix(), x.matrix_names())
-    return [_top(names, row, k) for row in a]
-
-
-def _molecule_explanations(est: Estimator, x: Any, k: int = 8) -> list[list[dict[str, Any]]]:
-    """Top atoms per molecule (graph models: Integrated Gradients, `explain.molecule`; atoms named by element and
-    RDKit index, e.g. O2) or the top fingerprint bits / descriptors (tabular models, screened to 20 features)."""
-    if est.spec.inputs == "graphs":
-        from medflow.explain.molecule import atom_attributions
-
-        out = []
-        for start in range(0, len(x), 256):
-            idx = np.arange(start, min(start + 256, len(x)))
-            attr = atom_attributions(est, x, idx)
-            for i, a in zip(idx, attr["atoms"], strict=True):
-                names = x.atom_symbols(int(i))
-                out.append([{"atom": f"{names[j]}{j}", "attribution": float(a[j])}
-                            for j in np.argsort(-np.abs(a))[:k]])
-        return out
-    from medflow.explain.tabular import attributions, screen_features
-
-    m = x.to_matrix()
-    names, a = attributions(est, m, screen_features(est, m, x.matrix_names(), 20))
-    return [_top(names, row, k) for row in a]
+def plain_value(v: Any) -> Any:
+    """One value as JSON can hold it (see `json_rows`)."""
+    if type(v) in (str, int, bool) or v is None:  # the common cases first
+        return v
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, pd.Timestamp | datetime):
+        return v.isoformat()
+    if isinstance(v, list | tuple | np.ndarray):
+        return [plain_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: plain_value(x) for k, x in v.items()}
+    return v
 
 
 def load_run(path: str | Path) -> Run:

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 
+import medflow.models  # noqa: F401  (registers the models: selection reads their complexity ranks)
 from medflow.evaluate.evaluator import EvaluateConfig, evaluate_predictions
 from medflow.tasks import Binary
 

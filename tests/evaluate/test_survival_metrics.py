@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc, integrated_brier_score
 
-from medflow.evaluate.survival import survival_calibration, survival_metrics
-from medflow.tasks.survival import structured
+from medflow.evaluate.survival import structured, survival_calibration, survival_metrics
 
 
 def _data(seed=0, n=300):

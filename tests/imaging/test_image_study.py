@@ -124,7 +124,7 @@ def test_transfer_learning_freezes_the_backbone(tmp_path, phantom_run):
     assert torch.equal(src.state_dict()[conv], dst.state_dict()[conv])  # frozen: unchanged by training
     assert not torch.equal(src.state_dict()["head.weight"], dst.state_dict()["head.weight"])
     # a three-class target keeps the backbone and starts a fresh head
-    init = Init(str(phantom_run.path), "small_cnn", "none")
+    init = Init(str(phantom_run.path), "small_cnn", phantom_run.estimator("small_cnn").module.state_dict(), "none")
     from medflow.models.vision import SmallCNN
 
     m = SmallCNN(1, 3, [1, 64, 64])

@@ -37,9 +37,9 @@ def test_event_run_over_rest_from_meds_and_fhir(client, patient, event_run, tmp_
     """The service predicts exactly what `medflow predict` gives on the same events (MEDS) or file (FHIR)."""
     import json
 
+    from medflow.cli.predict_io import event_input
     from medflow.data.ehr import event_dataset
     from medflow.data.sources.meds import EventData
-    from medflow.predict_io import event_input
 
     c, auth = client
     events, res = patient

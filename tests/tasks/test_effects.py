@@ -216,7 +216,7 @@ def test_builtins_are_labelled():
 def test_genomic_block_changes_who_benefits():
     """compare_blocks on the simulator: the effect depends on a SNP and an expression score, so the clinical
     block alone estimates it worse than both blocks together, and recommends treatment to other patients."""
-    from medflow.fusion import BlocksConfig, compare_blocks
+    from medflow.study.fusion import BlocksConfig, compare_blocks
     from medflow.train.trainer import TrainConfig
 
     ds = mf.datasets.load("te_sim")

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from medflow.evaluate.metrics import Metric
+from medflow.evaluate.metric import Metric
 
 __all__ = ["bootstrap_ci", "patient_resamples", "PatientResamples"]
 

@@ -20,7 +20,6 @@ from medflow.evaluate.decision import DecisionCurveConfig, decision_curve
 from medflow.evaluate.metrics import Metric, get_metric
 from medflow.evaluate.selection import SelectionConfig, select_model
 from medflow.evaluate.threshold import sensitivity_threshold, youden_threshold
-from medflow.tasks.base import Task
 
 __all__ = ["ThresholdConfig", "SubgroupConfig", "EvaluateConfig", "evaluate_predictions", "subgroup_labels",
            "score_matrix", "prediction_table", "SUBGROUP_PREFIX"]
@@ -99,7 +98,7 @@ def _band_labels(bands: pd.Series) -> pd.Series:
     return bands.astype(object).map(name)
 
 
-def prediction_table(task: Task, score: np.ndarray, y: np.ndarray, patient_ids: np.ndarray, rows: np.ndarray,
+def prediction_table(task: Any, score: np.ndarray, y: np.ndarray, patient_ids: np.ndarray, rows: np.ndarray,
                      part: str, fold: int, model: str) -> pd.DataFrame:
     """Rows of a predictions table (the layout of predictions.parquet) for one model, fold and split."""
     out = pd.DataFrame({"patient_id": np.asarray(patient_ids).astype(str), "row": rows, "fold": fold,
@@ -200,7 +199,7 @@ def _calibration(y: np.ndarray, s: np.ndarray, task_kind: str, bins: int, state:
     return None
 
 
-def metrics_for(task: Task, preds: pd.DataFrame) -> list[Metric]:
+def metrics_for(task: Any, preds: pd.DataFrame) -> list[Metric]:
     """The task's default metrics; survival ones are bound to its grid and a censoring reference sample."""
     if task.kind == "survival":
         from medflow.evaluate.survival import survival_metrics
@@ -215,7 +214,7 @@ def metrics_for(task: Task, preds: pd.DataFrame) -> list[Metric]:
 CONFORMAL_KINDS = ("binary", "multiclass", "regression", "survival")
 
 
-def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, seed: int,
+def evaluate_predictions(preds: pd.DataFrame, task: Any, cfg: EvaluateConfig, seed: int,
                          fixed: dict[str, dict] | None = None, selected: str | None = None) -> dict[str, Any]:
     """Metrics with CIs on the test rows of each model, threshold from its validation rows.
 
@@ -278,7 +277,7 @@ def evaluate_predictions(preds: pd.DataFrame, task: Task, cfg: EvaluateConfig, s
     return out
 
 
-def _coverage(fitted: dict, test: pd.DataFrame, task: Task, seed: int) -> dict:
+def _coverage(fitted: dict, test: pd.DataFrame, task: Any, seed: int) -> dict:
     """Empirical coverage of calibrated conformal sets on the test rows."""
     kind, state = task.kind, task.state
     grid = np.asarray(state["grid"], dtype=float) if kind == "survival" else None

@@ -22,10 +22,7 @@ EPS = 1e-15
 
 
 def get_metric(name: str) -> Metric:
-    """Look up a registered metric by name."""
-    import medflow.evaluate.effects  # noqa: F401  (registers the treatment-effect metrics)
-    import medflow.evaluate.survival  # noqa: F401  (registers the survival metrics)
-
+    """Look up a registered metric by name (the package's `__init__` has registered every metric module)."""
     return metrics.get(name)
 
 

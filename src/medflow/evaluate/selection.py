@@ -32,8 +32,11 @@ class SelectionConfig(BaseModel):
 
 
 def complexity_of(model: str) -> int:
-    """The registry's complexity rank of a model (3, an MLP's, for names the registry does not know)."""
-    import medflow.models  # noqa: F401  (registers the models)
+    """The registry's complexity rank of a model (3, an MLP's, for names the registry does not know).
+
+    Models register when `medflow.models` is first imported: by whoever built, trained or loaded them (a study,
+    a run), which is everyone who selects among them; evaluate reads the registry and never imports the models.
+    """
     from medflow.registry import models
 
     return models.get(model).complexity if model in models else 3

@@ -13,12 +13,19 @@ from typing import Any
 import numpy as np
 
 from medflow.evaluate.metric import Metric, metric_function
-from medflow.tasks.survival import structured
 
-__all__ = ["survival_metrics", "survival_calibration", "kaplan_meier", "km_at", "BOUND_METRICS"]
+__all__ = ["survival_metrics", "survival_calibration", "kaplan_meier", "km_at", "structured", "BOUND_METRICS"]
 
 # metrics that need the task's grid and a censoring reference: name -> (display, higher is better)
 BOUND_METRICS = {"c_uno": ("C-index (Uno)", True), "ibs": ("Integrated Brier", False)}
+
+
+def structured(y: np.ndarray) -> np.ndarray:
+    """[time, event] rows as scikit-survival's structured array (event: bool, time: float)."""
+    y = np.asarray(y, dtype=float)
+    out = np.empty(len(y), dtype=[("event", bool), ("time", float)])
+    out["event"], out["time"] = y[:, 1] > 0.5, y[:, 0]
+    return out
 
 
 @metric_function("c_harrell", "C-index (Harrell)", True)

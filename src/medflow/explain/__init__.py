@@ -3,6 +3,10 @@
 `explain_model` picks the explainer of the model's input kind (`ModelSpec.inputs`): tabular attributions
 and permutation importance (`tabular`), event attributions (`sequence`), Grad-CAM (`image`), atom
 attributions drawn on the structure (`molecule`), token weights in the note (`text`).
+
+`explain_records` gives each predicted record its explanation (what `Run.predict(explain=True)` returns), looked
+up by the data's modality in `record_explainers`, so a run never branches on the modality: a new modality
+registers its explainer here.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["explain_model"]
+__all__ = ["explain_model", "explain_records", "record_explainers", "top_features"]
 
 
 def _tabular(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,
@@ -66,3 +70,96 @@ def explain_model(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: 
                   frame: Any) -> dict[str, Any]:
     """The explanations.json entry of one model, from its test inputs `x`, labels `y` and rows `frame` of `ds`."""
     return _EXPLAINERS[est.spec.inputs](est, x, y, feat, metric, cfg, seed, ds, frame)
+
+
+# -- per-record explanations (`Run.predict(explain=True)`) --------------------------------------------------------
+def top_features(names: list[str], row: np.ndarray, k: int = 10) -> list[dict[str, float]]:
+    """The k features of largest absolute attribution in `row`, largest first."""
+    order = np.argsort(-np.abs(row))[:k]
+    return [{"feature": names[i], "attribution": float(row[i])} for i in order]
+
+
+def _method(est: Any) -> str:
+    from medflow.explain.tabular import method_name
+
+    return method_name(est)
+
+
+def _table_records(folds: list[tuple[Any, Any, list[str]]]) -> tuple[list, str]:
+    """Tables: each fold model's attributions over its featurizer's inputs, averaged over folds."""
+    from medflow.explain.tabular import attributions
+
+    names, per_fold = None, []
+    for est, x, sources in folds:
+        names, a = attributions(est, x, sources)
+        per_fold.append(a)
+    return [top_features(names, row) for row in np.mean(per_fold, axis=0)], _method(folds[0][0])
+
+
+def _event_records(folds: list[tuple[Any, Any, list[str]]], k: int = 10) -> tuple[list, str]:
+    """Top events per sample (sequence models) or top count features (tabular models on counts)."""
+    est, x, _ = folds[0]
+    if est.spec.inputs == "events":
+        from medflow.explain.sequence import event_attributions
+
+        attr, valid, _ = event_attributions(est, x)
+        pos, _ = x.positions(np.arange(len(x)))
+        out = []
+        for i in range(len(x)):
+            v = np.flatnonzero(valid[i])
+            top = v[np.argsort(-np.abs(attr[i][v]))[:k]]
+            out.append([{"code": x.code_names[x.codes[pos[i][j]]], "attribution": float(attr[i][j])} for j in top])
+        return out, _method(est)
+    from medflow.explain.tabular import attributions
+
+    names, a = attributions(est, x.to_matrix(), x.matrix_names())
+    return [top_features(names, row, k) for row in a], _method(est)
+
+
+def _image_records(folds: list[tuple[Any, Any, list[str]]]) -> tuple[list, str]:
+    """Grad-CAM per image: the map (in [0, 1], at the model's input size) and the voxel where it peaks."""
+    from medflow.explain.image import cam_peak, grad_cam
+
+    est, x, _ = folds[0]
+    return [{"method": "grad_cam", "peak": cam_peak(c), "map": c} for c in grad_cam(est, x)], "grad_cam"
+
+
+def _molecule_records(folds: list[tuple[Any, Any, list[str]]], k: int = 8) -> tuple[list, str]:
+    """Top atoms per molecule (graph models: Integrated Gradients, `explain.molecule`; atoms named by element and
+    RDKit index, e.g. O2) or the top fingerprint bits / descriptors (tabular models, screened to 20 features)."""
+    est, x, _ = folds[0]
+    if est.spec.inputs == "graphs":
+        from medflow.explain.molecule import atom_attributions
+
+        out = []
+        for start in range(0, len(x), 256):
+            idx = np.arange(start, min(start + 256, len(x)))
+            attr = atom_attributions(est, x, idx)
+            for i, a in zip(idx, attr["atoms"], strict=True):
+                names = x.atom_symbols(int(i))
+                out.append([{"atom": f"{names[j]}{j}", "attribution": float(a[j])}
+                            for j in np.argsort(-np.abs(a))[:k]])
+        return out, _method(est)
+    from medflow.explain.tabular import attributions, screen_features
+
+    m = x.to_matrix()
+    names, a = attributions(est, m, screen_features(est, m, x.matrix_names(), 20))
+    return [top_features(names, row, k) for row in a], _method(est)
+
+
+def _text_records(folds: list[tuple[Any, Any, list[str]]]) -> tuple[list, str]:
+    """Token weights or n-gram attributions in each note (`explain.text`)."""
+    from medflow.explain.text import note_explanations
+
+    est, x, _ = folds[0]
+    return note_explanations(est, x)
+
+
+record_explainers: dict[str, Any] = {"tabular": _table_records, "events": _event_records, "images": _image_records,
+                                     "molecules": _molecule_records, "text": _text_records}
+
+
+def explain_records(modality: str, folds: list[tuple[Any, Any, list[str]]]) -> tuple[list, str]:
+    """Each record's explanation and the method's name, from every fold's (estimator, inputs, input names);
+    tables average the fold models' attributions, other modalities explain with fold 0's model."""
+    return record_explainers[modality](folds)

@@ -14,8 +14,8 @@ from typing import Any
 
 from medflow.registry import Registry
 
-__all__ = ["FeaturizerKind", "featurizers", "featurizer_from_dict", "make_featurizer", "featurize", "input_names",
-           "encode_targets", "merge_featurizers"]
+__all__ = ["FeaturizerKind", "featurizers", "kind_of", "featurizer_from_dict", "make_featurizer", "featurize",
+           "input_names", "encode_targets", "merge_featurizers"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class FeaturizerKind:
     targets_kind: str | None = None  # what `targets` gives: a task's `targets_from` ("masks", "spans")
     # one featurizer from several fitted on disjoint record sets: [(featurizer, n_records)] (federated sites)
     merge: Callable[[list[tuple[Any, int]]], Any] | None = None
+    # records of this modality are not table rows: what to pass to `Run.predict` instead (None: a table)
+    records_hint: str | None = None
 
 
 featurizers: Registry = Registry("featurizer")
@@ -54,7 +56,7 @@ def _events_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
 
     seq = getattr(data, "sequence", None)
     if seq is None:
-        from medflow.config import SequenceFeatures
+        from medflow.features.codes import SequenceFeatures
 
         seq = SequenceFeatures()
     return EventFeaturizer(seq.min_count, seq.max_len, seq.lookback_days).fit(ds.events, samples_frame(train))
@@ -150,14 +152,27 @@ def _tabular_merge(parts: list[tuple[Any, int]]) -> Any:
 
 for _kind in (FeaturizerKind("tabular", "tabular-v1", _tabular_fit, lambda f, ds, frame: f.transform(frame),
                              _tabular_load, merge=_tabular_merge),
-              FeaturizerKind("events", "codes-v1", _events_fit, _events_apply, _events_load),
+              FeaturizerKind("events", "codes-v1", _events_fit, _events_apply, _events_load,
+                             records_hint="this run reads event histories; predict on an event Dataset, e.g. "
+                                          "run.predict(mf.data.event_dataset(mf.data.read_meds(path), cohort=...))."),
               FeaturizerKind("images", "image-v1", _image_fit, _image_apply, _image_load,
                              lambda f, ds, frame: f.transform_masks(ds.images, frame["image"].tolist(), ds.source),
-                             targets_kind="masks"),
+                             targets_kind="masks",
+                             records_hint="this run reads images; predict on an image Dataset, e.g. run.predict("
+                                          "mf.data.read_image_dataset(mf.data.ImageSource(path='scans/')))."),
               FeaturizerKind("molecules", "mol-v1", _mol_fit, _mol_apply, _mol_load),
               FeaturizerKind("text", "text-v1", _text_fit, lambda f, ds, frame: f.transform(frame, ds.source),
                              _text_load, _text_spans, targets_kind="spans")):
     featurizers.register(_kind.modality)(_kind)
+
+
+def kind_of(feat: Any) -> FeaturizerKind:
+    """The registry entry of a fitted featurizer (by its saved version; tabular featurizers carry `version`)."""
+    version = getattr(feat, "name", None) or getattr(feat, "version", None)
+    for _, kind in featurizers.items():
+        if kind.version == version:
+            return kind
+    return featurizers.get("tabular")
 
 
 def featurizer_from_dict(d: dict[str, Any]) -> Any:

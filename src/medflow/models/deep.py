@@ -49,7 +49,7 @@ class DeepEstimator(Estimator):
             return CoxHead(self.task)
         return self.task
 
-    def _build(self, in_dim: int) -> nn.Module:
+    def build_module(self, in_dim: int) -> nn.Module:
         """The network (an `Ensemble` of `ensemble` members when that is > 1), untrained."""
         if self.ensemble > 1:
             return Ensemble([self._build_member(in_dim) for _ in range(self.ensemble)])
@@ -160,13 +160,19 @@ class DeepEstimator(Estimator):
                  for m in self.module.members]
         return np.std(preds, axis=0)
 
+    def site(self, name: str, x: Any, y: np.ndarray, x_valid: Any, y_valid: np.ndarray) -> Any:
+        """One federated site's training and validation data as the tensors this model trains on."""
+        from medflow.train.federated import Site
+
+        return Site(name, _tensor(self.inputs(x)), _target(y), _tensor(self.inputs(x_valid)), _target(y_valid))
+
     def fit_federated(self, sites: list[tuple[str, Any, np.ndarray, Any, np.ndarray]], train: TrainConfig, fed: Any,
                       seed: int, progress: Callable | None = None, fit: Callable | None = None) -> DeepEstimator:
         """Train across sites with Flower (`train/federated.py`): `sites` are (name, x_train, y_train, x_stop,
         y_stop) per site; the weights of the round with the lowest site-weighted validation loss are kept.
         `fit`: how the rounds run (default: in this process, `federated_fit`; `train.loopback.loopback_fit` runs
         them as separate Flower processes)."""
-        from medflow.train.federated import Site, federated_fit
+        from medflow.train.federated import federated_fit
 
         fit = fit or federated_fit
 
@@ -175,10 +181,9 @@ class DeepEstimator(Estimator):
         if hasattr(self.head, "after_fit"):
             raise ConfigError(f"model '{self.spec.name}': federated training of a model whose head is fitted on the "
                               "pooled training outputs after training (a survival baseline hazard) is not supported.")
-        parts = [Site(name, _tensor(self.inputs(x)), _target(y), _tensor(self.inputs(xv)), _target(yv))
-                 for name, x, y, xv, yv in sites]
+        parts = [self.site(name, x, y, xv, yv) for name, x, y, xv, yv in sites]
         self.input_shape = [int(v) for v in parts[0].x_train.shape[1:]]
-        self.module = self._build(parts[0].x_train.shape[1])
+        self.module = self.build_module(parts[0].x_train.shape[1])
         if self.init is not None:
             self.init.apply(self.module)
         show = progress is None and train.progress and is_main()
@@ -218,7 +223,7 @@ class DeepEstimator(Estimator):
     def _load_weights(self, directory: Path) -> None:
         from safetensors.torch import load_file
 
-        self.module = self._build(self.in_dim)
+        self.module = self.build_module(self.in_dim)
         self.module.load_state_dict(load_file(directory / "model.safetensors"))
         self.module.eval()
 

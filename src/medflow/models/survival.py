@@ -13,10 +13,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import BaseEstimator
 
+from medflow.evaluate.survival import structured
 from medflow.models.base import SklearnEstimator, fit_or_explain
 from medflow.models.tabular import MLPConfig
 from medflow.tasks.base import Task
-from medflow.tasks.survival import DeepHitHead, structured
+from medflow.tasks.survival import DeepHitHead
 from medflow.train.trainer import TrainConfig
 
 __all__ = ["CoxPHConfig", "RSFConfig", "KMConfig", "DeepHitConfig", "SurvivalSklearnEstimator",

@@ -11,7 +11,6 @@ BatchNorm statistics of a frozen backbone still adapt to the new data (its layer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -34,32 +33,18 @@ def head_prefix(module: nn.Module) -> str:
 
 @dataclass
 class Init:
-    """Weights to start from (a run directory and model name) and which layers to freeze."""
+    """Weights to start from (their run directory and model name, for the report; `state`, the weights themselves)
+    and which layers to freeze. A model never loads a run: the study hands it the weights."""
 
     run: str
     model: str
+    state: dict[str, Any]  # the source model's weights: the caller loads them (`study.transfer_init`)
     freeze: str = "none"
     report: dict[str, Any] = field(default_factory=dict)
 
-    def source_state(self) -> dict[str, Any]:
-        from medflow.runs import load_run
-
-        try:
-            run = load_run(Path(self.run))
-        except Exception as exc:
-            raise ConfigError(f"init_from {self.run}: not a finished run directory ({exc}).") from exc
-        if self.model not in run.models:
-            raise ConfigError(f"init_from {self.run}: the run has no model '{self.model}' (it has "
-                              f"{run.models}); set init_model.")
-        est = run.estimator(self.model, 0)
-        if not hasattr(est, "module"):
-            raise ConfigError(f"init_from {self.run}: model '{self.model}' is not a deep model; only torch "
-                              "weights can be transferred.")
-        return est.module.state_dict()
-
     def apply(self, module: nn.Module) -> None:
         """Copy matching tensors into `module`, then freeze the backbone if asked."""
-        source = self.source_state()
+        source = self.state
         target = module.state_dict()
         copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
         if not any(k.endswith("weight") for k in copied):

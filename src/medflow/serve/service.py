@@ -24,8 +24,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from medflow.errors import MedflowError
-from medflow.predictions import json_rows
-from medflow.runs import Run, load_run
+from medflow.runs import Run, json_rows, load_run
 from medflow.serve.errors import RequestError
 from medflow.serve.guard import RateLimiter, ServiceMetrics
 from medflow.serve.monitor import DriftMonitor

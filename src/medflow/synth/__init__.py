@@ -35,7 +35,7 @@ def _source(source: str | Path, patient_id: str | None) -> tuple[Dataset, str | 
     from medflow.data.builtin import describe
     from medflow.data.builtin import load as load_builtin
     from medflow.data.sources.tabular import read_table
-    from medflow.study_data import load_study_data
+    from medflow.study.data import load_study_data
 
     p = Path(source)
     if p.is_dir() and (p / "study.yaml").exists():  # a finished run: its data, label and test patients

@@ -247,7 +247,7 @@ def synthesize_events(source: Any, n: int | None = None, output: Any = None, coh
     from medflow.data.ehr import event_dataset
     from medflow.data.sources.meds import EventData, write_meds
     from medflow.errors import ConfigError
-    from medflow.study_data import event_counts_table
+    from medflow.study.data import event_counts_table
     from medflow.synth.fidelity import fidelity_report
     from medflow.synth.report import report_html
 

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from torch import nn
 
 from medflow.errors import ConfigError, DataError, shown
+from medflow.evaluate.conformal import apply_conformal
 
-__all__ = ["Task", "Binary", "Multiclass", "Regression", "Multilabel"]
+__all__ = ["Task", "Binary", "Multiclass", "Regression", "Multilabel", "put_before"]
 
 
 class Task(BaseModel, ABC):
@@ -105,6 +106,34 @@ class Task(BaseModel, ABC):
         """Store predictions that do not fit a table row (segmentation masks); nothing for row-level tasks."""
         return None
 
+    # -- what `Run.predict` returns: each task kind shapes its own prediction table -------------------------
+    def prediction_columns(self, score: np.ndarray, entry: dict[str, Any]) -> dict[str, Any]:
+        """The prediction columns of `score` (one row per record); `entry` is the model's metrics.json entry
+        (its threshold, its conformal calibration)."""
+        return {}
+
+    def conformal_columns(self, fitted: dict[str, Any], score: np.ndarray) -> dict[str, Any]:
+        """The conformal prediction set or interval of each record, from the calibration fitted on validation."""
+        return {}
+
+    def horizons_for(self, asked: list[float] | None) -> list[float]:
+        """Times at which predictions are asked for (survival); none for other kinds."""
+        return []
+
+    def fold_outputs(self, est: Any, x: Any, horizons: list[float]) -> dict[str, np.ndarray]:
+        """Outputs beyond `est.predict` that one fold's model gives for the records (survival at the horizons)."""
+        return {}
+
+    def finish_columns(self, out: dict[str, Any], score: np.ndarray, outputs: list[dict[str, np.ndarray]],
+                       horizons: list[float]) -> dict[str, Any]:
+        """Add the columns built from `fold_outputs` (in place); returns the table's attrs."""
+        return {}
+
+    def dataset_predictions(self, folds: Any, ds: Any) -> pd.DataFrame | None:
+        """A whole prediction table for a task whose predictions are not scores per record (segmentation masks),
+        from `folds`, an iterable of each fold's (estimator, inputs); None: the usual per-record table."""
+        return None
+
     @property
     def classes(self) -> list[Any]:
         return list(self._state.get("classes", []))
@@ -186,6 +215,19 @@ class Binary(_Classification):
     def predict_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-np.asarray(outputs, dtype=np.float64).reshape(-1)))
 
+    def prediction_columns(self, score: np.ndarray, entry: dict[str, Any]) -> dict[str, Any]:
+        """The probability of the positive class, the label at the model's threshold, and the threshold."""
+        classes, t = self.classes, entry["threshold"]
+        return {"probability": score, "prediction": np.where(score >= t, classes[1], classes[0]),
+                "threshold": np.full(len(score), t)}
+
+    def conformal_columns(self, fitted: dict[str, Any], score: np.ndarray) -> dict[str, Any]:
+        """The conformal prediction set: the classes whose score passes the calibrated quantile."""
+        classes = self.classes
+        sets = apply_conformal(fitted, score, self.kind)
+        return {f"prediction_set_{fitted['coverage']:.0%}": [[c for c, keep in zip(classes, r, strict=True) if keep]
+                                                            for r in sets.tolist()]}
+
 
 class Multiclass(_Classification):
     """Single-label classification over three or more classes."""
@@ -237,6 +279,20 @@ class Multiclass(_Classification):
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
+    def prediction_columns(self, score: np.ndarray, entry: dict[str, Any]) -> dict[str, Any]:
+        """Each class's probability and the most probable class."""
+        classes = self.classes
+        out: dict[str, Any] = {f"probability_{c}": score[:, j] for j, c in enumerate(classes)}
+        out["prediction"] = [classes[j] for j in score.argmax(axis=1)]
+        return out
+
+    def conformal_columns(self, fitted: dict[str, Any], score: np.ndarray) -> dict[str, Any]:
+        """The conformal prediction set: the classes whose score passes the calibrated quantile."""
+        classes = self.classes
+        sets = apply_conformal(fitted, score, self.kind)
+        return {f"prediction_set_{fitted['coverage']:.0%}": [[c for c, keep in zip(classes, r, strict=True) if keep]
+                                                            for r in sets.tolist()]}
+
 
 class Regression(Task):
     """Continuous target; the deep models learn it standardized with the training mean and sd."""
@@ -279,6 +335,15 @@ class Regression(Task):
     def strata(self, frame: pd.DataFrame) -> pd.Series | None:
         y = frame[self.label].astype(float)
         return pd.qcut(y.rank(method="first"), q=min(5, len(y) // 10 or 1), labels=False)
+
+    def prediction_columns(self, score: np.ndarray, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"prediction": score}
+
+    def conformal_columns(self, fitted: dict[str, Any], score: np.ndarray) -> dict[str, Any]:
+        """The conformal interval around each prediction."""
+        pct = f"{fitted['coverage']:.0%}"
+        low, high = apply_conformal(fitted, score, self.kind)
+        return {f"interval_low_{pct}": low, f"interval_high_{pct}": high}
 
 
 def _plain(v: Any) -> Any:
@@ -361,3 +426,19 @@ class Multilabel(Task):
 
     def strata(self, frame: pd.DataFrame) -> pd.Series | None:
         return None
+
+    def prediction_columns(self, score: np.ndarray, entry: dict[str, Any]) -> dict[str, Any]:
+        """Each label's probability, and the labels at or above 0.5."""
+        classes = self.classes
+        out: dict[str, Any] = {f"probability_{c}": score[:, j] for j, c in enumerate(classes)}
+        out["prediction"] = [[c for c, p in zip(classes, row, strict=True) if p >= 0.5] for row in score]
+        return out
+
+
+def put_before(out: dict[str, Any], before: str, new: dict[str, Any]) -> None:
+    """Insert `new` columns just before column `before` (at the end when there is none), in place."""
+    keys = list(out)
+    i = keys.index(before) if before in out else len(keys)
+    rebuilt = {**{k: out[k] for k in keys[:i]}, **new, **{k: out[k] for k in keys[i:]}}
+    out.clear()
+    out.update(rebuilt)

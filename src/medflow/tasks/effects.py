@@ -3,7 +3,7 @@
 `TreatmentEffect` is a task kind beside binary, multiclass, regression and survival. Its targets are an
 ``(n, 7)`` float array ``[t, y, true_effect, e_hat, mu0_hat, mu1_hat, sign]``: the treatment (0/1), the observed
 outcome, the true individual effect where the data know it (simulations, ACIC 2016; NaN otherwise) and
-three *nuisance* estimates fitted once per study by cross-fitting (`prepare`, `medflow.evaluate.effects`):
+three *nuisance* estimates fitted once per study by cross-fitting (`prepare`, `medflow.tasks.nuisances`):
 the propensity and the two outcome regressions; `sign` is +1 when a higher outcome is better, else -1.
 Models never read the last five columns; the evaluator uses
 them for the doubly robust pseudo-outcome that scores effect estimates when the truth is unknown.
@@ -24,8 +24,9 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from medflow.errors import ConfigError, DataError, shown
-from medflow.evaluate.effects import NUISANCE_COLUMNS, effect_evaluation, prepare_effects
+from medflow.evaluate.effects import NUISANCE_COLUMNS, effect_evaluation
 from medflow.tasks.base import Task
+from medflow.tasks.nuisances import prepare_effects
 
 __all__ = ["TreatmentEffect", "NUISANCE_COLUMNS"]
 
@@ -226,7 +227,7 @@ class TreatmentEffect(Task):
 
     # -- study-level steps -------------------------------------------------------------------------------
     def prepare(self, ds: Any, features: list[str], cfg: Any, console: Any) -> tuple[Any, Any]:
-        """Overlap check, trimming and the cross-fitted nuisance estimates (see `evaluate.effects.prepare_effects`)."""
+        """Overlap check, trimming and the cross-fitted nuisance estimates (see `tasks.nuisances.prepare_effects`)."""
         self.check_features(features, ds.source)
         return prepare_effects(self, ds, features, cfg, console)
 

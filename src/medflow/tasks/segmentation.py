@@ -127,6 +127,19 @@ class Segmentation(Task):
             data = nifti_bytes(mask_in_image_space(mask, shape), ds.images.affines.get(image_id))
             atomic_write_bytes(Path(directory) / mask_file_name(image_id), data)
 
+    def dataset_predictions(self, folds: Any, ds: Any) -> pd.DataFrame:
+        """One row per image with its label map (`mask`, in the image's own size; the fold models' class
+        probabilities averaged) and the voxels of each label."""
+        probs = np.mean([est.probabilities(x) for est, x in folds], axis=0)
+        labels = probs.argmax(axis=1).astype(np.uint8)
+        ids = [c for c in ds.id_columns if c in ds.frame.columns]
+        out = ds.frame[ids].reset_index(drop=True).copy()
+        out["mask"] = [mask_in_image_space(m, ds.images.arrays[i].shape[1:])
+                       for m, i in zip(labels, ds.frame["image"], strict=True)]
+        for j, lab in enumerate(self.labels, start=1):
+            out[f"voxels_{lab}"] = [int((m == j).sum()) for m in out["mask"]]
+        return out
+
     def case_values(self, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
         """Per case: mean Dice, Dice and HD95 of each label (the columns of `case_columns`)."""
         return case_metrics(pred, true, len(self.labels))

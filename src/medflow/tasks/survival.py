@@ -16,18 +16,10 @@ from pydantic import Field
 from torch import nn
 
 from medflow.errors import DataError, ModelError, shown
-from medflow.tasks.base import Task
+from medflow.evaluate.conformal import apply_conformal
+from medflow.tasks.base import Task, put_before
 
-__all__ = ["Survival", "CoxHead", "DeepHitHead", "cox_partial_likelihood", "breslow_cumulative_hazard",
-           "structured"]
-
-
-def structured(y: np.ndarray) -> np.ndarray:
-    """[time, event] rows as scikit-survival's structured array (event: bool, time: float)."""
-    y = np.asarray(y, dtype=float)
-    out = np.empty(len(y), dtype=[("event", bool), ("time", float)])
-    out["event"], out["time"] = y[:, 1] > 0.5, y[:, 0]
-    return out
+__all__ = ["Survival", "CoxHead", "DeepHitHead", "cox_partial_likelihood", "breslow_cumulative_hazard"]
 
 
 class Survival(Task):
@@ -151,6 +143,52 @@ class Survival(Task):
         """Risk scores and survival curves, with the Breslow baseline of `CoxHead` fitted elsewhere."""
         raise ModelError("survival outputs become predictions through a model head (CoxHead, DeepHitHead), "
                          "which holds the fitted baseline hazard")
+
+    # -- what `Run.predict` returns ----------------------------------------------------------------------------
+    def conformal_columns(self, fitted: dict[str, Any], score: np.ndarray) -> dict[str, Any]:
+        """Status sets at the horizons: "event" and/or "no event" by each horizon."""
+        pct = f"{fitted['coverage']:.0%}"
+        sets = apply_conformal(fitted, score, self.kind, np.asarray(self.state["grid"], dtype=float))
+        return {f"event_by_{h}_set_{pct}": [[lab for lab, keep in zip(("no event", "event"), row, strict=True) if keep]
+                                            for row in r] for h, r in sets.items()}
+
+    def horizons_for(self, asked: list[float] | None) -> list[float]:
+        return list(asked or self.state.get("horizons", []))
+
+    def fold_outputs(self, est: Any, x: Any, horizons: list[float]) -> dict[str, np.ndarray]:
+        """S(t) at the horizons and, for competing risks, each cause's cumulative incidence there."""
+        if not horizons:
+            return {}
+        hs = np.asarray(horizons, dtype=float)
+        out = {"at": est.predict_survival(x, hs)}
+        head = getattr(est, "head", None)
+        if self.competing_risks and hasattr(head, "cif"):
+            out["cif"] = head.cif(est.outputs(x), hs)
+        return out
+
+    def finish_columns(self, out: dict[str, Any], score: np.ndarray, outputs: list[dict[str, np.ndarray]],
+                       horizons: list[float]) -> dict[str, Any]:
+        """Risk, survival at each horizon and cumulative incidence of each cause (before `model`), and the whole
+        curve on the grid (last); returns the table's attrs (the grid and its time unit)."""
+        import warnings
+
+        limit = self.state["max_time"]
+        beyond = [h for h in horizons if h > limit]
+        if beyond:
+            warnings.warn(f"horizons {beyond} lie beyond the longest follow-up in training ({limit:g} "
+                          f"{self.time_unit}); survival there is extrapolated (held at the last estimate)",
+                          stacklevel=4)
+        new = {"risk": score[:, 0]}
+        if horizons:
+            at = np.mean([o["at"] for o in outputs], axis=0)
+            new.update({f"survival_at_{h:g}": at[:, j] for j, h in enumerate(horizons)})
+            if "cif" in outputs[0]:  # competing risks
+                cif = np.mean([o["cif"] for o in outputs], axis=0)
+                new.update({f"cif_{cause}_at_{h:g}": cif[:, i, j] for i, cause in enumerate(self.causes)
+                            for j, h in enumerate(horizons)})
+        put_before(out, "model", new)
+        out["survival_curve"] = [row.tolist() for row in score[:, 1:1 + len(self.grid)]]
+        return {"grid": self.state["grid"], "time_unit": self.time_unit}
 
 
 def _event_code(v: Any) -> float | None:

@@ -1,5 +1,5 @@
 """Federated training as separate processes on this machine (`medflow federate --deployment loopback`): a Flower
-SuperLink, one SuperNode per site, and `flwr run` of medflow's Flower app (`train/flower_app.py`).
+SuperLink, one SuperNode per site, and `flwr run` of medflow's Flower app (`federate/flower_app.py`).
 
 Every process talks to the others only through the SuperLink's HTTP API on 127.0.0.1 (no TLS on loopback,
 `--insecure`); each SuperNode's ClientApp reads its own site file and nothing else; weights, losses, record
@@ -44,8 +44,8 @@ packages = ["."]
 publisher = "medflow"
 
 [tool.flwr.app.components]
-serverapp = "medflow.train.flower_app:server_app"
-clientapp = "medflow.train.flower_app:client_app_deployed"
+serverapp = "medflow.federate.flower_app:server_app"
+clientapp = "medflow.federate.flower_app:client_app_deployed"
 
 [tool.flwr.app.config]
 plan = "{plan}"

@@ -1,4 +1,5 @@
-"""The `medflow` command line: the same library calls a notebook makes, with one-line errors."""
+"""`medflow run`, `evaluate`, `report` and `predict`: a study from YAML to a run directory, and what is done with a
+finished run."""
 
 from __future__ import annotations
 
@@ -9,26 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from medflow.cli_show import err, metrics_table, out, say_report, say_selection, show_run
-from medflow.errors import ConfigError, MedflowError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="medflow: from healthcare data to a validated, explained model.")
-
-@app.command()
-def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
-         fast: Annotated[bool, typer.Option(help="fewer epochs and resamples (for tests)")] = False) -> None:
-    """Run the built-in demo studies: breast cancer (binary), diabetes (regression), GBSG2 (survival), simulated
-    EHR readmission (events) and simulated imaging phantoms (CNNs with Grad-CAM)."""
-    from medflow.demo import run_demo
-
-    reports = run_demo(output_dir, fast=fast, show=show_run, console=err)
-    say_report(reports[0])
+from medflow.cli.show import err, metrics_table, out, say_report, say_selection, show_run
+from medflow.errors import ConfigError
 
 
-@app.command()
 def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
         resume: Annotated[Path | None, typer.Option(help="an interrupted run folder (*.incomplete) to finish")] = None,
         output_dir: Annotated[Path | None, typer.Option(help="override the YAML's output_dir")] = None,
@@ -63,7 +49,7 @@ def run(study: Annotated[Path, typer.Argument(help="study YAML file")],
     show_run(result)
     say_report(result.path / "report.html")
     if mlflow:
-        from medflow.tracking import log_run, tracking_uri
+        from medflow.export.tracking import log_run, tracking_uri
 
         run_id = log_run(result, mlflow_uri)
         out.print(f"MLflow: run {run_id}; browse with `mlflow ui --backend-store-uri {tracking_uri(mlflow_uri)[0]}`",
@@ -87,7 +73,6 @@ def _relaunch_under_torchrun(study: Path, resume: Path | None, output_dir: Path 
         raise typer.Exit(code)
 
 
-@app.command()
 def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
              n_bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples")] = None,
              sensitivity: Annotated[float | None, typer.Option(help="threshold for this sensitivity")] = None,
@@ -135,9 +120,9 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="a finished run direct
 
 def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction: float, labels: Path | None,
               ev, seed: int, encoding: str | None = None) -> None:
+    from medflow.cli.predict_io import event_input, is_event_input, text_input
     from medflow.data.sources.tabular import read_frame
     from medflow.evaluate.external import external_name, external_validation
-    from medflow.predict_io import event_input, is_event_input, text_input
     from medflow.runs import write_json, write_parquet
 
     if recalibrate not in (None, "logistic", "isotonic", "linear"):
@@ -185,7 +170,6 @@ def _external(r, data: Path, name: str | None, recalibrate: str | None, fraction
     say_report(r.report())
 
 
-@app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
            output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML path")] = None) -> None:
     """(Re)write a run's HTML model card."""
@@ -194,7 +178,6 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a finished run director
     say_report(load_run(run_dir).report(output))
 
 
-@app.command()
 def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
             input: Annotated[Path, typer.Argument(help="CSV or Parquet of raw records")],
             output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV/Parquet out (default "
@@ -210,8 +193,15 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     (a folder, a .npz, or --labels CSV listing the files)."""
     import json
 
+    from medflow.cli.predict_io import (
+        event_input,
+        image_input,
+        is_event_input,
+        molecule_input,
+        write_masks,
+        write_overlays,
+    )
     from medflow.data.sources.tabular import read_frame
-    from medflow.predict_io import event_input, image_input, is_event_input, molecule_input, write_masks, write_overlays
     from medflow.runs import load_run, write_parquet, write_text
 
     r = load_run(run_dir)
@@ -264,110 +254,8 @@ def _horizons(text: str | None) -> list[float] | None:
     return values
 
 
-def _listing(rows: list[dict[str, str]], columns: list[str], as_json: bool) -> None:
-    """A table whose first column (a name the user types) is never cut; or JSON for scripts."""
-    import json
-
-    if as_json:
-        out.print_json(json.dumps(rows))
-        return
-    t = Table()
-    t.add_column(columns[0], no_wrap=True, min_width=max(len(r[columns[0]]) for r in rows))
-    for col in columns[1:]:
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        t.add_row(*(str(r.get(c, "")) for c in columns))
-    out.print(t)
-
-
-@app.command()
-def datasets(as_json: Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")] = False) -> None:
-    """List the built-in datasets."""
-    from medflow.data.builtin import describe
-
-    _listing(describe(), ["name", "task", "size", "source"], as_json)
-
-
-@app.command()
-def models(as_json: Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")] = False) -> None:
-    """List the registered models."""
-    from medflow.models import describe
-
-    _listing(describe(), ["name", "family", "inputs", "tasks", "complexity", "description"], as_json)
-
-
-@app.command()
-def embed(run_dir: Annotated[Path, typer.Argument(help="a finished run on event data")],
-          dim: Annotated[int, typer.Option(help="embedding width")] = 16,
-          epochs: Annotated[int, typer.Option(help="most training epochs (early stopping on validation)")] = 20,
-          top: Annotated[int, typer.Option(help="anomalous samples listed in the report")] = 20) -> None:
-    """Patient embeddings and anomaly scores (autoencoder over event histories) for an event-data run."""
-    from medflow.embed import embed_run
-    from medflow.models.autoencoder import AutoencoderConfig
-
-    path = embed_run(run_dir, AutoencoderConfig(dim=dim, max_epochs=epochs), top=top, console=err)
-    out.print(f"embeddings and anomaly scores: {path / 'embeddings.parquet'}\nReport: {path / 'anomalies.html'}",
-              soft_wrap=True, highlight=False)
-
-
-simulate_app = typer.Typer(no_args_is_help=True, help="Write simulated data with known ground truth (SYNTHETIC).")
-app.add_typer(simulate_app, name="simulate")
-
-
-@simulate_app.command("ehr")
-def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS folder to write (must not exist)")],
-                     patients: Annotated[int, typer.Option(help="number of patients")] = 20_000,
-                     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-                     bias_group: Annotated[str | None, typer.Option(
-                         help="RACE value whose creatinine is measured with 4x the noise (fairness tests)")] = None,
-                     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False) -> None:
-    """Simulate inpatient EHR (admissions, ICD-10-CM, LOINC labs, RxNorm, outcomes) as a MEDS dataset."""
-    import json
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from medflow.data.simulate.ehr import simulate_ehr
-
-    if patients < 1:
-        raise ConfigError(f"--patients must be at least 1, got {patients}.")
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        task = bar.add_task("sim", total=patients)
-        path = simulate_ehr(out_dir, patients, seed, bias_group, overwrite=overwrite,
-                            progress=lambda k: bar.advance(task, k))
-    meta = json.loads((path / "metadata" / "dataset.json").read_text())["medflow"]
-    auc = ", ".join(f"{k} {v:.3f}" for k, v in meta["oracle_auroc"].items())
-    out.print(f"SYNTHETIC MEDS cohort: {patients:,} patients, {meta['events']:,} events -> {path}\n"
-              f"oracle AUROC (the simulator's own risk model): {auc}", soft_wrap=True, highlight=False)
-
-
-from medflow.cli_molecules import register as _register_molecules  # noqa: E402 - after `app`
-from medflow.cli_privacy import register as _register_privacy  # noqa: E402
-from medflow.cli_service import register as _register_service  # noqa: E402
-from medflow.cli_text import register as _register_text  # noqa: E402
-
-_register_service(app)
-_register_text(app)
-_register_privacy(app)
-_register_molecules(app)
-
-
-def main() -> None:
-    """Entry point: MedflowErrors become one line on stderr and exit status 1."""
-    try:
-        app(standalone_mode=False)
-    except MedflowError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # usage errors (click's, or typer's vendored click) carry their own exit codes
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if type(exc).__name__ == "Exit" and isinstance(getattr(exc, "exit_code", None), int):
-            sys.exit(exc.exit_code)
-        raise
-
-
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(evaluate)
+    app.command()(report)
+    app.command()(predict)

@@ -30,14 +30,15 @@ from medflow.evaluate.evaluator import (
 )
 from medflow.features import encode_targets, featurize, input_names, make_featurizer
 from medflow.models.base import DeepEstimator, build_estimator, check_inputs, load_estimator
+from medflow.models.transfer import Init
 from medflow.registry import models as model_registry
-from medflow.runs import INCOMPLETE, Run, write_json, write_parquet, write_text
-from medflow.study_data import data_config, load_study_data, source_folds
+from medflow.runs import INCOMPLETE, Run, load_run, write_json, write_parquet, write_text
+from medflow.study.data import data_config, load_study_data, source_folds
 from medflow.tasks.base import Task
 from medflow.train import distributed
 from medflow.train.trainer import TrainConfig
 
-__all__ = ["Study", "run_study", "finish_run"]
+__all__ = ["Study", "run_study", "finish_run", "feature_columns", "new_run_dir", "prediction_rows", "transfer_init"]
 
 
 class Study:
@@ -84,7 +85,7 @@ class Study:
         return run_study(self.config, dataset=self.dataset, resume=resume, console=console)
 
 
-def _feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
+def feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
     if ds.modality != "tabular":  # the features are the events or images; the frame holds samples and labels
         return []
     for col in cfg.data.drop:
@@ -97,7 +98,7 @@ def _feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
     return cols
 
 
-def _new_run_dir(cfg: StudyConfig) -> Path:
+def new_run_dir(cfg: StudyConfig) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     base = Path(cfg.output_dir) / cfg.name
     path, i = base / stamp, 1
@@ -131,7 +132,7 @@ def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
             raise ConfigError(f"models: '{e.key}' is not a deep model; privacy (DP-SGD) applies to torch models "
                               "only.")
     if cfg.tune is not None:
-        from medflow.tuning import check_spaces
+        from medflow.study.tuning import check_spaces
 
         check_spaces(cfg, names)
     return entries
@@ -166,14 +167,14 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
         else:
             params, train_cfg = entry.params, cfg.train
             if cfg.tune is not None:
-                from medflow.tuning import tuned
+                from medflow.study.tuning import tuned
 
                 params, train_cfg = tuned(cfg, ds, fold, task, features, entry, model_dir, console, tuning)
             if entry.privacy is not None:
                 train_cfg = train_cfg.model_copy(update={"privacy": entry.privacy})
             est = build_estimator(entry.name, params, task)
             est.sources = input_names(est, feat, xs["train"])
-            est.init = entry.init()
+            est.init = transfer_init(entry)
             est.ensemble = entry.ensemble
             est.fit(xs["train"], ys["train"], xs["stop"], ys["stop"], train_cfg, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.key)
@@ -189,12 +190,12 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             pred = est.predict(xs[part])
             if part == "test":  # e.g. segmentation masks, written beside the model
                 task.write_outputs(model_dir / "test_outputs", ds, test, pred)
-            rows.append(_prediction_rows(ds, task, pred, ys[part], idx, part, fold.index, entry.key, subgroups))
+            rows.append(prediction_rows(ds, task, pred, ys[part], idx, part, fold.index, entry.key, subgroups))
     return rows, {"timings": timings, "task": task, "featurizer": feat, "xs": xs, "ys": ys, "tuning": tuning,
                   "test_frame": test, "transfer": transfer, "privacy": privacy}
 
 
-def _prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
+def prediction_rows(ds: Dataset, task: Task, score: np.ndarray, y: np.ndarray, idx: np.ndarray, part: str,
                      fold: int, model: str, subgroups: pd.DataFrame) -> pd.DataFrame:
     pid = ds.frame[ds.patient_id].iloc[idx].astype(str).to_numpy()
     out = prediction_table(task, score, y, pid, idx, part, fold, model)
@@ -225,7 +226,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     ds = dataset if dataset is not None else load_study_data(cfg.data)
     ds.synthetic = ds.synthetic or cfg.data.synthetic
     cfg.task.check(ds.frame, ds.source)
-    features = _feature_columns(ds, cfg)
+    features = feature_columns(ds, cfg)
     entries = _check_models(cfg)
     for e in entries:
         check_inputs(model_registry.get(e.name), ds.modality, ds.source)
@@ -240,7 +241,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
         # some validation patients unseen, for selection, threshold and conformal calibration
         folds = [f.with_stopping_part(ds.frame[ds.patient_id], cfg.split.early_stopping, cfg.seed, strata)
                  for f in folds]
-    work = _resume_dir(resume, cfg) if resume else (_new_run_dir(cfg) if distributed.is_main() else None)
+    work = _resume_dir(resume, cfg) if resume else (new_run_dir(cfg) if distributed.is_main() else None)
     work = Path(distributed.broadcast_object(str(work)))  # multi-process: rank 0 names the folder
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
     inputs = ds.inputs_text(len(features))
@@ -290,7 +291,7 @@ def finish_run(cfg: StudyConfig, ds: Dataset, work: Path, rows: list[pd.DataFram
     write_json(work / "explanations.json", _explain(cfg, work, first, entries, ds))
     write_json(work / "quality.json", quality_summary(ds, cfg.task.label_columns))
     if cfg.compare_blocks is not None:
-        from medflow.fusion import compare_blocks
+        from medflow.study.fusion import compare_blocks
 
         console.print("comparing feature blocks and their fusion (repeated k-fold) ...")
         quiet = cfg.train.model_copy(update={"progress": False})
@@ -337,3 +338,22 @@ def _manifest(cfg: StudyConfig, ds: Dataset, folds: list[Fold], features: list[s
         "models": {e.key: model_registry.get(e.name).family for e in entries},
         "wall_seconds": wall, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def transfer_init(entry: ModelEntry) -> Init | None:
+    """The weights an entry starts from (`init_from`: fold 0's model of another run; transfer learning)."""
+    if entry.init_from is None:
+        return None
+    try:
+        run = load_run(Path(entry.init_from))
+    except Exception as exc:
+        raise ConfigError(f"init_from {entry.init_from}: not a finished run directory ({exc}).") from exc
+    model = entry.init_model or entry.name
+    if model not in run.models:
+        raise ConfigError(f"init_from {entry.init_from}: the run has no model '{model}' (it has "
+                          f"{run.models}); set init_model.")
+    est = run.estimator(model, 0)
+    if not hasattr(est, "module"):
+        raise ConfigError(f"init_from {entry.init_from}: model '{model}' is not a deep model; only torch "
+                          "weights can be transferred.")
+    return Init(entry.init_from, model, est.module.state_dict(), entry.freeze)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medflow.cli_show import err, out, say_report, show_run
+from medflow.cli.show import err, out, say_report, show_run
 from medflow.errors import ConfigError
 
 

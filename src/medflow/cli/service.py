@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medflow.cli_show import err, out
+from medflow.cli.show import err, out
 from medflow.errors import ConfigError
 
 DB_HELP = ("the service database: a SQLite file path or URL (default sqlite:///medflow-service.db), or "

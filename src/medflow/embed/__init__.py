@@ -31,7 +31,7 @@ def embed_run(run_dir: str | Path, cfg: AutoencoderConfig | None = None, top: in
     from medflow.data.ehr import samples_frame
     from medflow.data.sources.meds import atomic_dir
     from medflow.runs import load_run
-    from medflow.study_data import load_study_data
+    from medflow.study.data import load_study_data
 
     console = console or Console(stderr=True)
     cfg = cfg or AutoencoderConfig()

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from medflow.config import BlocksConfig
 from medflow.data.dataset import Dataset
 from medflow.data.splits import KFold
 from medflow.errors import ConfigError
@@ -25,20 +25,6 @@ from medflow.tasks.base import Task
 from medflow.train.trainer import TrainConfig
 
 __all__ = ["BlocksConfig", "compare_blocks"]
-
-
-class BlocksConfig(BaseModel):
-    """The YAML's `compare_blocks:` section; `blocks` defaults to the blocks the dataset declares."""
-
-    model_config = ConfigDict(extra="forbid")
-    blocks: dict[str, list[str]] | None = None
-    model: str = "deepsurv"
-    params: dict[str, Any] = {}
-    k: int = Field(5, ge=2, le=20)
-    repeats: int = Field(2, ge=1, le=20)
-    valid: float = Field(0.15, ge=0.05, lt=0.5)
-    n_bootstrap: int = Field(1000, ge=50)
-    metric: str | None = None  # default: the task's primary metric (e.g. sqrt_pehe where the true effect is known)
 
 
 def _blocks(cfg: BlocksConfig, ds: Dataset, features: list[str]) -> dict[str, list[str]]:

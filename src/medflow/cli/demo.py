@@ -1,24 +1,80 @@
 """`medflow demo`: complete studies on real data shipped with scikit-learn and scikit-survival, and on
 medflow's simulators (EHR events, imaging phantoms), labelled SYNTHETIC, real molecules (FreeSolv), real radiology
 reports (IU chest X-rays: finding extraction with negation), a treatment effect on real NHEFS and a molecule
-generator trained on FreeSolv."""
+generator trained on FreeSolv.
+
+Three sizes of one tour, each study the same data, task, split, report and printed table:
+- `quick` (`medflow demo`, the default): one short section per modality, about 2.5 minutes on 2 cores: the
+  simplest and the characteristic deep model of each study, fewer epochs and bootstrap resamples;
+- `full` (`medflow demo --full`): every model of each study trained to convergence, about 6 minutes;
+- `fast` (`medflow demo --fast`): the smallest settings that still run every step, for the tests.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
+from medflow.cli.show import err, say_report, show_run
 from medflow.config import parse_config
+from medflow.errors import ConfigError
 from medflow.runs import Run
 from medflow.study import run_study
 
 __all__ = ["demo_configs", "run_demo"]
 
 
-def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
-    """The demo studies as plain dicts (the same shape as a study YAML)."""
+MODES = ("fast", "quick", "full")
+
+
+def demo_configs(output_dir: Path, mode: str = "quick") -> list[dict]:
+    """The demo studies as plain dicts (the same shape as a study YAML), at one of `MODES`."""
+    if mode not in MODES:
+        raise ValueError(f"demo mode {mode!r}: expected one of {MODES}")
+    studies = _studies(output_dir, mode == "fast")
+    if mode == "quick":
+        for raw in studies:
+            _quicken(raw)
+    return studies
+
+
+# the quick tour's changes per study: the models kept (the simplest baseline beside the modality's deep model),
+# then training options and study options that shorten it; every other option is the full tour's
+_QUICK: dict[str, dict] = {
+    "demo-breast_cancer": {"models": ["mlp", "logistic_regression", "gradient_boosting"],
+                           "train": {"max_epochs": 60, "patience": 10}, "n_bootstrap": 500},
+    "demo-diabetes": {"train": {"max_epochs": 60, "patience": 10}, "n_bootstrap": 500},
+    "demo-gbsg2-survival": {"models": ["deepsurv", "cox_ph", "kaplan_meier"], "train": {"max_epochs": 60,
+                                                                                        "patience": 10}},
+    "demo-ehr-readmission": {"models": ["gru", "logistic_regression"], "train": {"max_epochs": 6, "patience": 2},
+                             "patients": 1200, "n_bootstrap": 200},
+    "demo-phantoms-imaging": {"models": ["small_cnn"], "n_bootstrap": 200},
+    "demo-freesolv-molecules": {"models": [{"name": "mpnn", "ensemble": 2}, "random_forest"],
+                                "train": {"max_epochs": 30, "patience": 30}, "n_bootstrap": 200},
+    "demo-iu-reports-text": {"models": ["context_rules", "context_learned",
+                                        {"name": "logistic_regression", "params": {"C": 4.0}}], "n_bootstrap": 200},
+    "demo-synthetic-notes-spans": {"n_bootstrap": 200},
+    "demo-nhefs-treatment-effect": {"models": ["x_learner", "tarnet"], "train": {"max_epochs": 40, "patience": 8},
+                                    "n_bootstrap": 200},
+}
+
+
+def _quicken(raw: dict) -> None:
+    change = _QUICK[raw["name"]]
+    if "models" in change:
+        raw["models"] = change["models"]
+    raw["train"] = {**raw.get("train", {}), **change.get("train", {})}
+    if "n_bootstrap" in change:
+        raw["evaluate"] = {**raw.get("evaluate", {}), "n_bootstrap": change["n_bootstrap"]}
+    if "patients" in change:
+        raw["data"]["simulate"] = {**raw["data"]["simulate"], "patients": change["patients"]}
+
+
+def _studies(output_dir: Path, fast: bool) -> list[dict]:
     train = {"max_epochs": 30 if fast else 200, "patience": 10 if fast else 20, "progress": not fast}
     n_boot = 200 if fast else 1000
     return [
@@ -114,16 +170,17 @@ def demo_configs(output_dir: Path, fast: bool = False) -> list[dict]:
     ]
 
 
-def _generator_demo(output_dir: Path, fast: bool, console: Console) -> Path:
+def _generator_demo(output_dir: Path, mode: str, console: Console) -> Path:
     """A SMILES LSTM trained on FreeSolv's real molecules, 1,000 GENERATED molecules measured against them."""
     import json
 
     from medflow.molgen import train_generator
 
     cfg = {"name": "demo-freesolv-generator", "data": {"dataset": "freesolv"}, "output_dir": str(output_dir),
-           "generator": {"hidden": 128 if fast else 256, "layers": 1 if fast else 2},
-           "train": {"max_epochs": 10 if fast else 30, "lr": 0.005}, "sample": 200 if fast else 1000}
-    run = train_generator(cfg, progress=not fast)
+           "generator": {"hidden": 256 if mode == "full" else 128, "layers": 2 if mode == "full" else 1},
+           "train": {"max_epochs": {"fast": 10, "quick": 20, "full": 30}[mode], "lr": 0.005},
+           "sample": 200 if mode == "fast" else 1000}
+    run = train_generator(cfg, progress=mode != "fast")
     m = json.loads((run / "metrics.json").read_text())
     console.print(f"demo-freesolv-generator: {m['sampled']} GENERATED molecules, validity {m['validity']['value']:.2f}"
                   f", uniqueness {m['uniqueness']['value']:.2f}, novelty {m['novelty']['value']:.2f}, internal "
@@ -132,19 +189,37 @@ def _generator_demo(output_dir: Path, fast: bool, console: Console) -> Path:
     return run / "report.html"
 
 
-def run_demo(output_dir: Path, fast: bool = False, show: Callable[[Run], None] | None = None,
+def run_demo(output_dir: Path, mode: str = "quick", show: Callable[[Run], None] | None = None,
              console: Console | None = None) -> list[Path]:
-    """Run every demo study; returns the report paths (breast cancer first)."""
+    """Run every demo study at `mode` (`MODES`); returns the report paths (breast cancer first)."""
     reports, runs = [], {}
-    for raw in demo_configs(output_dir, fast):
+    for raw in demo_configs(output_dir, mode):
         run = run_study(parse_config(raw, f"demo {raw['name']}"), console=console)
         if show:
             show(run)
         reports.append(run.path / "report.html")
         runs[raw["name"]] = run
-    reports.append(_generator_demo(Path(output_dir), fast, console or Console(stderr=True)))
-    from medflow.serve.demo import service_demo
+    reports.append(_generator_demo(Path(output_dir), mode, console or Console(stderr=True)))
+    from medflow.cli.demo_service import service_demo
 
     for line in service_demo(runs, Path(output_dir)):
         (console or Console(stderr=True)).print(line, soft_wrap=True, highlight=False)
     return reports
+
+
+def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
+         full: Annotated[bool, typer.Option(help="the longer tour: every model of each study, trained to "
+                                                 "convergence (about 6 min on 2 cores; the default: 2.5)")] = False,
+         fast: Annotated[bool, typer.Option(help="the smallest settings that run every step (for tests)")] = False,
+         ) -> None:
+    """Run the built-in demo studies: breast cancer (binary), diabetes (regression), GBSG2 (survival), simulated
+    EHR readmission (events), simulated imaging phantoms (CNNs with Grad-CAM), FreeSolv molecules, IU radiology
+    reports, spans in SYNTHETIC notes, the NHEFS treatment effect, a molecule generator, then the service."""
+    if full and fast:
+        raise ConfigError("--full and --fast: choose one.")
+    reports = run_demo(output_dir, mode="full" if full else "fast" if fast else "quick", show=show_run, console=err)
+    say_report(reports[0])
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)

@@ -12,35 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from medflow.config import SearchDim, TuneConfig
 from medflow.errors import ConfigError
 
 __all__ = ["TuneConfig", "SearchDim", "search_space", "tune_model", "tune_spaces", "check_spaces", "tuned"]
-
-
-class SearchDim(BaseModel):
-    """One searched parameter: a numeric range (optionally log-scaled or integer) or a list of choices."""
-
-    model_config = ConfigDict(extra="forbid")
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
-    choices: list[Any] | None = None
-
-
-class TuneConfig(BaseModel):
-    """Nested hyper-parameter search (YAML: `tune:`). `space` maps a model name to its parameters, each
-    `[low, high]` (integers if both are), `{low, high, log, integer}` or `{choices: [...]}`; a parameter
-    named `train.<key>` (e.g. `train.lr`) searches the training options of that model."""
-
-    model_config = ConfigDict(extra="forbid")
-    trials: int = Field(20, ge=1, le=10_000)
-    inner_folds: int = Field(3, ge=2, le=20)
-    metric: str | None = None
-    timeout_s: float | None = Field(None, gt=0)
-    space: dict[str, dict[str, Any]] = {}
 
 
 def search_space(model: str, raw: dict[str, Any], param_fields: list[str], train_fields: list[str]) -> dict:

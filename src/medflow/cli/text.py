@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medflow.cli_show import err, out
+from medflow.cli.show import err, out
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from medflow.artifacts import write_json, write_parquet, write_text
-        from medflow.deid import deidentify_notes
         from medflow.errors import ConfigError
+        from medflow.nlp.deid import deidentify_notes
 
         suffix = output.suffix.lower()
         if suffix not in (".csv", ".parquet", ".pq", ".jsonl"):

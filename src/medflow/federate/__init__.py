@@ -23,33 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
+from medflow.config import FederateConfig, SitesConfig
 from medflow.data.dataset import Dataset
 from medflow.data.splits import Fold
 from medflow.errors import ConfigError, DataError
-from medflow.train.federated import FederatedConfig
 
 __all__ = ["SitesConfig", "FederateConfig", "federate", "site_parts", "SITE_COLUMN"]
 
 SITE_COLUMN = "site"
-
-
-class SitesConfig(BaseModel):
-    """Sites drawn from one dataset (when no site files are given): by a column, or label-skewed parts."""
-
-    model_config = ConfigDict(extra="forbid")
-    column: str | None = None  # one site per value (e.g. a hospital column)
-    n: int = Field(3, ge=1, le=100)  # otherwise: n sites whose label mix is drawn from Dirichlet(skew)
-    skew: float = Field(0.5, gt=0)  # smaller: sites more different (0.1 very non-IID; 100 nearly IID)
-
-
-class FederateConfig(FederatedConfig):
-    """`federated:` in a study: Flower's options, plus how to form sites from one dataset."""
-
-    sites: SitesConfig = SitesConfig()
-    model: str | None = None  # the model entry to federate (its key); default: the first deep model listed
 
 
 def site_parts(frame: pd.DataFrame, patient_id: str, label: str | None, cfg: SitesConfig, seed: int,
@@ -80,10 +63,10 @@ def site_parts(frame: pd.DataFrame, patient_id: str, label: str | None, cfg: Sit
     return frame[patient_id].map(lambda p: names[site_of[p]]).rename(SITE_COLUMN)
 
 
-def _read_sites(cfg: Any, paths: list[str | Path]) -> Dataset:
+def read_sites(cfg: Any, paths: list[str | Path]) -> Dataset:
     """Site files read with the study's data options, checked to share columns and types; one dataset with a
     site column and patient ids made unique per site."""
-    from medflow.study_data import load_study_data
+    from medflow.study.data import load_study_data
 
     parts, first = [], None
     for path in paths:
@@ -146,7 +129,7 @@ def _check_sites(ds: Dataset, cfg: Any) -> list[str]:
     return sites
 
 
-def _site_fold(ds: Dataset, cfg: Any, rows: np.ndarray) -> Fold:
+def site_fold(ds: Dataset, cfg: Any, rows: np.ndarray) -> Fold:
     """One site's own patient split of its rows `rows` (the study's split:, early-stopping part included); the
     same wherever it is computed, in the launcher or in the site's own process."""
     sub = ds.frame.iloc[rows].reset_index(drop=True)
@@ -161,7 +144,7 @@ def _site_folds(ds: Dataset, cfg: Any, sites: list[str]) -> tuple[Fold, dict[str
     if cfg.split.kind != "holdout":
         raise ConfigError("federated training uses a holdout split per site (split: {kind: holdout}); k-fold is "
                           "not supported.")
-    per_site = {site: _site_fold(ds, cfg, np.flatnonzero((ds.frame[SITE_COLUMN] == site).to_numpy()))
+    per_site = {site: site_fold(ds, cfg, np.flatnonzero((ds.frame[SITE_COLUMN] == site).to_numpy()))
                 for site in sites}
     cat = lambda part: np.concatenate([getattr(f, part) for f in per_site.values()])  # noqa: E731
     union = Fold(0, cat("train"), cat("valid"), cat("test"),
@@ -198,8 +181,8 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
     from medflow.models.base import build_estimator
     from medflow.registry import models as model_registry
     from medflow.runs import write_json, write_text
-    from medflow.study import _feature_columns, _new_run_dir, _prediction_rows, finish_run
-    from medflow.study_data import load_study_data
+    from medflow.study import feature_columns, finish_run, new_run_dir, prediction_rows
+    from medflow.study.data import load_study_data
 
     console = console or Console(stderr=True)
     started = time.perf_counter()
@@ -211,7 +194,7 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
         if len(sites) < 2:
             raise ConfigError("--sites: give at least two site files (one file is centralized training: "
                               "medflow run).")
-        ds = _read_sites(cfg, sites)
+        ds = read_sites(cfg, sites)
     else:
         ds = dataset if dataset is not None else load_study_data(cfg.data)
         _check_table(ds)
@@ -227,7 +210,7 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
     ds.synthetic = ds.synthetic or cfg.data.synthetic
     cfg.task.check(ds.frame, ds.source)
     site_names = _check_sites(ds, cfg)
-    features = _feature_columns(ds, cfg)
+    features = feature_columns(ds, cfg)
     deep = [e for e in cfg.model_entries() if model_registry.get(e.name).family == "deep"]
     chosen = [e for e in deep if fed.model in (None, e.key)]
     if not chosen:
@@ -246,7 +229,7 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
     task = cfg.task.model_copy(deep=True).fit(frame.iloc[fold.train])
     feats = [(make_featurizer(ds, features, frame.iloc[f.train], cfg.data), len(f.train)) for f in per_site.values()]
     feat = merge_featurizers(ds, feats)
-    work = _new_run_dir(cfg)
+    work = new_run_dir(cfg)
     write_text(work / "study.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
     write_json(work / "fold_0" / "featurizer.json", feat.to_dict())
     write_json(work / "fold_0" / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
@@ -279,7 +262,7 @@ def federate(cfg: Any, sites: list[str | Path] | None = None, dataset: Dataset |
         if getattr(est, "privacy", None):
             privacy[key] = {"0": est.privacy}
         for part, idx in (("valid", fold.valid), ("test", fold.test)):
-            rows.append(_prediction_rows(ds, task, est.predict(x_all[idx]), y_all[idx], idx, part, 0, key,
+            rows.append(prediction_rows(ds, task, est.predict(x_all[idx]), y_all[idx], idx, part, 0, key,
                                          subgroups))
     first = {"task": task, "featurizer": feat, "xs": {"test": x_all[fold.test]}, "ys": {"test": y_all[fold.test]},
              "test_frame": frame.iloc[fold.test], "transfer": {}}

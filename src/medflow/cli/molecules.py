@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medflow.cli_show import out
+from medflow.cli.show import out
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import ServerApp
 
 from medflow.errors import MedflowError
-from medflow.train.federated import LocalSite, Recorder, Site, check_federated, client_app, start
+from medflow.train.federated import LocalSite, Recorder, check_federated, client_app, start
 
 __all__ = ["server_app", "client_app_deployed", "read_plan"]
 
@@ -48,14 +48,14 @@ def _plan(context: Any) -> dict[str, Any]:
 def _site_data(plan_path: str, name: str) -> tuple[Any, Any, Any, Any]:
     """A site's study config, its rows (read from its own file only), its patient split and the task."""
     from medflow.config import parse_config
-    from medflow.federate import _read_sites, _site_fold
+    from medflow.federate import read_sites, site_fold
     from medflow.runs import task_from_dict
 
     plan = read_plan(plan_path)
     cfg = parse_config(plan["study"])
     path = next(s["path"] for s in plan["sites"] if s["name"] == name)
-    ds = _read_sites(cfg, [path])
-    return cfg, ds, _site_fold(ds, cfg, np.arange(len(ds.frame))), task_from_dict(plan["task"])
+    ds = read_sites(cfg, [path])
+    return cfg, ds, site_fold(ds, cfg, np.arange(len(ds.frame))), task_from_dict(plan["task"])
 
 
 def _fed(plan: dict[str, Any]) -> Any:
@@ -76,7 +76,6 @@ def _local(context: Any, msg: Message) -> LocalSite:
     """The site this SuperNode holds, its tensors rebuilt with the server's merged featurizer and its training
     state restored from `context.state`."""
     from medflow.features import encode_targets, featurize, featurizer_from_dict
-    from medflow.models.deep import _target, _tensor
 
     plan = _plan(context)
     name = str(context.node_config["site"])
@@ -84,10 +83,9 @@ def _local(context: Any, msg: Message) -> LocalSite:
     feat = featurizer_from_dict(json.loads(str(msg.content["config"]["featurizer"])))
     x, y = featurize(feat, ds, ds.frame), encode_targets(feat, task, ds, ds.frame)
     est = _estimator(plan, task)
-    site = Site(name, _tensor(est.inputs(x[fold.train])), _target(y[fold.train]),
-                _tensor(est.inputs(x[fold.early_stopping])), _target(y[fold.early_stopping]))
+    site = est.site(name, x[fold.train], y[fold.train], x[fold.early_stopping], y[fold.early_stopping])
     index = [s["name"] for s in plan["sites"]].index(name)
-    local = LocalSite(site, est._build(site.x_train.shape[1]), est.head.loss,
+    local = LocalSite(site, est.build_module(site.x_train.shape[1]), est.head.loss,
                       check_federated(cfg.train, _fed(plan)), plan["seed"] + 1000 * index)
     if "medflow" in context.state:
         raw = context.state["medflow"]["trainer"]
@@ -111,9 +109,9 @@ def summary(msg: Message, context: Any) -> Message:
 
     name = str(context.node_config["site"])
     cfg, ds, fold, task = _site_data(str(context.run_config["plan"]), name)
-    from medflow.study import _feature_columns
+    from medflow.study import feature_columns
 
-    feat = make_featurizer(ds, _feature_columns(ds, cfg), ds.frame.iloc[fold.train], cfg.data)
+    feat = make_featurizer(ds, feature_columns(ds, cfg), ds.frame.iloc[fold.train], cfg.data)
     est = _estimator(_plan(context), task)
     width = int(est.inputs(featurize(feat, ds, ds.frame.iloc[fold.train[:1]])).shape[1])
     reply = ConfigRecord({"site": name, "featurizer": json.dumps(feat.to_dict()), "n": len(fold.train),
@@ -149,7 +147,7 @@ def main(grid: Any, context: Any) -> None:
     feat = featurizers.get("tabular").merge(parts)
     torch.manual_seed(plan["seed"])  # the initial weights the in-process simulation starts from
     est = _estimator(plan, task_from_dict(plan["task"]))
-    module = est._build(int(replies[order[0]]["in_dim"]))
+    module = est.build_module(int(replies[order[0]]["in_dim"]))
     check_federated(cfg.train, fed)
     record = Recorder(names)
     start(record.strategy(fed, n), grid, module, fed, plan["seed"], {"featurizer": json.dumps(feat.to_dict())})
