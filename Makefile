@@ -26,7 +26,7 @@ test: $(STAMP)
 	scripts/system-deps.sh
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	scripts/system-deps.sh bench

@@ -131,3 +131,12 @@ def test_no_public_name_or_command_lost():
     for command, params in recorded["cli"].items():
         assert command in tree, f"CLI command lost: medflow {command}"
         assert set(params) <= set(tree[command]), f"medflow {command}: options lost {set(params) - set(tree[command])}"
+
+
+def test_a_files_tests_share_one_xdist_worker(request):
+    """`make test` runs two workers with --dist loadgroup (conftest.py groups each file's tests, so its module
+    fixtures are built once); pytest-xdist groups by a suffix on the test id, which some pytest versions drop."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        assert request.node.nodeid.endswith("@tests/test_imports.py"), request.node.nodeid

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from medflow.cli.show import err, say_report, show_run
-from medflow.config import parse_config
 from medflow.errors import ConfigError
-from medflow.runs import Run
-from medflow.study import run_study
 
 __all__ = ["demo_configs", "run_demo"]
 
@@ -36,9 +33,9 @@ def demo_configs(output_dir: Path, mode: str = "quick") -> list[dict]:
     if mode not in MODES:
         raise ValueError(f"demo mode {mode!r}: expected one of {MODES}")
     studies = _studies(output_dir, mode == "fast")
-    if mode == "quick":
+    if mode != "full":
         for raw in studies:
-            _quicken(raw)
+            _quicken(raw, mode)
     return studies
 
 
@@ -48,30 +45,50 @@ _QUICK: dict[str, dict] = {
     "demo-breast_cancer": {"models": ["mlp", "logistic_regression", "gradient_boosting"],
                            "train": {"max_epochs": 60, "patience": 10}, "n_bootstrap": 500},
     "demo-diabetes": {"train": {"max_epochs": 60, "patience": 10}, "n_bootstrap": 500},
-    "demo-gbsg2-survival": {"models": ["deepsurv", "cox_ph", "kaplan_meier"], "train": {"max_epochs": 60,
-                                                                                        "patience": 10}},
-    "demo-ehr-readmission": {"models": ["gru", "logistic_regression"], "train": {"max_epochs": 6, "patience": 2},
-                             "patients": 1200, "n_bootstrap": 200},
-    "demo-phantoms-imaging": {"models": ["small_cnn"], "n_bootstrap": 200},
-    "demo-freesolv-molecules": {"models": [{"name": "mpnn", "ensemble": 2}, "random_forest"],
-                                "train": {"max_epochs": 30, "patience": 30}, "n_bootstrap": 200},
+    "demo-gbsg2-survival": {"models": ["deepsurv", "cox_ph", "kaplan_meier"],
+                            "train": {"max_epochs": 40, "patience": 10}, "n_bootstrap": 100},
+    "demo-ehr-readmission": {"models": ["gru", "logistic_regression"], "train": {"max_epochs": 5, "patience": 2},
+                             "patients": 1000, "n_bootstrap": 200},
+    "demo-phantoms-imaging": {"models": ["small_cnn"], "train": {"max_epochs": 20, "patience": 20},
+                              "n_bootstrap": 200},
+    "demo-freesolv-molecules": {"models": [{"name": "mpnn", "ensemble": 2},
+                                           {"name": "random_forest", "params": {"n_estimators": 200}}],
+                                "train": {"max_epochs": 15, "patience": 15}, "n_bootstrap": 200,
+                                # permutation importance predicts once per feature and repeat: a forest's
+                                # predictions carry a fixed cost per tree (scikit-learn's dispatch)
+                                "explain": {"max_records": 32, "n_repeats": 2}},
     "demo-iu-reports-text": {"models": ["context_rules", "context_learned",
                                         {"name": "logistic_regression", "params": {"C": 4.0}}], "n_bootstrap": 200},
     "demo-synthetic-notes-spans": {"n_bootstrap": 200},
     "demo-nhefs-treatment-effect": {"models": ["x_learner", "tarnet"], "train": {"max_epochs": 40, "patience": 8},
                                     "n_bootstrap": 200},
 }
+# the tests' settings (`--fast`) beyond the quick tour's models: the slowest studies shortened further
+_FAST: dict[str, dict] = {
+    "demo-gbsg2-survival": {"train": {"max_epochs": 15, "patience": 5}},
+    "demo-freesolv-molecules": {"models": ["mpnn", {"name": "random_forest", "params": {"n_estimators": 100}}],
+                                "train": {"max_epochs": 8, "patience": 8}, "explain": {"max_records": 16,
+                                                                                      "n_repeats": 1}},
+    "demo-ehr-readmission": {"train": {"max_epochs": 2, "patience": 2}},
+}
 
 
-def _quicken(raw: dict) -> None:
+def _quicken(raw: dict, mode: str) -> None:
+    """The quick tour's models and options; with `mode` "fast", the quick tour's models on the full tour's fast
+    variant, shortened further where `_FAST` says."""
     change = _QUICK[raw["name"]]
     if "models" in change:
         raw["models"] = change["models"]
+    if mode == "fast":
+        change = _FAST.get(raw["name"], {})
+        raw["models"] = change.get("models", raw["models"])
     raw["train"] = {**raw.get("train", {}), **change.get("train", {})}
     if "n_bootstrap" in change:
         raw["evaluate"] = {**raw.get("evaluate", {}), "n_bootstrap": change["n_bootstrap"]}
     if "patients" in change:
         raw["data"]["simulate"] = {**raw["data"]["simulate"], "patients": change["patients"]}
+    if "explain" in change:
+        raw["explain"] = {**raw.get("explain", {}), **change["explain"]}
 
 
 def _studies(output_dir: Path, fast: bool) -> list[dict]:
@@ -178,7 +195,7 @@ def _generator_demo(output_dir: Path, mode: str, console: Console) -> Path:
 
     cfg = {"name": "demo-freesolv-generator", "data": {"dataset": "freesolv"}, "output_dir": str(output_dir),
            "generator": {"hidden": 256 if mode == "full" else 128, "layers": 2 if mode == "full" else 1},
-           "train": {"max_epochs": {"fast": 10, "quick": 20, "full": 30}[mode], "lr": 0.005},
+           "train": {"max_epochs": {"fast": 8, "quick": 12, "full": 30}[mode], "lr": 0.005},
            "sample": 200 if mode == "fast" else 1000}
     run = train_generator(cfg, progress=mode != "fast")
     m = json.loads((run / "metrics.json").read_text())
@@ -189,9 +206,13 @@ def _generator_demo(output_dir: Path, mode: str, console: Console) -> Path:
     return run / "report.html"
 
 
-def run_demo(output_dir: Path, mode: str = "quick", show: Callable[[Run], None] | None = None,
+def run_demo(output_dir: Path, mode: str = "quick", show: Callable[[Any], None] | None = None,
              console: Console | None = None) -> list[Path]:
     """Run every demo study at `mode` (`MODES`); returns the report paths (breast cancer first)."""
+    from medflow.config import parse_config
+    from medflow.study import run_study
+
+
     reports, runs = [], {}
     for raw in demo_configs(output_dir, mode):
         run = run_study(parse_config(raw, f"demo {raw['name']}"), console=console)
