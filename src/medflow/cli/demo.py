@@ -4,9 +4,9 @@ reports (IU chest X-rays: finding extraction with negation), a treatment effect 
 generator trained on FreeSolv.
 
 Three sizes of one tour, each study the same data, task, split, report and printed table:
-- `quick` (`medflow demo`, the default): one short section per modality, about 2.5 minutes on 2 cores: the
+- `quick` (`medflow demo`, the default): one short section per modality, under 3 minutes on 2 cores: the
   simplest and the characteristic deep model of each study, fewer epochs and bootstrap resamples;
-- `full` (`medflow demo --full`): every model of each study trained to convergence, about 6 minutes;
+- `full` (`medflow demo --full`): every model of each study trained to convergence, about 10 minutes;
 - `fast` (`medflow demo --fast`): the smallest settings that still run every step, for the tests.
 """
 
@@ -230,7 +230,7 @@ def run_demo(output_dir: Path, mode: str = "quick", show: Callable[[Any], None] 
 
 def demo(output_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
          full: Annotated[bool, typer.Option(help="the longer tour: every model of each study, trained to "
-                                                 "convergence (about 6 min on 2 cores; the default: 2.5)")] = False,
+                                                 "convergence (about 10 min on 2 cores; the default under 3)")] = False,
          fast: Annotated[bool, typer.Option(help="the smallest settings that run every step (for tests)")] = False,
          ) -> None:
     """Run the built-in demo studies: breast cancer (binary), diabetes (regression), GBSG2 (survival), simulated
