@@ -17,9 +17,9 @@ from medflow.data.splits import ByPatient, KFold, Scaffold
 from medflow.data.text import TextSource
 from medflow.errors import ConfigError, did_you_mean
 from medflow.evaluate.evaluator import EvaluateConfig
-from medflow.features.codes import SequenceFeatures
-from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression
+from medflow.tasks.base import Binary, Multiclass, Regression
 from medflow.tasks.effects import TreatmentEffect
+from medflow.tasks.multilabel import Multilabel
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.spans import SpanExtraction
 from medflow.tasks.survival import Survival
@@ -45,6 +45,15 @@ class EventTableConfig(BaseModel):
     code: str = "code"
     value: str | None = "numeric_value"
     code_prefix: str | None = None
+
+
+class SequenceFeatures(BaseModel):
+    """How event histories become model inputs (YAML: `data.sequence:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_count: int = Field(1, ge=1, description="codes seen fewer times in training become <unknown>")
+    max_len: int = Field(256, ge=4, le=100_000, description="most recent events kept per sample")
+    lookback_days: float | None = Field(None, gt=0, description="observation window before the prediction time")
 
 
 class SimulateConfig(BaseModel):

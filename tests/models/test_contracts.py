@@ -9,8 +9,8 @@ from medflow.features.tabular import TabularFeaturizer
 from medflow.models import build_estimator, load_estimator
 from medflow.registry import models as registry
 from medflow.tasks import Binary, Multiclass, Regression, Survival
-from medflow.tasks.base import Multilabel
 from medflow.tasks.effects import TreatmentEffect
+from medflow.tasks.multilabel import Multilabel
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.spans import SpanExtraction
 from medflow.train.trainer import TrainConfig

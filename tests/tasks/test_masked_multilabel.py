@@ -8,7 +8,7 @@ import torch
 import medflow as mf
 from medflow.errors import DataError
 from medflow.evaluate.metrics import auroc, auroc_labels
-from medflow.tasks.base import Multilabel
+from medflow.tasks.multilabel import Multilabel
 
 
 def test_loss_ignores_missing_labels():

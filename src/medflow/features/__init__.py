@@ -54,12 +54,9 @@ def _events_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
     from medflow.data.ehr import samples_frame
     from medflow.features.codes import EventFeaturizer
 
-    seq = getattr(data, "sequence", None)
-    if seq is None:
-        from medflow.features.codes import SequenceFeatures
-
-        seq = SequenceFeatures()
-    return EventFeaturizer(seq.min_count, seq.max_len, seq.lookback_days).fit(ds.events, samples_frame(train))
+    seq = getattr(data, "sequence", None)  # the YAML's data.sequence; without one, the featurizer's defaults
+    feat = EventFeaturizer() if seq is None else EventFeaturizer(seq.min_count, seq.max_len, seq.lookback_days)
+    return feat.fit(ds.events, samples_frame(train))
 
 
 def _events_apply(feat: Any, ds: Any, frame: Any) -> Any:

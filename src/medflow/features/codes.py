@@ -22,21 +22,11 @@ from typing import Any
 import numpy as np
 import numpy.ma  # noqa: F401  (polars imports it on its first NumPy -> Series conversion: an import, not work)
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
 
 from medflow.data.sources.meds import EventData
 from medflow.errors import DataError
 
-__all__ = ["EventFeaturizer", "EventTensors", "SequenceFeatures", "PAD", "UNKNOWN"]
-
-
-class SequenceFeatures(BaseModel):
-    """How event histories become model inputs (YAML: `data.sequence:`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_count: int = Field(1, ge=1, description="codes seen fewer times in training become <unknown>")
-    max_len: int = Field(256, ge=4, le=100_000, description="most recent events kept per sample")
-    lookback_days: float | None = Field(None, gt=0, description="observation window before the prediction time")
+__all__ = ["EventFeaturizer", "EventTensors", "PAD", "UNKNOWN"]
 
 
 PAD, UNKNOWN = 0, 1

@@ -5,8 +5,9 @@
 
 from typing import Any
 
-from medflow.tasks.base import Binary, Multiclass, Multilabel, Regression, Task
+from medflow.tasks.base import Binary, Multiclass, Regression, Task
 from medflow.tasks.effects import TreatmentEffect
+from medflow.tasks.multilabel import Multilabel
 from medflow.tasks.segmentation import Segmentation
 from medflow.tasks.spans import SpanExtraction
 from medflow.tasks.survival import Survival
