@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +136,38 @@ def make_shapes(n: int = 240, size: int = 32, seed: int = 0):
         img = rng.normal(0, 0.3, (1, size, size)).astype(np.float32) + np.where(mask == 1, 1.5, 0) + (mask == 2)
         arrays[str(i)], masks[str(i)] = img.astype(np.float32), mask
     return ImageData(arrays, "memory:test-shapes", masks=masks)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL 15 cluster in a temporary folder on loopback (Debian's server binaries; `make test` installs
+    them), torn down after the session. Fails, never skips, when the server cannot start."""
+    bindir = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+    assert bindir is not None, "PostgreSQL server binaries not found: `apt-get install -y postgresql` (make test does)"
+    data = Path(tempfile.mkdtemp(prefix="medflow-pg-"))
+    port = _free_port()
+    as_root = os.geteuid() == 0
+    if as_root:
+        shutil.chown(data, "postgres", "postgres")
+    data.chmod(0o700)
+
+    def pg(*args: str) -> None:
+        cmd = [str(bindir / args[0]), *args[1:]]
+        if as_root:
+            cmd = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{a}'" for a in cmd)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+    pg("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+    pg("pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "start", "-o",
+       f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={data} -c fsync=off")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)

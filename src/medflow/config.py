@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from medflow.data.cohort import Cohort
 from medflow.data.dataset import FeatureType
 from medflow.data.images import ImageSource
 from medflow.data.molecules import MoleculeSource
+from medflow.data.omop_cohort import CohortTable
+from medflow.data.rollup import Rollup
 from medflow.data.splits import ByPatient, KFold, Scaffold
 from medflow.data.text import TextSource
 from medflow.errors import ConfigError, did_you_mean
@@ -45,6 +47,32 @@ class EventTableConfig(BaseModel):
     code: str = "code"
     value: str | None = "numeric_value"
     code_prefix: str | None = None
+
+
+class OmopSource(BaseModel):
+    """YAML `data.omop:` an OMOP CDM 5.4 database: a folder of table files (`path`) or a SQLAlchemy `url`
+    (postgresql://user@host/db, sqlite:///cdm.db, duckdb:///cdm.duckdb). Keep passwords out of the URL
+    (PostgreSQL reads PGPASSWORD); a run writes the URL without its password."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = None
+    url: str | None = None
+    cdm_schema: str | None = Field(None, description="schema of the clinical tables (e.g. cdm)")
+    vocab_schema: str | None = Field(None, description="schema of concept / concept_ancestor (default: cdm_schema)")
+    codes: Literal["standard", "source"] = Field("standard", description="codes from standard or source concepts")
+    chunk_persons: int = Field(20_000, ge=10, description="persons read per chunk (bounds memory)")
+
+    @model_validator(mode="after")
+    def _one(self) -> OmopSource:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("data.omop needs a folder of table files (path) or a database URL (url), one of the two")
+        return self
+
+    @field_serializer("url")
+    def _no_password(self, url: str | None) -> str | None:
+        from medflow.data.sources.omop_tables import hide_password
+
+        return hide_password(url) if url else url
 
 
 class SequenceFeatures(BaseModel):
@@ -87,6 +115,7 @@ class DataConfig(BaseModel):
     meds: str | None = None
     fhir: str | None = None
     events: EventTableConfig | None = None
+    omop: OmopSource | None = None
     images: ImageSource | None = None
     molecules: MoleculeSource | None = None
     text: TextSource | None = None
@@ -95,7 +124,9 @@ class DataConfig(BaseModel):
         ["morgan", "descriptors"], min_length=1,
         description="what fingerprint/descriptor models (random_forest, mlp, ...) read from molecules: Morgan bits "
                     "(radius 2, 2048) and/or scaled RDKit 2-D descriptors")
-    cohort: str | Cohort | None = None
+    cohort: str | Cohort | CohortTable | None = None
+    rollup: list[Rollup] = Field([], description="group codes by their ancestors (OMOP concept_ancestor) or by "
+                                                 "ICD code prefix, so rare codes share strength")
     labels: str | None = None
     sequence: SequenceFeatures = SequenceFeatures()
     simulate: SimulateConfig = SimulateConfig()
@@ -110,7 +141,7 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [k for k in ("dataset", "path", "meds", "fhir", "events", "images", "molecules", "text")
+        given = [k for k in ("dataset", "path", "meds", "fhir", "events", "omop", "images", "molecules", "text")
                  if getattr(self, k)]
         if len(given) > 1:
             raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
@@ -119,13 +150,14 @@ class DataConfig(BaseModel):
         if self.as_table and not self.is_events:
             raise ValueError("data.as_table turns event data into a table of count features; it needs event data "
                              "(data.meds, data.fhir, data.events or data.dataset: ehr_sim)")
-        if self.stream and not self.meds:
-            raise ValueError("data.stream reads a MEDS folder one shard at a time; it needs data.meds")
+        if self.stream and not (self.meds or self.omop):
+            raise ValueError("data.stream reads a MEDS folder one shard at a time (or OMOP through a MEDS copy); "
+                             "it needs data.meds or data.omop")
         return self
 
     @property
     def is_events(self) -> bool:
-        return bool(self.meds or self.fhir or self.events or self.dataset == "ehr_sim")
+        return bool(self.meds or self.fhir or self.events or self.omop or self.dataset == "ehr_sim")
 
 
 class ModelEntry(BaseModel):
@@ -320,6 +352,11 @@ def load_config(path: str | Path) -> StudyConfig:
             setattr(cfg.data, key, str((p.parent / value).resolve()))
     if cfg.data.events and not Path(cfg.data.events.path).is_absolute():
         cfg.data.events.path = str((p.parent / cfg.data.events.path).resolve())
+    if cfg.data.omop and cfg.data.omop.path and not Path(cfg.data.omop.path).is_absolute():
+        cfg.data.omop.path = str((p.parent / cfg.data.omop.path).resolve())
+    cohort = cfg.data.cohort
+    if isinstance(cohort, CohortTable) and (p.parent / cohort.table).exists() and not Path(cohort.table).is_absolute():
+        cohort.table = str((p.parent / cohort.table).resolve())
     if cfg.data.images:
         for key in ("path", "labels"):
             value = getattr(cfg.data.images, key)

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +9,7 @@ import pytest
 
 from medflow.config import parse_config
 from medflow.study import run_study
-from tests.conftest import make_frame
+from tests.conftest import _free_port, make_frame, postgres_url  # noqa: F401 - postgres_url: shared with tests/ehr
 
 
 def _study(root: Path, name: str, kind: str, models: list[str], task: dict, seed: int = 1) -> Path:
@@ -67,38 +62,3 @@ def live_server(app):
         yield handle.url
     finally:
         handle.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A PostgreSQL 15 cluster in a temporary folder on loopback (Debian's server binaries; `make test` installs
-    them), torn down after the session. Fails, never skips, when the server cannot start."""
-    bindir = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-    assert bindir is not None, "PostgreSQL server binaries not found: `apt-get install -y postgresql` (make test does)"
-    data = Path(tempfile.mkdtemp(prefix="medflow-pg-"))
-    port = _free_port()
-    as_root = os.geteuid() == 0
-    if as_root:
-        shutil.chown(data, "postgres", "postgres")
-    data.chmod(0o700)
-
-    def pg(*args: str) -> None:
-        cmd = [str(bindir / args[0]), *args[1:]]
-        if as_root:
-            cmd = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{a}'" for a in cmd)]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-    pg("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-    pg("pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "start", "-o",
-       f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={data} -c fsync=off")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(data, ignore_errors=True)

@@ -86,6 +86,24 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
               f"oracle AUROC (the simulator's own risk model): {auc}", soft_wrap=True, highlight=False)
 
 
+@simulate_app.command("omop")
+def simulate_omop_cmd(out_dir: Annotated[Path, typer.Option("--out", help="OMOP folder or .db/.duckdb file to write")],
+                      patients: Annotated[int, typer.Option(help="number of patients")] = 2_000,
+                      seed: Annotated[int, typer.Option(help="random seed")] = 0,
+                      fmt: Annotated[str, typer.Option("--format", help="parquet | csv | sqlite | duckdb")] = "parquet",
+                      overwrite: Annotated[bool, typer.Option(help="replace what exists")] = False) -> None:
+    """Simulate the same inpatient EHR as `simulate ehr`, written as an OMOP CDM 5.4 database (SYNTHETIC)."""
+    from medflow.data.simulate.omop import simulate_omop
+
+    if fmt not in ("parquet", "csv", "sqlite", "duckdb"):
+        raise ConfigError(f"--format '{fmt}': choose parquet, csv, sqlite or duckdb.")
+    if patients < 1:
+        raise ConfigError(f"--patients must be at least 1, got {patients}.")
+    with err.status(f"simulating {patients:,} patients as OMOP ({fmt})"):
+        path = simulate_omop(out_dir, patients, seed, fmt, overwrite=overwrite)  # type: ignore[arg-type]
+    out.print(f"SYNTHETIC OMOP CDM 5.4 ({fmt}): {patients:,} patients -> {path}", soft_wrap=True, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(datasets)
     app.command()(models)

@@ -86,7 +86,7 @@ def _quicken(raw: dict, mode: str) -> None:
     if "n_bootstrap" in change:
         raw["evaluate"] = {**raw.get("evaluate", {}), "n_bootstrap": change["n_bootstrap"]}
     if "patients" in change:
-        raw["data"]["simulate"] = {**raw["data"]["simulate"], "patients": change["patients"]}
+        raw["data"]["omop"]["simulate_patients"] = change["patients"]
     if "explain" in change:
         raw["explain"] = {**raw.get("explain", {}), **change["explain"]}
 
@@ -120,11 +120,10 @@ def _studies(output_dir: Path, fast: bool) -> list[dict]:
          "evaluate": {"n_bootstrap": 100 if fast else 200, "subgroups": ["menostat"]}},
         {"name": "demo-ehr-readmission", "output_dir": str(output_dir),
          "intended_use": ("Research demonstration on SYNTHETIC patients: 30-day readmission at discharge from the "
-                          "event history (MEDS events from medflow's simulator, oracle AUROC known). "
-                          "Not for clinical use."),
-         "data": {"dataset": "ehr_sim", "cohort": "readmission_30d",
-                  "simulate": {"patients": 800 if fast else 2000, "seed": 0},
-                  "sequence": {"max_len": 64 if fast else 96}, "use_source_splits": False},
+                          "event history (medflow's simulator written as an OMOP CDM 5.4 database and read back as "
+                          "OMOP). Not for clinical use."),
+         "data": {"omop": {"path": str(Path(output_dir) / "demo-omop"), "simulate_patients": 800 if fast else 2000},
+                  "cohort": "readmission_30d", "sequence": {"max_len": 64 if fast else 96}},
          "task": {"kind": "binary", "label": "readmission_30d"},
          # 3-fold CV pools the validation patients of every fold for model selection (one holdout: ~20 events)
          "split": {"kind": "kfold", "k": 3, "valid": 0.25},
@@ -215,6 +214,11 @@ def run_demo(output_dir: Path, mode: str = "quick", show: Callable[[Any], None] 
 
     reports, runs = [], {}
     for raw in demo_configs(output_dir, mode):
+        omop = raw["data"].get("omop", {})
+        if "simulate_patients" in omop:  # the EHR study reads the simulator's patients written as OMOP
+            from medflow.data.simulate.omop import simulate_omop
+
+            simulate_omop(omop["path"], omop.pop("simulate_patients"), seed=0, overwrite=True)
         run = run_study(parse_config(raw, f"demo {raw['name']}"), console=console)
         if show:
             show(run)

@@ -11,23 +11,44 @@ __all__ = ["is_event_input", "event_input", "image_input", "molecule_input", "te
            "write_overlays"]
 
 
+def _source(path: Path) -> str | Path:
+    """A database URL given where a path is expected (Path folds `://` to `:/`) back as the URL."""
+    import re
+
+    text = str(path)
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+]*):/(?!/)", text)
+    return text.replace(":/", "://", 1) if m and not path.exists() else path
+
+
 def is_event_input(path: Path) -> bool:
-    return path.is_dir() or path.suffix.lower() in (".json", ".ndjson")
+    return (path.is_dir() or path.suffix.lower() in (".json", ".ndjson", ".db", ".duckdb", ".sqlite")
+            or isinstance(_source(path), str))
 
 
 def event_input(run, path: Path, labels: Path | None):
+    """New patients' events for a run on event data: MEDS, FHIR, or OMOP (files or a database URL), read with
+    the run's own options (OMOP codes and schemas, code roll-ups) and sampled with its cohort."""
+    from medflow.data.convert import read_source
     from medflow.data.ehr import event_dataset
+    from medflow.data.omop_cohort import CohortTable
 
-    if (path / "data").is_dir():
-        from medflow.data.sources.meds import read_meds
+    data = run.config["data"]
+    omop = data.get("omop") or {}
+    source = _source(path)
+    table = {k: v for k, v in (data.get("events") or {}).items() if k != "path"}
+    events = read_source(source, cdm_schema=omop.get("cdm_schema"), vocab_schema=omop.get("vocab_schema"),
+                         codes=omop.get("codes"), **table)
+    if data.get("rollup"):
+        from medflow.data.rollup import Rollup, rollup_codes
 
-        events = read_meds(path)
-    else:
-        from medflow.data.sources.fhir import read_fhir
-
-        events = read_fhir(path)
-    cohort = run.config["data"].get("cohort")
-    return event_dataset(events, None if labels else cohort, labels, label_name=run.task.label_columns[0])
+        events = rollup_codes(events, [Rollup(**r) for r in data["rollup"]])
+    cohort = data.get("cohort")
+    if isinstance(cohort, dict) and "table" in cohort:
+        cohort = CohortTable(**cohort)
+        if isinstance(source, Path) and (source / Path(cohort.table).name).exists():  # the new site's own table
+            cohort.table = str(source / Path(cohort.table).name)
+    return event_dataset(events, None if labels else cohort, labels, label_name=run.task.label_columns[0],
+                         cohort_url=source if isinstance(source, str) else None)
 
 
 def molecule_input(run, path: Path):

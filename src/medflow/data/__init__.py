@@ -10,14 +10,19 @@ from typing import Any
 
 __all__ = ["Dataset", "FeatureType", "read_table", "sources", "ImageSource", "ImageData", "read_image_dataset",
            "image_dataset", "phantom_dataset", "MoleculeSource", "read_molecules", "TextSource", "read_notes",
-           "notes_dataset"]
+           "notes_dataset", "read_omop", "simulate_omop", "convert_to_meds", "event_dataset", "CohortTable", "Rollup"]
 
 _LAZY = {"Dataset": ("medflow.data.dataset", "Dataset"), "FeatureType": ("medflow.data.dataset", "FeatureType"),
          "read_table": ("medflow.data.sources.tabular", "read_table"),
          **{n: ("medflow.data.images", n) for n in ("ImageSource", "ImageData", "read_image_dataset", "image_dataset",
                                                     "phantom_dataset")},
          **{n: ("medflow.data.molecules", n) for n in ("MoleculeSource", "read_molecules")},
-         **{n: ("medflow.data.text", n) for n in ("TextSource", "read_notes", "notes_dataset")}}
+         **{n: ("medflow.data.text", n) for n in ("TextSource", "read_notes", "notes_dataset")},
+         "read_omop": ("medflow.data.sources.omop", "read_omop"),
+         "simulate_omop": ("medflow.data.simulate.omop", "simulate_omop"),
+         "convert_to_meds": ("medflow.data.convert", "convert_to_meds"),
+         "event_dataset": ("medflow.data.ehr", "event_dataset"),
+         "CohortTable": ("medflow.data.omop_cohort", "CohortTable"), "Rollup": ("medflow.data.rollup", "Rollup")}
 
 
 def __getattr__(name: str) -> Any:

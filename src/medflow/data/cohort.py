@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from medflow.data.sources.meds import EventData
 from medflow.errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["Cohort", "PRESETS", "extract_samples", "labels_from_meds", "get_cohort", "demographics"]
+__all__ = ["Cohort", "PRESETS", "extract_samples", "labels_from_meds", "get_cohort", "demographics",
+           "with_demographics"]
 
 US_PER_DAY = 86_400 * 1_000_000
 
@@ -112,7 +113,7 @@ def demographics(ev: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def _with_demographics(samples: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
+def with_demographics(samples: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
     demo = demographics(ev)
     out = samples.join(demo, on="subject_id", how="left")
     age = ((pl.col("prediction_time") - pl.col("_birth")).dt.total_days() / 365.25).round(1)
@@ -154,7 +155,7 @@ def extract_samples(data: EventData, cohort: str | Cohort | dict) -> pl.DataFram
         label = los_days.cast(pl.Float64)
     samples = enc.select("subject_id", "prediction_time", label.alias(cohort.name))
     samples = samples.unique(["subject_id", "prediction_time"], keep="first").sort(["subject_id", "prediction_time"])
-    samples = _with_demographics(samples, ev)
+    samples = with_demographics(samples, ev)
     if cohort.min_age is not None:
         samples = samples.filter(pl.col("age") >= cohort.min_age)
     if samples.height == 0:
@@ -176,4 +177,4 @@ def labels_from_meds(data: EventData, labels: pl.DataFrame, name: str, source: s
                         f"({missing.height} label row(s) like this). Drop those rows or add the subject's events.")
     col = pl.col(value).cast(pl.Int8) if value in ("boolean_value",) else pl.col(value)
     samples = labels.select("subject_id", "prediction_time", col.alias(name)).sort(["subject_id", "prediction_time"])
-    return _with_demographics(samples, data.events)
+    return with_demographics(samples, data.events)

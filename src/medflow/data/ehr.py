@@ -13,8 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from medflow.data.cohort import Cohort, extract_samples, get_cohort, labels_from_meds
+from medflow.data.cohort import Cohort, extract_samples, get_cohort, labels_from_meds, with_demographics
 from medflow.data.dataset import Dataset, FeatureType
+from medflow.data.omop_cohort import CohortTable, read_cohort_table, samples_from_cohort_table
 from medflow.data.sources.meds import EventData, read_meds, read_meds_labels
 
 __all__ = ["event_dataset", "simulated_ehr", "SPLIT_COLUMN"]
@@ -22,11 +23,23 @@ __all__ = ["event_dataset", "simulated_ehr", "SPLIT_COLUMN"]
 SPLIT_COLUMN = "source_split"
 
 
-def event_dataset(data: EventData, cohort: str | Cohort | dict | None = None, labels: str | Path | None = None,
-                  label_name: str = "label", name: str | None = None) -> Dataset:
-    """A Dataset of prediction samples over `data`: from a cohort definition or a MEDS label file."""
-    label = label_name if labels is not None else get_cohort(cohort or "readmission_30d").name
-    if getattr(data, "streamed", False):
+def event_dataset(data: EventData, cohort: str | Cohort | CohortTable | dict | None = None,
+                  labels: str | Path | None = None, label_name: str = "label", name: str | None = None,
+                  cohort_url: str | None = None) -> Dataset:
+    """A Dataset of prediction samples over `data`: from a cohort definition, an OHDSI cohort table (read from
+    a file or from the database at `cohort_url`) or a MEDS label file."""
+    if isinstance(cohort, CohortTable):
+        label = cohort.name
+    else:
+        label = label_name if labels is not None else get_cohort(cohort or "readmission_30d").name
+    if isinstance(cohort, CohortTable):
+        if getattr(data, "streamed", False):
+            from medflow.errors import ConfigError
+
+            raise ConfigError("data.cohort: an OHDSI cohort table needs the events in memory; drop data.stream.")
+        rows = read_cohort_table(cohort, cohort_url)
+        samples = with_demographics(samples_from_cohort_table(data, cohort, rows), data.events)
+    elif getattr(data, "streamed", False):
         samples = _streamed_samples(data, cohort, labels, label_name)
     elif labels is not None:
         samples = labels_from_meds(data, read_meds_labels(labels), label_name, str(labels))

@@ -61,6 +61,13 @@ def load_event_data(data: DataConfig) -> Dataset:
         from medflow.data.sources.fhir import read_fhir
 
         events = read_fhir(data.fhir)
+    elif data.omop and data.stream:
+        events = _omop_streamed(data)
+    elif data.omop:
+        from medflow.data.sources.omop import read_omop
+
+        o = data.omop
+        events = read_omop(o.path, o.url, o.cdm_schema, o.vocab_schema, o.codes, o.chunk_persons)
     else:
         from medflow.data.sources.event_table import read_event_table
 
@@ -68,7 +75,33 @@ def load_event_data(data: DataConfig) -> Dataset:
         e = data.events
         events = read_event_table(e.path, e.subject_id, e.time, e.code, e.value, e.code_prefix)
     events.synthetic = events.synthetic or data.synthetic
-    return event_dataset(events, data.cohort, data.labels, label_name="label")
+    if data.rollup:
+        if data.stream:
+            raise ConfigError("data.rollup rewrites codes in memory; drop data.stream, or roll the codes up when "
+                              "writing the MEDS folder.")
+        from medflow.data.rollup import rollup_codes
+
+        events = rollup_codes(events, data.rollup)
+    return event_dataset(events, data.cohort, data.labels, label_name="label",
+                         cohort_url=data.omop.url if data.omop else None)
+
+
+def _omop_streamed(data: DataConfig):
+    """OMOP read a chunk of persons at a time into a MEDS copy on disk, then streamed shard by shard."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from medflow.data.sources.meds import StreamedEvents
+    from medflow.data.sources.omop_meds import omop_to_meds
+
+    assert data.omop is not None
+    tmp = Path(tempfile.mkdtemp(prefix="medflow-omop-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    o = data.omop
+    omop_to_meds(tmp / "meds", path=o.path, url=o.url, cdm_schema=o.cdm_schema, vocab_schema=o.vocab_schema,
+                 codes=o.codes, chunk_persons=o.chunk_persons)
+    return StreamedEvents.open(tmp / "meds")
 
 
 def load_study_data(data: DataConfig) -> Dataset:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from medflow.data.sources.meds import atomic_dir, write_shard
+from medflow.data.sources.meds import atomic_dir, write_codes, write_shard
 
 __all__ = ["simulate_ehr", "RISK_MODEL", "CODES"]
 
@@ -310,9 +310,7 @@ def simulate_ehr(out: str | Path, patients: int = 2000, seed: int = 0, bias_grou
                                             oracle["p_in_hospital_mortality"].to_numpy()),
             "long_los": _auroc(oracle["long_los"].to_numpy(), oracle["p_long_los"].to_numpy()),
         }
-        pl.DataFrame({"code": CODES, "description": [None] * len(CODES)},
-                     schema={"code": pl.String, "description": pl.String}).with_columns(
-            pl.lit(None, pl.List(pl.String)).alias("parent_codes")).write_parquet(meta / "codes.parquet")
+        write_codes(pl.DataFrame({"code": CODES}), meta / "codes.parquet")
         info = {"dataset_name": f"medflow_simulated_ehr_{patients}_seed{seed}", "dataset_version": "1",
                 "etl_name": "medflow.simulate_ehr", "etl_version": _version(), "meds_version": "0.4.1",
                 "medflow": {"synthetic": True, "simulator": "medflow.data.simulate.ehr", "seed": seed,

@@ -25,7 +25,7 @@ import polars as pl
 from medflow.errors import DataError
 
 __all__ = ["EventData", "StreamedEvents", "read_meds", "write_meds", "read_meds_labels", "write_meds_labels",
-           "EVENT_SCHEMA", "atomic_dir"]
+           "EVENT_SCHEMA", "atomic_dir", "write_codes", "write_shard"]
 
 EVENT_SCHEMA = {"subject_id": pl.Int64, "time": pl.Datetime("us"), "code": pl.String,
                 "numeric_value": pl.Float32}
@@ -51,6 +51,7 @@ class EventData:
     source: str = "memory"
     synthetic: bool = False
     codes: pl.DataFrame | None = None
+    hierarchy: pl.DataFrame | None = None  # code, ancestor, levels (data.rollup); OMOP's concept_ancestor
 
     @property
     def n_events(self) -> int:
@@ -289,6 +290,17 @@ def write_shard(frame: pl.DataFrame, path: Path) -> None:
     pq.write_table(table, path)
 
 
+def write_codes(codes: pl.DataFrame, path: Path) -> None:
+    """metadata/codes.parquet with the `meds` package's column types (string, not large_string)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("code", pa.string()), ("description", pa.string()), ("parent_codes", pa.list_(pa.string()))])
+    frame = codes.with_columns(*[pl.lit(None, pl.String if c == "description" else pl.List(pl.String)).alias(c)
+                                 for c in ("description", "parent_codes") if c not in codes.columns])
+    pq.write_table(frame.select("code", "description", "parent_codes").to_arrow().cast(schema), path)
+
+
 def write_metadata(root: Path, data: EventData) -> None:
     meta = root / "metadata"
     meta.mkdir(parents=True, exist_ok=True)
@@ -298,7 +310,7 @@ def write_metadata(root: Path, data: EventData) -> None:
     codes = data.codes if data.codes is not None else pl.DataFrame(
         {"code": data.events["code"].unique().sort()}).with_columns(
         pl.lit(None, pl.String).alias("description"), pl.lit(None, pl.List(pl.String)).alias("parent_codes"))
-    codes.write_parquet(meta / "codes.parquet")
+    write_codes(codes, meta / "codes.parquet")
     if data.splits is not None:
         data.splits.write_parquet(meta / "subject_splits.parquet")
 
