@@ -31,6 +31,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	scripts/system-deps.sh bench
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
+	# meds_etl, the OMOP -> MEDS reference, in its own environment (it pulls meds 0.3.3 and needs polars < 1.25)
+	test -x benchmarks/.venv-meds-etl/bin/meds_etl_omop || ($(PY) -m venv benchmarks/.venv-meds-etl && \
+	  benchmarks/.venv-meds-etl/bin/pip install --quiet --disable-pip-version-check meds_etl==0.3.11 "polars>=1,<1.25")
 	$(BIN)/python benchmarks/run.py
 
 clean:

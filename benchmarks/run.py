@@ -20,6 +20,7 @@ import bench_federated  # noqa: E402
 import bench_imaging  # noqa: E402
 import bench_models  # noqa: E402
 import bench_molecules  # noqa: E402
+import bench_omop  # noqa: E402
 import bench_privacy  # noqa: E402
 import bench_service  # noqa: E402
 import bench_survival  # noqa: E402
@@ -112,6 +113,9 @@ def main() -> None:
     service = bench_service.run(30)
     lines += ["", "## (i) The decision-support service under load (wrk, loopback, 30 s per row; the bare FastAPI "
               "endpoint and the bare Run.predict measured in the same run)", "", *bench_service.markdown(service)]
+    omop = (bench_omop.convert(100_000), bench_omop.first_model(100_000))
+    lines += ["", "## (o) OMOP CDM in, MEDS out (SYNTHETIC patients from the simulator)", "",
+              *bench_omop.markdown(*omop)]
     text = "\n".join(lines)
     out = HERE / "results"
     out.mkdir(exist_ok=True)

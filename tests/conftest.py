@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -144,10 +145,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A PostgreSQL 15 cluster in a temporary folder on loopback (Debian's server binaries; `make test` installs
-    them), torn down after the session. Fails, never skips, when the server cannot start."""
+@contextmanager
+def start_postgres():
+    """A PostgreSQL cluster in a temporary folder on loopback (Debian's server binaries; `make test` installs
+    them), torn down on exit; yields its URL. Fails, never skips, when the server cannot start."""
     bindir = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
     assert bindir is not None, "PostgreSQL server binaries not found: `apt-get install -y postgresql` (make test does)"
     data = Path(tempfile.mkdtemp(prefix="medflow-pg-"))
@@ -171,3 +172,10 @@ def postgres_url():
     finally:
         pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL 15 cluster for the session (`start_postgres`)."""
+    with start_postgres() as url:
+        yield url

@@ -309,3 +309,17 @@ def test_study_on_omop_equals_its_meds_twin_and_predicts_on_another_database(tmp
     assert len(preds) == len(frame.frame) > 50 and preds["probability"].between(0, 1).all()
     codes = set(frame.events.events["code"])
     assert "SNOMED/84114007" not in codes and "SNOMED/49601007" in codes  # rolled up as in training
+
+
+def test_streamed_omop_goes_through_a_meds_copy_with_the_same_samples(sim):
+    from medflow.config import DataConfig
+    from medflow.study.data import load_event_data
+
+    tmp, _, _ = sim
+    source = {"path": str(tmp / "omop"), "chunk_persons": 100}
+    streamed = load_event_data(DataConfig(omop=source, cohort="readmission_30d", stream=True))
+    memory = load_event_data(DataConfig(omop=source, cohort="readmission_30d"))
+    assert getattr(streamed.events, "streamed", False) and len(streamed.events.files) == 3
+    cols = ["subject_id", "prediction_time", "readmission_30d"]
+    assert streamed.frame[cols].reset_index(drop=True).equals(memory.frame[cols].reset_index(drop=True))
+    assert streamed.synthetic and memory.synthetic

@@ -19,6 +19,7 @@ every other concept id lies above 2,000,000,000, the range OHDSI reserves for lo
 from __future__ import annotations
 
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,7 @@ import polars as pl
 
 from medflow.data.sources.meds import EventData, atomic_dir, read_meds
 
-__all__ = ["simulate_omop", "omop_from_events", "omop_vocabulary", "write_omop_tables", "SNOMED"]
+__all__ = ["simulate_omop", "omop_from_events", "omop_vocabulary", "write_omop_tables", "full_table", "SNOMED"]
 
 LOCAL = 2_000_000_000
 GENDER = {"M": (8507, "MALE"), "F": (8532, "FEMALE")}
@@ -59,6 +60,62 @@ DOMAIN = {"ICD10CM": "Condition", "SNOMED": "Condition", "LOINC": "Measurement",
           "ICD10PCS": "Procedure", "UCUM": "Unit"}
 VOCAB_ID = {"ICD10CM": "ICD10CM", "SNOMED": "SNOMED", "LOINC": "LOINC", "RXNORM": "RxNorm",
             "ICD10PCS": "ICD10PCS", "UCUM": "UCUM"}
+
+
+# every column of the CDM 5.4 tables the simulator writes (those it has no value for are written empty, as
+# an ETL writes them), so tools that expect the full tables (meds_etl, OHDSI's DDL) read them
+CDM_COLUMNS = {
+    "person": "person_id gender_concept_id year_of_birth month_of_birth day_of_birth birth_datetime race_concept_id "
+              "ethnicity_concept_id location_id provider_id care_site_id person_source_value gender_source_value "
+              "gender_source_concept_id race_source_value race_source_concept_id ethnicity_source_value "
+              "ethnicity_source_concept_id",
+    "visit_occurrence": "visit_occurrence_id person_id visit_concept_id visit_start_date visit_start_datetime "
+                        "visit_end_date visit_end_datetime visit_type_concept_id provider_id care_site_id "
+                        "visit_source_value visit_source_concept_id admitted_from_concept_id "
+                        "admitted_from_source_value discharged_to_concept_id discharged_to_source_value "
+                        "preceding_visit_occurrence_id",
+    "condition_occurrence": "condition_occurrence_id person_id condition_concept_id condition_start_date "
+                            "condition_start_datetime condition_end_date condition_end_datetime "
+                            "condition_type_concept_id condition_status_concept_id stop_reason provider_id "
+                            "visit_occurrence_id visit_detail_id condition_source_value condition_source_concept_id "
+                            "condition_status_source_value",
+    "drug_exposure": "drug_exposure_id person_id drug_concept_id drug_exposure_start_date drug_exposure_start_datetime "
+                     "drug_exposure_end_date drug_exposure_end_datetime verbatim_end_date drug_type_concept_id "
+                     "stop_reason refills quantity days_supply sig route_concept_id lot_number provider_id "
+                     "visit_occurrence_id visit_detail_id drug_source_value drug_source_concept_id route_source_value "
+                     "dose_unit_source_value",
+    "procedure_occurrence": "procedure_occurrence_id person_id procedure_concept_id procedure_date procedure_datetime "
+                            "procedure_end_date procedure_end_datetime procedure_type_concept_id modifier_concept_id "
+                            "quantity provider_id visit_occurrence_id visit_detail_id procedure_source_value "
+                            "procedure_source_concept_id modifier_source_value",
+    "measurement": "measurement_id person_id measurement_concept_id measurement_date measurement_datetime "
+                   "measurement_time measurement_type_concept_id operator_concept_id value_as_number "
+                   "value_as_concept_id unit_concept_id range_low range_high provider_id visit_occurrence_id "
+                   "visit_detail_id measurement_source_value measurement_source_concept_id unit_source_value "
+                   "unit_source_concept_id value_source_value measurement_event_id meas_event_field_concept_id",
+    "death": "person_id death_date death_datetime death_type_concept_id cause_concept_id cause_source_value "
+             "cause_source_concept_id",
+}
+
+
+def _dtype(column: str) -> pl.DataType:
+    if column.endswith("_datetime"):
+        return pl.Datetime("us")
+    if column.endswith("_date"):
+        return pl.Date()
+    if column.endswith("_id") or column in ("refills", "days_supply", "year_of_birth"):
+        return pl.Int64()
+    if column in ("quantity", "range_low", "range_high", "value_as_number"):
+        return pl.Float64()
+    return pl.String()
+
+
+def full_table(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with every CDM 5.4 column of table `name`, in the CDM's order (absent ones empty)."""
+    cols = CDM_COLUMNS.get(name)
+    if cols is None:
+        return frame
+    return frame.select([pl.col(c) if c in frame.columns else pl.lit(None, _dtype(c)).alias(c) for c in cols.split()])
 
 
 def omop_vocabulary(codes: list[str]) -> dict[str, pl.DataFrame]:
@@ -184,12 +241,14 @@ def omop_from_events(data: EventData, name: str = "medflow simulated EHR") -> di
     source = pl.DataFrame({"cdm_source_name": [f"{name} (SYNTHETIC)" if synthetic else name],
                            "cdm_source_abbreviation": ["medflow_sim" if synthetic else "medflow"],
                            "cdm_holder": ["medflow"], "cdm_version": ["5.4"],
+                           "cdm_release_date": [date.today()], "source_release_date": [date.today()],
                            "vocabulary_version": ["medflow simulator vocabulary 1"],
                            "source_description": ["SYNTHETIC patients from medflow's EHR simulator; not real data."
                                                   if synthetic else "written by medflow"]})
-    return {"person": person, "visit_occurrence": visit, "condition_occurrence": condition, "drug_exposure": drug,
-            "procedure_occurrence": procedure, "measurement": measurement, "death": death, "cdm_source": source,
-            **vocab}
+    clinical_tables = {"person": person, "visit_occurrence": visit, "condition_occurrence": condition,
+                       "drug_exposure": drug, "procedure_occurrence": procedure, "measurement": measurement,
+                       "death": death}
+    return {**{k: full_table(k, v) for k, v in clinical_tables.items()}, "cdm_source": source, **vocab}
 
 
 def write_omop_tables(tables: dict[str, pl.DataFrame], out: str | Path,

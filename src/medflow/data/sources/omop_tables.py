@@ -62,6 +62,8 @@ class OmopStore:
         if url is not None:
             if "://" not in url and Path(url).suffix in (".db", ".duckdb", ".sqlite"):
                 url = f"{'duckdb' if Path(url).suffix == '.duckdb' else 'sqlite'}:///{url}"
+            if url.startswith(("postgresql://", "postgres://")):  # psycopg (3) is what medflow installs
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
             return _SqlStore(url, cdm_schema, vocab_schema)
         return _FileStore(Path(path))
 
@@ -201,33 +203,40 @@ class _SqlStore(OmopStore):
         quote = self.engine.dialect.identifier_preparer.quote
         return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
 
-    def _query(self, table: str, columns: list[str], where: str, params: dict) -> pl.DataFrame:
+    def _query(self, table: str, columns: list[str], where: str) -> pl.DataFrame:
+        """Rows as a Polars frame: DuckDB hands Arrow over, PostgreSQL (psycopg) streams COPY ... TO STDOUT as
+        CSV, other dialects go row by row. `where` holds only integers medflow formats itself."""
         from sqlalchemy import text
 
         cols = [c for c in columns if c in self._cols[table]]
         sql = f"SELECT {', '.join(cols)} FROM {self._name(table)}{where}"
+        dialect = self.engine.dialect
         try:
             with self.engine.connect() as conn:
-                result = conn.execute(text(sql), params)
-                rows = result.fetchall()
+                if dialect.name == "duckdb":
+                    return pl.from_arrow(conn.connection.driver_connection.execute(sql).to_arrow_table())
+                if dialect.name == "postgresql" and dialect.driver == "psycopg":
+                    with conn.connection.driver_connection.cursor() as cur, cur.copy(
+                            f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)") as copy:
+                        data = b"".join(bytes(block) for block in copy)
+                    return pl.read_csv(data, infer_schema=False) if data else pl.DataFrame(
+                        schema=dict.fromkeys(cols, pl.String))
+                rows = conn.execute(text(sql)).fetchall()
         except Exception as exc:  # noqa: BLE001
             msg = str(exc).splitlines()[0]
             raise DataError(f"{self.where}: reading OMOP table '{table}' failed ({msg}).") from None
-        frame = pl.DataFrame([tuple(r) for r in rows], schema=cols, orient="row", infer_schema_length=None)
-        return frame
+        return pl.DataFrame([tuple(r) for r in rows], schema=cols, orient="row", infer_schema_length=None)
 
     def rows(self, table, columns, lo=None, hi=None):
         if lo is None:
-            return self._query(table, columns, "", {})
-        return self._query(table, columns, " WHERE person_id BETWEEN :lo AND :hi", {"lo": lo, "hi": hi})
+            return self._query(table, columns, "")
+        return self._query(table, columns, f" WHERE person_id BETWEEN {int(lo)} AND {int(hi)}")
 
     def where_in(self, table, columns, column, values):
         parts = []
-        for i in range(0, len(values), 900):
-            chunk = [int(v) for v in values[i:i + 900]]
-            names = {f"v{j}": v for j, v in enumerate(chunk)}
-            parts.append(self._query(table, columns, f" WHERE {column} IN ({', '.join(':' + n for n in names)})",
-                                     names))
+        for i in range(0, len(values), 5000):
+            chunk = ", ".join(str(int(v)) for v in values[i:i + 5000])
+            parts.append(self._query(table, columns, f" WHERE {column} IN ({chunk})"))
         return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
 
     def close(self) -> None:
