@@ -164,7 +164,8 @@ def markdown(conv: dict | None, runs: list[dict]) -> list[str]:
                   f"GENDER//F, RACE//White, ENCOUNTER//INPATIENT//START and //END where meds_etl writes Gender/F, "
                   f"Race/5, one Visit/IP)."]
     lines += ["", "### Time to the first trained model, by where the OMOP tables live (same study, child processes)",
-              "", "| source | seconds | ratio to Parquet | peak RSS GB | samples | AUROC (95% CI) |", "|---" * 6 + "|"]
+              "", "| source | seconds | ratio to Parquet | peak RSS GB | validation + test predictions "
+              "| test AUROC (95% CI) |", "|---" * 6 + "|"]
     for r in runs:
         a = r["auroc"]
         load = f" (+{r['load_s']:.0f} s COPY into the server)" if r.get("load_s") else ""

@@ -24,7 +24,7 @@ TASKS = {"binary": Binary, "multiclass": Multiclass, "regression": Regression,
          "spans": lambda label: SpanExtraction()}
 CASES = [(name, kind) for name, spec in registry.items() for kind in sorted(spec.task_kinds)]
 PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  # 'cat' becomes block "other"
-          "densenet121": {"init_features": 16, "growth_rate": 8}, "resnet18": {"widen_factor": 0.25},
+          "densenet121": {"init_features": 8, "growth_rate": 4}, "resnet18": {"widen_factor": 0.25},
           # 15 epochs on 160 molecules: descriptors at the readout let the small D-MPNN learn within them
           "mpnn": {"hidden": 64, "ffn_hidden": 64, "descriptors": True},
           "gin": {"hidden": 48, "layers": 2, "ffn_hidden": 48},
@@ -35,7 +35,10 @@ PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  #
                                         "is_a": ["atelectasis", "atelectatic"]}},
           "context_learned": {"targets": {"y": ["cardiomegaly", "enlarged heart", "heart is enlarged"],
                                           "is_a": ["atelectasis", "atelectatic"]}},
-          "text_cnn": {"d": 32, "filters": 16}}
+          "text_cnn": {"d": 32, "filters": 16},
+          # the battery checks each model's contract and that it learns; the smallest widths that do keep it fast
+          "bilstm_attention": {"d": 32, "hidden": 32},
+          "transformer_encoder": {"d": 32, "heads": 2, "layers": 1, "ff": 64}}
 SOURCES: list[str] = []
 
 
