@@ -69,10 +69,10 @@ def _series(folder: Path, n: int = 4, shuffle: bool = True, **changes) -> Path:
 
 def test_dicom_series_is_sorted_along_the_normal(tmp_path):
     vol, affine = read_image(_series(tmp_path / "s1"))
-    assert vol.shape == (1, 4, 64, 64)
-    # MR_small's rescale is identity: slice k holds 100 k, in position order
-    assert [float(vol[0, k].mean()) for k in range(4)] == [0.0, 100.0, 200.0, 300.0]
-    assert affine[0, 0] == pytest.approx(2.0)
+    assert vol.shape == (1, 64, 64, 4)  # (i, j, k): columns, rows, slices, as NIfTI orders voxels
+    # MR_small's rescale is identity: slice k holds 100 k, in position order (slices along +z, superior)
+    assert [float(vol[0, ..., k].mean()) for k in range(4)] == [0.0, 100.0, 200.0, 300.0]
+    assert affine[2, 2] == pytest.approx(2.0) and affine[2, 3] == pytest.approx(0.0)
 
 
 def test_dicom_series_with_mixed_spacing_or_size_is_refused(tmp_path):

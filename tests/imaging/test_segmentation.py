@@ -46,9 +46,11 @@ def test_masks_are_read_and_checked(tmp_path):
     src = {k: ImageSource(path=str(tmp_path), labels=str(tmp_path / f"{k}.csv"), mask_column="mask") for k in rows}
     ds = read_image_dataset(src["ok"])
     assert np.array_equal(ds.images.masks["a.nii.gz"], mask)
-    with pytest.raises(DataError, match=r"small_mask\.nii\.gz: mask of shape \[10, 12, 4\].*is \[10, 12, 8\]"):
+    # off the image's grid: how far, in the scanner's millimetres (the far corner: 4 slices of 3 mm short)
+    with pytest.raises(DataError, match=r"small_mask\.nii\.gz: the mask's grid \(\[10, 12, 4\] voxels\) is not its "
+                                        r"image 'a\.nii\.gz''s \(\[10, 12, 8\] voxels\).* 12\.00 mm apart"):
         read_image_dataset(src["shape"])
-    with pytest.raises(DataError, match=r"moved_mask\.nii\.gz: its affine differs"):
+    with pytest.raises(DataError, match=r"moved_mask\.nii\.gz: the mask's grid .* up to 15\.70 mm apart"):
         read_image_dataset(src["affine"])
 
 

@@ -43,6 +43,8 @@ class ImageSource(BaseModel):
                          "train on patches, infer whole volumes with sliding windows)")
     mask_column: str | None = Field(None, description="label CSV column naming each image's mask file "
                                     "(segmentation: a label map, 0 = background)")
+    resample_masks: bool = Field(False, description="resample a mask drawn on another grid into its image's grid "
+                                 "(nearest neighbour); by default a mask off the image's grid is an error")
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -231,17 +233,46 @@ def _read_masks(root: Path, frame: pd.DataFrame, src: ImageSource, arrays: dict,
         if not path.exists():
             raise DataError(f"{src.labels} row {i + 1}: mask '{value}' not found under {root}.")
         m, affine = read_image(path)
-        if m.shape[0] != 1 or m.shape[1:] != arrays[image_id].shape[1:]:
-            raise DataError(f"{path}: mask of shape {list(m.shape[1:])} (channels {m.shape[0]}), but its image "
-                            f"'{image_id}' is {list(arrays[image_id].shape[1:])}; a mask is one label map of the "
-                            "image's size.")
-        if affine is not None and image_id in affines and not np.allclose(affine, affines[image_id], atol=1e-3):
-            raise DataError(f"{path}: its affine differs from its image '{image_id}' (the mask is not in the image's "
-                            "space); resample the mask onto the image first.")
+        if m.shape[0] != 1:
+            raise DataError(f"{path}: a mask of {m.shape[0]} channels; a mask is one label map (0 = background).")
+        image_affine = affines.get(image_id)
+        same_grid = m.shape[1:] == arrays[image_id].shape[1:] and (
+            affine is None or image_affine is None or np.allclose(affine, image_affine, atol=1e-3))
+        if not same_grid and affine is not None and image_affine is not None:
+            gap = grid_distance(affine, m.shape[1:], image_affine, arrays[image_id].shape[1:])
+            if not src.resample_masks:
+                raise DataError(f"{path}: the mask's grid ({list(m.shape[1:])} voxels) is not its image '{image_id}''s "
+                                f"({list(arrays[image_id].shape[1:])} voxels): their corners lie up to {gap:.2f} mm "
+                                "apart in the scanner's space. Set data.images.resample_masks: true to resample the "
+                                "mask into the image grid (nearest neighbour), or export it on the image's grid.")
+            m = resample_labels(m, affine, image_affine, arrays[image_id].shape[1:])
+        elif not same_grid:
+            raise DataError(f"{path}: mask of shape {list(m.shape[1:])}, but its image '{image_id}' is "
+                            f"{list(arrays[image_id].shape[1:])}, and one of them has no affine to place it in the "
+                            "scanner's space; a mask is one label map of the image's size.")
         if not np.allclose(m, np.rint(m)) or m.min() < 0:
             raise DataError(f"{path}: mask values must be non-negative integer labels (0 = background).")
         masks[image_id] = np.rint(m[0]).astype(np.uint8)
     return masks
+
+
+def grid_distance(a: np.ndarray, shape_a: tuple, b: np.ndarray, shape_b: tuple) -> float:
+    """The largest distance (mm) between corresponding corners of two voxel grids in world space."""
+    corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 3, indexing="ij")).reshape(3, -1)
+    size_a, size_b = (np.array((list(s) + [1, 1, 1])[:3], float) - 1 for s in (shape_a, shape_b))
+    ca = (a[:3, :3] @ (corners * size_a[:, None])) + a[:3, 3:]
+    cb = (b[:3, :3] @ (corners * size_b[:, None])) + b[:3, 3:]
+    return float(np.linalg.norm(ca - cb, axis=0).max())
+
+
+def resample_labels(mask: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, shape: tuple) -> np.ndarray:
+    """A (1, ...) label map resampled into another grid by nearest neighbour (voxels outside it are 0)."""
+    from scipy.ndimage import affine_transform
+
+    to_mask = np.linalg.inv(affine) @ target_affine  # target voxel -> mask voxel
+    out = affine_transform(mask[0].astype(np.float32), to_mask[:3, :3], offset=to_mask[:3, 3], output_shape=shape,
+                           order=0, mode="constant", cval=0.0)
+    return out[None]
 
 
 def _progress(items: list, text: str) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 
 from medflow.errors import DataError
 
-__all__ = ["read_image", "read_dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file"]
+__all__ = ["read_image", "read_dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file", "canonical"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy")
 NPZ_SPLITS = {"train": "train", "val": "tuning", "test": "held_out"}  # MedMNIST split -> medflow source split
@@ -26,8 +26,16 @@ def is_image_file(path: Path) -> bool:
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """One image file, or a folder holding one DICOM series, as (C, *spatial) float32 and its affine."""
+    """One image file, or a folder holding one DICOM series, as (C, *spatial) float32 and its affine; volumes with
+    an affine (NIfTI, DICOM series) come in RAS orientation (`canonical`)."""
     p = Path(path)
+    arr, affine = _read_any(p)
+    if affine is not None and arr.ndim == 4 and affine.shape == (4, 4):
+        return canonical(arr, affine)  # every 3-D image in one orientation (RAS); the affine keeps the world
+    return arr, affine
+
+
+def _read_any(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if p.is_dir():
         return read_dicom_series(p)
     if not p.exists():
@@ -124,7 +132,10 @@ def _channel_first(arr: np.ndarray, p: Path, channels_last: bool) -> np.ndarray:
 
 
 def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The slices of one DICOM series in a folder, sorted along the slice normal, as (1, D, H, W)."""
+    """The slices of one DICOM series in a folder as (1, i, j, k) with the scanner's affine, as dcm2niix and
+    nibabel define it: voxel (column i, row j, slice k) -> RAS millimetres, from ImagePositionPatient,
+    ImageOrientationPatient, PixelSpacing and the slice positions (DICOM's LPS turned to NIfTI's RAS).
+    Slices are sorted along the slice normal; oblique series keep their oblique affine."""
     files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
     if not files:
         raise DataError(f"{folder}: an empty folder; a DICOM series folder holds one file per slice.")
@@ -133,6 +144,7 @@ def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(series) > 1:
         raise DataError(f"{folder}: holds {len(series)} DICOM series; put each series in its own folder.")
     first_f, first = slices[0]
+    orient = np.asarray(getattr(first, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
     for f, ds in slices[1:]:
         for tag in ("Rows", "Columns"):
             if getattr(ds, tag, None) != getattr(first, tag, None):
@@ -142,22 +154,58 @@ def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         if a is not None and b is not None and not np.allclose([float(v) for v in a], [float(v) for v in b]):
             raise DataError(f"{folder}: slices with different pixel spacing ({f.name}: {list(a)}, "
                             f"{first_f.name}: {list(b)}); resample them to one spacing first.")
-    orient = np.asarray(getattr(first, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
-    normal = np.cross(orient[:3], orient[3:])
+        o = getattr(ds, "ImageOrientationPatient", None)
+        if o is not None and not np.allclose(np.asarray(o, dtype=float), orient, atol=1e-4):
+            raise DataError(f"{folder}: slices with different orientations ({f.name}: ImageOrientationPatient "
+                            f"{[round(float(v), 4) for v in o]}, {first_f.name}: {[round(float(v), 4) for v in orient]}"
+                            "); a series has one orientation (is this a localizer mixed in?).")
+    row_dir, col_dir = orient[:3], orient[3:]  # along a row (column index grows), along a column (row index grows)
+    normal = np.cross(row_dir, col_dir)
+    has_pos = all(hasattr(ds, "ImagePositionPatient") for _, ds in slices)
+    if has_pos:
+        pos = {f: np.asarray(ds.ImagePositionPatient, dtype=float) for f, ds in slices}
+        slices.sort(key=lambda item: float(np.dot(normal, pos[item[0]])))
+        along = np.array([float(np.dot(normal, pos[f])) for f, _ in slices])
+        gaps = np.diff(along)
+        if len(gaps) and (gaps < 1e-4).any():
+            i = int(np.argmax(gaps < 1e-4))
+            raise DataError(f"{folder}: {slices[i][0].name} and {slices[i + 1][0].name} sit at the same slice "
+                            f"position ({along[i]:.3f} mm along the normal); remove the duplicate slice.")
+        if len(gaps) > 1 and gaps.max() > 1.5 * np.median(gaps):
+            i = int(np.argmax(gaps))
+            raise DataError(f"{folder}: a gap of {gaps[i]:.2f} mm between {slices[i][0].name} and "
+                            f"{slices[i + 1][0].name}, over 1.5x the median slice spacing ({np.median(gaps):.2f} mm): "
+                            "slices are missing from the series.")
+    else:
+        import warnings
 
-    def position(item: tuple[Path, Any]) -> float:
-        ds = item[1]
-        if hasattr(ds, "ImagePositionPatient"):
-            return float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)))
-        return float(getattr(ds, "InstanceNumber", 0) or 0)
+        slices.sort(key=lambda item: float(getattr(item[1], "InstanceNumber", 0) or 0))
+        warnings.warn(f"{folder}: no ImagePositionPatient; slices ordered by InstanceNumber, spacing from "
+                      "SliceThickness, origin at 0: the volume's position in the scanner is unknown.", stacklevel=2)
+    vol = np.concatenate([_pixels(ds, f) for f, ds in slices], axis=0)  # (k, j, i): slices of rows x columns
+    vol = np.transpose(vol, (2, 1, 0))[None]  # (1, i, j, k), NIfTI's voxel order
+    dr, dc = (float(v) for v in getattr(first, "PixelSpacing", [1.0, 1.0]))  # row spacing, column spacing
+    if has_pos and len(slices) > 1:
+        step = (pos[slices[-1][0]] - pos[slices[0][0]]) / (len(slices) - 1)
+    else:
+        step = normal * float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", 1.0)
+                              or 1.0)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row_dir * dc, col_dir * dr, step
+    lps[:3, 3] = pos[slices[0][0]] if has_pos else 0.0
+    return vol.astype(np.float32), np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
-    slices.sort(key=position)
-    vol = np.concatenate([_pixels(ds, f) for f, ds in slices], axis=0)[None]  # (1, D, H, W)
-    spacing = [float(v) for v in getattr(first, "PixelSpacing", [1.0, 1.0])]
-    gaps = np.diff([position(s) for s in slices])
-    dz = float(np.median(gaps)) if len(gaps) else float(getattr(first, "SliceThickness", 1.0) or 1.0)
-    affine = np.diag([dz or 1.0, spacing[0], spacing[1], 1.0])
-    return vol.astype(np.float32), affine
+
+def canonical(arr: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (C, i, j, k) volume turned to the closest RAS orientation (axes permuted and flipped, no resampling,
+    as nibabel's `as_closest_canonical` and MONAI's `Orientation("RAS")` do), with its affine updated."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    ornt = io_orientation(affine)
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return arr, affine
+    out = np.stack([apply_orientation(c, ornt) for c in arr])
+    return np.ascontiguousarray(out), affine @ inv_ornt_aff(ornt, arr.shape[1:])
 
 
 def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
