@@ -152,3 +152,29 @@ def test_bad_series_are_named(tmp_path):
         arr, _ = read_image(bare)
     ref, _ = read_image(write_series(vol, AFFINES["axial"], tmp_path / "ref"))
     assert np.array_equal(arr, ref)  # InstanceNumber follows the slices here
+
+
+def test_scanner_metadata_become_columns_never_identity(tmp_path):
+    from medflow.evaluate.evaluator import SubgroupConfig, subgroup_labels
+
+    vol, rows = _volume((8, 8, 4)), []
+    for i, vendor in enumerate(["GE MEDICAL SYSTEMS", "SIEMENS", "SIEMENS"]):
+        folder = write_series(vol, AFFINES["axial"], tmp_path / "scans" / f"s{i}", seed=i)
+        for f in folder.iterdir():
+            ds = pydicom.dcmread(f)
+            ds.Manufacturer, ds.KVP, ds.AcquisitionDate = vendor, 120, "20210304"
+            ds.PatientName, ds.PatientBirthDate, ds.PatientID = f"Doe^Jane{i}", "19600101", f"P{i}"
+            ds.save_as(f)
+        rows.append({"image": f"s{i}", "y": i % 2})
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    ds = read_image_dataset(ImageSource(path=str(tmp_path / "scans"), labels=str(tmp_path / "labels.csv"),
+                                        resize=False))
+    frame = ds.frame
+    assert frame["manufacturer"].tolist() == ["GE MEDICAL SYSTEMS", "SIEMENS", "SIEMENS"]
+    assert frame["modality"].eq("MR").all() and frame["kvp"].eq(120.0).all()
+    assert frame["acquisition_year"].eq(2021).all() and frame["pixel_spacing_mm"].eq(0.8).all()
+    assert frame["patient_id"].tolist() == ["P0", "P1", "P2"]  # the pseudonymous id, for the split
+    text = frame.astype(str).to_string()
+    assert "Doe" not in text and "1960" not in text and "20210304" not in text  # no name, birth or full date
+    groups = subgroup_labels(frame, SubgroupConfig(column="manufacturer"), "test")
+    assert groups.value_counts().to_dict() == {"SIEMENS": 2, "GE MEDICAL SYSTEMS": 1}

@@ -18,7 +18,16 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from medflow.data.dataset import Dataset, FeatureType
-from medflow.data.sources.images import IMAGE_SUFFIXES, is_image_file, read_image, read_npz
+from medflow.data.sources.images import (
+    IMAGE_SUFFIXES,
+    SCANNER_COLUMNS,
+    dicom_header,
+    grid_distance,
+    is_image_file,
+    read_image,
+    read_npz,
+    resample_labels,
+)
 from medflow.errors import DataError
 
 __all__ = ["ImageData", "ImageSource", "image_dataset", "read_image_dataset", "phantom_dataset", "IMAGE_COLUMN",
@@ -202,13 +211,14 @@ def read_image_dataset(src: ImageSource, synthetic: bool = False) -> Dataset:
         frame, files = _from_csv(root, Path(src.labels), src.image_column)
     else:
         frame, files = _from_folders(root)
-    arrays, affines, pids = {}, {}, {}
+    arrays, affines, pids, headers = {}, {}, {}, {}
     for image_id, path in _progress(files, f"reading {len(files)} images"):
         arrays[image_id], affine = read_image(path)
         if affine is not None:
             affines[image_id] = affine
-        pids[image_id] = _dicom_patient(path)
+        pids[image_id], headers[image_id] = dicom_header(path)
     _check_consistent(arrays, files)
+    frame = _scanner_columns(frame, headers)
     masks = _read_masks(root, frame, src, arrays, affines) if src.mask_column else {}
     images = ImageData(arrays, str(root), affines, masks, synthetic=synthetic)
     pid, note = _patient_column(frame, src, pids)
@@ -254,25 +264,6 @@ def _read_masks(root: Path, frame: pd.DataFrame, src: ImageSource, arrays: dict,
             raise DataError(f"{path}: mask values must be non-negative integer labels (0 = background).")
         masks[image_id] = np.rint(m[0]).astype(np.uint8)
     return masks
-
-
-def grid_distance(a: np.ndarray, shape_a: tuple, b: np.ndarray, shape_b: tuple) -> float:
-    """The largest distance (mm) between corresponding corners of two voxel grids in world space."""
-    corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 3, indexing="ij")).reshape(3, -1)
-    size_a, size_b = (np.array((list(s) + [1, 1, 1])[:3], float) - 1 for s in (shape_a, shape_b))
-    ca = (a[:3, :3] @ (corners * size_a[:, None])) + a[:3, 3:]
-    cb = (b[:3, :3] @ (corners * size_b[:, None])) + b[:3, 3:]
-    return float(np.linalg.norm(ca - cb, axis=0).max())
-
-
-def resample_labels(mask: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, shape: tuple) -> np.ndarray:
-    """A (1, ...) label map resampled into another grid by nearest neighbour (voxels outside it are 0)."""
-    from scipy.ndimage import affine_transform
-
-    to_mask = np.linalg.inv(affine) @ target_affine  # target voxel -> mask voxel
-    out = affine_transform(mask[0].astype(np.float32), to_mask[:3, :3], offset=to_mask[:3, 3], output_shape=shape,
-                           order=0, mode="constant", cval=0.0)
-    return out[None]
 
 
 def _progress(items: list, text: str) -> Any:
@@ -338,15 +329,16 @@ def _from_folders(root: Path) -> tuple[pd.DataFrame, list[tuple[str, Path]]]:
     return frame, list(zip(ids, files, strict=True))
 
 
-def _dicom_patient(path: Path) -> str | None:
-    name = path.name.lower()
-    if not (path.is_dir() or name.endswith((".dcm", ".dicom"))):
-        return None
-    import pydicom
-
-    f = path if path.is_file() else next(p for p in sorted(path.iterdir()) if p.is_file())
-    pid = getattr(pydicom.dcmread(f, stop_before_pixels=True), "PatientID", None)
-    return str(pid) if pid else None
+def _scanner_columns(frame: pd.DataFrame, headers: dict[str, dict]) -> pd.DataFrame:
+    """The scanner metadata as columns beside the labels (a column the label CSV already has is kept)."""
+    if not any(headers.values()):
+        return frame
+    for column in SCANNER_COLUMNS:
+        if column not in frame.columns:
+            values = [headers.get(i, {}).get(column) for i in frame[IMAGE_COLUMN]]
+            if any(v is not None for v in values):
+                frame[column] = values
+    return frame
 
 
 def _patient_column(frame: pd.DataFrame, src: ImageSource, pids: dict[str, str | None]) -> tuple[str, str]:

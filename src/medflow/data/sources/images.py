@@ -14,7 +14,8 @@ import numpy as np
 
 from medflow.errors import DataError
 
-__all__ = ["read_image", "read_dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file", "canonical"]
+__all__ = ["read_image", "read_dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file", "canonical",
+           "grid_distance", "resample_labels", "dicom_header", "SCANNER_COLUMNS"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy")
 NPZ_SPLITS = {"train": "train", "val": "tuning", "test": "held_out"}  # MedMNIST split -> medflow source split
@@ -206,6 +207,58 @@ def canonical(arr: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarr
         return arr, affine
     out = np.stack([apply_orientation(c, ornt) for c in arr])
     return np.ascontiguousarray(out), affine @ inv_ornt_aff(ornt, arr.shape[1:])
+
+
+def grid_distance(a: np.ndarray, shape_a: tuple, b: np.ndarray, shape_b: tuple) -> float:
+    """The largest distance (mm) between corresponding corners of two voxel grids in world space."""
+    corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 3, indexing="ij")).reshape(3, -1)
+    size_a, size_b = (np.array((list(s) + [1, 1, 1])[:3], float) - 1 for s in (shape_a, shape_b))
+    ca = (a[:3, :3] @ (corners * size_a[:, None])) + a[:3, 3:]
+    cb = (b[:3, :3] @ (corners * size_b[:, None])) + b[:3, 3:]
+    return float(np.linalg.norm(ca - cb, axis=0).max())
+
+
+def resample_labels(mask: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, shape: tuple) -> np.ndarray:
+    """A (1, ...) label map resampled into another grid by nearest neighbour (voxels outside it are 0)."""
+    from scipy.ndimage import affine_transform
+
+    to_mask = np.linalg.inv(affine) @ target_affine  # target voxel -> mask voxel
+    out = affine_transform(mask[0].astype(np.float32), to_mask[:3, :3], offset=to_mask[:3, 3], output_shape=shape,
+                           order=0, mode="constant", cval=0.0)
+    return out[None]
+
+
+# scanner metadata kept as frame columns (subgroups, drift): acquisition facts, never the patient's identity; the
+# acquisition date is kept as its year (a full date is a HIPAA identifier)
+SCANNER_COLUMNS = {"modality": "Modality", "manufacturer": "Manufacturer",
+                   "manufacturer_model": "ManufacturerModelName", "slice_thickness_mm": "SliceThickness", "kvp": "KVP",
+                   "pixel_spacing_mm": "PixelSpacing", "acquisition_year": "AcquisitionDate"}
+
+
+def dicom_header(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """A DICOM image's (or series') PatientID and scanner metadata; (None, {}) for other formats."""
+    name = path.name.lower()
+    if not (path.is_dir() or name.endswith((".dcm", ".dicom"))):
+        return None, {}
+    import pydicom
+
+    f = path if path.is_file() else next(p for p in sorted(path.iterdir()) if p.is_file())
+    ds = pydicom.dcmread(f, stop_before_pixels=True)
+    meta: dict[str, Any] = {}
+    for column, tag in SCANNER_COLUMNS.items():
+        value = getattr(ds, tag, None)
+        if value in (None, ""):
+            meta[column] = None
+        elif column == "pixel_spacing_mm":
+            meta[column] = float(value[0])
+        elif column in ("slice_thickness_mm", "kvp"):
+            meta[column] = float(value)
+        elif column == "acquisition_year":
+            meta[column] = int(str(value)[:4]) if str(value)[:4].isdigit() else None
+        else:
+            meta[column] = str(value).strip()
+    pid = getattr(ds, "PatientID", None)
+    return (str(pid) if pid else None), meta
 
 
 def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
