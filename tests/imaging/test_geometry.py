@@ -178,3 +178,27 @@ def test_scanner_metadata_become_columns_never_identity(tmp_path):
     assert "Doe" not in text and "1960" not in text and "20210304" not in text  # no name, birth or full date
     groups = subgroup_labels(frame, SubgroupConfig(column="manufacturer"), "test")
     assert groups.value_counts().to_dict() == {"SIEMENS": 2, "GE MEDICAL SYSTEMS": 1}
+
+
+def test_a_study_folder_with_several_series_reads_the_one_asked_for(tmp_path):
+    study = tmp_path / "scans" / "p1"
+    t1, t2 = _volume(seed=1), _volume(seed=2)
+    for name, vol, desc in (("t1", t1, "AX T1 MPRAGE"), ("t2", t2, "AX T2 FLAIR"), ("loc", _volume((12, 10, 3)),
+                                                                                     "3-plane localizer")):
+        write_series(vol, AFFINES["axial"], study / name)
+        for f in (study / name).iterdir():
+            ds = pydicom.dcmread(f)
+            ds.SeriesDescription = desc
+            ds.save_as(f)
+    plan = pydicom.dcmread(DICOM / "rtplan.dcm")  # a non-image object in the same study
+    plan.save_as(study / "plan.dcm")
+    pd.DataFrame({"image": ["p1"], "y": [1]}).to_csv(tmp_path / "l.csv", index=False)
+    src = dict(path=str(tmp_path / "scans"), labels=str(tmp_path / "l.csv"), resize=False)
+    with pytest.raises(DataError, match=r"p1: 3 image series; series found: .*'AX T1 MPRAGE'.*data\.images\.series"):
+        read_image_dataset(ImageSource(**src))
+    with pytest.warns(UserWarning, match=r"skipped 1 object\(s\) without pixel data: RTPLAN"):
+        ds = read_image_dataset(ImageSource(**src, series={"modality": "mr", "description": "t1"}))
+    ref, _ = read_image(study / "t1")
+    assert np.array_equal(ds.images.arrays["p1"], ref)
+    with pytest.raises(DataError, match="0 series match"):
+        read_image_dataset(ImageSource(**src, series={"description": "DWI"}))

@@ -36,6 +36,15 @@ __all__ = ["ImageData", "ImageSource", "image_dataset", "read_image_dataset", "p
 IMAGE_COLUMN = "image"
 
 
+class SeriesSelect(BaseModel):
+    """YAML `data.images.series:` the series to read when a patient's folder holds several."""
+
+    model_config = ConfigDict(extra="forbid")
+    modality: str | None = None
+    description: str | None = Field(None, description="a case-insensitive part of SeriesDescription")
+    uid: str | None = Field(None, description="the SeriesInstanceUID")
+
+
 class ImageSource(BaseModel):
     """The YAML's `data.images:` section: where the images are, where their labels are, how to prepare them."""
 
@@ -52,6 +61,8 @@ class ImageSource(BaseModel):
                          "train on patches, infer whole volumes with sliding windows)")
     mask_column: str | None = Field(None, description="label CSV column naming each image's mask file "
                                     "(segmentation: a label map, 0 = background)")
+    series: SeriesSelect | None = Field(None, description="which DICOM series of a study folder to read: "
+                                        "{modality: MR, description: T1} or {uid: ...}; others are skipped")
     resample_masks: bool = Field(False, description="resample a mask drawn on another grid into its image's grid "
                                  "(nearest neighbour); by default a mask off the image's grid is an error")
 
@@ -213,7 +224,7 @@ def read_image_dataset(src: ImageSource, synthetic: bool = False) -> Dataset:
         frame, files = _from_folders(root)
     arrays, affines, pids, headers = {}, {}, {}, {}
     for image_id, path in _progress(files, f"reading {len(files)} images"):
-        arrays[image_id], affine = read_image(path)
+        arrays[image_id], affine = read_image(path, src.series.model_dump(exclude_none=True) if src.series else None)
         if affine is not None:
             affines[image_id] = affine
         pids[image_id], headers[image_id] = dicom_header(path)

@@ -26,19 +26,19 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and name.endswith(IMAGE_SUFFIXES)
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+def read_image(path: str | Path, series: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """One image file, or a folder holding one DICOM series, as (C, *spatial) float32 and its affine; volumes with
     an affine (NIfTI, DICOM series) come in RAS orientation (`canonical`)."""
     p = Path(path)
-    arr, affine = _read_any(p)
+    arr, affine = _read_any(p, series)
     if affine is not None and arr.ndim == 4 and affine.shape == (4, 4):
         return canonical(arr, affine)  # every 3-D image in one orientation (RAS); the affine keeps the world
     return arr, affine
 
 
-def _read_any(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_any(p: Path, series: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     if p.is_dir():
-        return read_dicom_series(p)
+        return read_dicom_series(p, series)
     if not p.exists():
         raise DataError(f"{p}: image file not found.")
     name = p.name.lower()
@@ -132,18 +132,55 @@ def _channel_first(arr: np.ndarray, p: Path, channels_last: bool) -> np.ndarray:
     raise DataError(f"{p}: array of shape {arr.shape}; expected 2-D or 3-D pixels.")
 
 
-def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+def _pick_series(folder: Path, files: list, select: dict | None) -> list:
+    """The slices of the one image series in `folder` (a patient's study may hold localizers, several sequences,
+    dose reports): objects without pixels are skipped, and `select` (`modality`, `description`: a
+    case-insensitive part of SeriesDescription, `uid`) picks among several image series."""
+    import warnings
+
+    images = [(f, ds) for f, ds in files if "PixelData" in ds or "FloatPixelData" in ds]
+    others = sorted({f"{getattr(ds, 'Modality', '?')} ({f.name})" for f, ds in files
+                     if "PixelData" not in ds and "FloatPixelData" not in ds})
+    if others:
+        warnings.warn(f"{folder}: skipped {len(others)} object(s) without pixel data: {', '.join(others[:5])}",
+                      stacklevel=3)
+    groups: dict[str, list] = {}
+    for f, ds in images:
+        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append((f, ds))
+
+    def keep(ds: Any) -> bool:
+        s = select or {}
+        return ((not s.get("modality") or str(getattr(ds, "Modality", "")).upper() == s["modality"].upper())
+                and (not s.get("description")
+                     or s["description"].lower() in str(getattr(ds, "SeriesDescription", "")).lower())
+                and (not s.get("uid") or str(getattr(ds, "SeriesInstanceUID", "")) == s["uid"]))
+
+    chosen = {uid: items for uid, items in groups.items() if keep(items[0][1])}
+    if len(chosen) == 1:
+        return next(iter(chosen.values()))
+
+    def describe(items: list) -> str:
+        ds = items[0][1]
+        return (f"{getattr(ds, 'Modality', '?')} '{getattr(ds, 'SeriesDescription', '')}' ({len(items)} files, "
+                f"SeriesInstanceUID {getattr(ds, 'SeriesInstanceUID', '?')})")
+
+    found = "; ".join(describe(items) for items in groups.values()) or "none"
+    if not images:
+        raise DataError(f"{folder}: no DICOM object with pixel data (found {', '.join(others) or 'nothing'}).")
+    what = f"{len(chosen)} series match data.images.series {select}" if select else f"{len(groups)} image series"
+    raise DataError(f"{folder}: {what}; series found: {found}. Pick one with data.images.series: {{modality: MR, "
+                    "description: T1}} (or uid: ...), or put each series in its own folder.")
+
+
+def read_dicom_series(folder: Path, series: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The slices of one DICOM series in a folder as (1, i, j, k) with the scanner's affine, as dcm2niix and
     nibabel define it: voxel (column i, row j, slice k) -> RAS millimetres, from ImagePositionPatient,
     ImageOrientationPatient, PixelSpacing and the slice positions (DICOM's LPS turned to NIfTI's RAS).
     Slices are sorted along the slice normal; oblique series keep their oblique affine."""
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
     if not files:
         raise DataError(f"{folder}: an empty folder; a DICOM series folder holds one file per slice.")
-    slices = [(f, _dcmread(f)) for f in files]
-    series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
-    if len(series) > 1:
-        raise DataError(f"{folder}: holds {len(series)} DICOM series; put each series in its own folder.")
+    slices = _pick_series(folder, [(f, _dcmread(f)) for f in files], series)
     first_f, first = slices[0]
     orient = np.asarray(getattr(first, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
     for f, ds in slices[1:]:
