@@ -12,6 +12,30 @@ from rich.table import Table
 from medflow.cli.show import err, out
 
 
+def _deid_dicom(src: Path, output: Path, secret: int, mapping: Path | None, keep: bool, overwrite: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from medflow.artifacts import write_json
+    from medflow.data.dicom_deid import deidentify_dicom
+    from medflow.errors import ConfigError
+
+    if output.suffix.lower() in (".csv", ".parquet", ".pq", ".jsonl"):
+        raise ConfigError(f"-o {output}: DICOM files are written to a folder; give one, e.g. -o clean/.")
+    with Progress(SpinnerColumn(), TextColumn("de-identifying DICOM: {task.completed} files"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("deid", total=None)
+        summary = deidentify_dicom(src, output, secret, mapping, keep, overwrite, lambda: bar.advance(task))
+    write_json(output.with_name(output.name + ".summary.json"), summary)
+    out.print(f"{summary['files']} DICOM file(s) of {summary['patients']} patient(s) de-identified -> {output} "
+              f"({summary['uids_replaced']} UIDs replaced, {summary['dates_shifted']} dates shifted, "
+              f"{summary['removed'] + summary['emptied']} attributes removed or emptied)", soft_wrap=True,
+              highlight=False)
+    burned = summary["burned_in_annotation_to_check"]
+    if burned:
+        err.print(f"[yellow]warning:[/yellow] {len(burned)} file(s) may carry burned-in text in their pixels (not "
+                  f"removed): {', '.join(burned[:5])}", soft_wrap=True, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def deid(notes: Annotated[Path, typer.Argument(help="notes: CSV / TSV / Parquet / JSONL, or a BRAT folder")],
@@ -22,13 +46,24 @@ def register(app: typer.Typer) -> None:
                                                                      "and one set of surrogates per patient")] = None,
              id_column: Annotated[str | None, typer.Option(help="the note id column")] = None,
              secret: Annotated[int, typer.Option(help="seeds surrogates and date shifts (keep it private)")] = 0,
+             mapping: Annotated[Path | None, typer.Option(help="DICOM: write original id -> pseudonym and date "
+                                                               "shift here (only when asked)")] = None,
+             keep_patient_characteristics: Annotated[bool, typer.Option(help="DICOM: keep sex, age, size and "
+                                                                             "weight")] = False,
+             overwrite: Annotated[bool, typer.Option(help="DICOM: replace an existing output folder")] = False,
              ) -> None:
-        """Find PHI in notes and replace it with consistent surrogates; writes OUTPUT and OUTPUT.summary.json."""
+        """Find PHI in notes and replace it with consistent surrogates (writes OUTPUT and OUTPUT.summary.json);
+        or de-identify DICOM files (a folder or a .dcm) into the folder OUTPUT after PS3.15 Annex E."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from medflow.artifacts import write_json, write_parquet, write_text
+        from medflow.data.dicom_deid import is_dicom
         from medflow.errors import ConfigError
         from medflow.nlp.deid import deidentify_notes
+
+        if notes.exists() and is_dicom(notes):
+            _deid_dicom(notes, output, secret, mapping, keep_patient_characteristics, overwrite)
+            return
 
         suffix = output.suffix.lower()
         if suffix not in (".csv", ".parquet", ".pq", ".jsonl"):
