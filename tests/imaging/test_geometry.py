@@ -202,3 +202,29 @@ def test_a_study_folder_with_several_series_reads_the_one_asked_for(tmp_path):
     assert np.array_equal(ds.images.arrays["p1"], ref)
     with pytest.raises(DataError, match="0 series match"):
         read_image_dataset(ImageSource(**src, series={"description": "DWI"}))
+
+
+def test_a_predicted_mask_as_dicom_seg_reads_back_onto_the_same_voxels(tmp_path):
+    from medflow.data.dicom_seg import read_seg_labels, seg_bytes
+
+    vol = _volume((12, 10, 8))
+    folder = write_series(vol, AFFINES["oblique"], tmp_path / "series")
+    arr, affine = read_image(folder)  # what medflow predicts on: RAS-oriented voxels
+    mask = np.zeros(arr.shape[1:], np.uint8)
+    mask[2:6, 3:7, 1:4], mask[7:10, 1:4, 4:7] = 1, 2
+    (tmp_path / "p.seg.dcm").write_bytes(seg_bytes(mask, folder, ["tumour", "oedema"]))
+    seg = pydicom.dcmread(tmp_path / "p.seg.dcm")
+    assert seg.Modality == "SEG" and len(seg.SegmentSequence) == 2
+    assert seg.SegmentSequence[0].SegmentLabel == "tumour"
+    source = pydicom.dcmread(next(folder.iterdir()))
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    labels = read_seg_labels(tmp_path / "p.seg.dcm", folder)  # highdicom's reading, in the series' order
+    # back to medflow's voxel order through the series' own geometry: the same mask
+    native = np.transpose(labels, (2, 1, 0))
+    from nibabel.orientations import apply_orientation, io_orientation
+
+    from medflow.data.sources.images import canonical, read_dicom_series
+
+    _, native_affine = read_dicom_series(folder)
+    assert np.array_equal(apply_orientation(native, io_orientation(native_affine)), mask)
+    assert np.allclose(affine, canonical(native[None].astype(np.float32), native_affine)[1])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from medflow.errors import ConfigError
 
 __all__ = ["is_event_input", "event_input", "image_input", "molecule_input", "text_input", "write_masks",
@@ -90,19 +92,34 @@ def image_input(run, path: Path, labels: Path | None):
     return read_image_dataset(src)
 
 
-def write_masks(ds, preds, folder: Path):
-    """`-o masks/`: one `<image>.nii.gz` per image (its size and affine) and `predictions.csv` listing them."""
+def write_masks(ds, preds, folder: Path, labels: list[str] | None = None):
+    """`-o masks/`: one `<image>.nii.gz` per image (its size and the scan's affine), a DICOM SEG
+    `<image>.seg.dcm` referencing the source series for DICOM series inputs, and `predictions.csv` listing them."""
     from medflow.artifacts import atomic_write_bytes
     from medflow.tasks.segmentation import mask_file_name, nifti_bytes
 
     if folder.suffix.lower() in (".csv", ".parquet", ".pq"):
         raise ConfigError(f"-o {folder}: a segmentation run writes masks; give a folder, e.g. -o masks/.")
-    names = []
+    names, segs = [], []
+    root = Path(ds.source)
     for image, mask in zip(ds.frame["image"].astype(str), preds["mask"], strict=True):
         name = mask_file_name(image)
         atomic_write_bytes(folder / name, nifti_bytes(mask, ds.images.affines.get(image)))
         names.append(name)
-    return preds.drop(columns=["mask"]).assign(mask_file=names), folder / "predictions.csv"
+        source = root / image
+        if source.is_dir() and np.asarray(mask).ndim == 3:  # a DICOM series: a SEG that opens over it
+            from medflow.data.dicom_seg import seg_bytes
+
+            seg = name[: -len(".nii.gz")] + ".seg.dcm"
+            k = int(np.asarray(mask).max())
+            atomic_write_bytes(folder / seg, seg_bytes(mask, source, labels or [f"label {i}" for i in range(1, k + 1)]))
+            segs.append(seg)
+        else:
+            segs.append(None)
+    out = preds.drop(columns=["mask"]).assign(mask_file=names)
+    if any(segs):
+        out = out.assign(dicom_seg_file=segs)
+    return out, folder / "predictions.csv"
 
 
 def write_overlays(ds, run, preds, output: Path) -> Path:

@@ -224,7 +224,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
 
         preds = pd.concat([frame[ids].reset_index(drop=True), preds], axis=1)
     if "mask" in preds:  # segmentation: masks as NIfTI in the input's space, the table beside them
-        preds, output = write_masks(frame, preds, output or Path("masks"))
+        preds, output = write_masks(frame, preds, output or Path("masks"), getattr(r.task, "labels", None))
         out.print(f"{len(preds)} masks written to {output.parent}/")
     output = output or Path("predictions.csv")
     if explain and "explanation" in preds and getattr(frame, "modality", "") == "images":

@@ -1,0 +1,84 @@
+"""Predicted masks as DICOM SEG (highdicom) referencing their source series, so they open as overlays in 3D Slicer,
+OHIF or a PACS.
+
+A mask medflow predicts lies in the RAS-oriented voxel grid the image was read in (`data.sources.images.canonical`);
+`seg_bytes` turns it back to the source series' own order (columns, rows, slices sorted along the normal) and
+writes one frame per source slice, each referencing its source instance: the segmentation shares the series'
+frame of reference and sits on the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from medflow.errors import DataError
+
+__all__ = ["seg_bytes", "read_seg_labels"]
+
+
+def _source_slices(folder: Path, series: dict | None = None) -> list:
+    """The series' datasets in the order `read_dicom_series` stacks them."""
+    from medflow.data.sources.images import _dcmread, _pick_series
+
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
+    slices = _pick_series(folder, [(f, _dcmread(f)) for f in files], series)
+    orient = np.asarray(getattr(slices[0][1], "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
+    normal = np.cross(orient[:3], orient[3:])
+    if all(hasattr(ds, "ImagePositionPatient") for _, ds in slices):
+        slices.sort(key=lambda item: float(np.dot(normal, np.asarray(item[1].ImagePositionPatient, dtype=float))))
+    else:
+        slices.sort(key=lambda item: float(getattr(item[1], "InstanceNumber", 0) or 0))
+    return [ds for _, ds in slices]
+
+
+def seg_bytes(mask: np.ndarray, folder: Path, labels: list[str], series: dict | None = None) -> bytes:
+    """A DICOM SEG (labels 1..K as segments) for `mask`, predicted on the DICOM series in `folder`."""
+    import highdicom as hd
+    from highdicom.sr import CodedConcept
+    from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
+    from pydicom.sr.codedict import codes
+
+    from medflow.data.sources.images import read_dicom_series
+
+    _, native_affine = read_dicom_series(folder, series)
+    back = ornt_transform(np.array([[0, 1], [1, 1], [2, 1]]), io_orientation(native_affine))
+    native = apply_orientation(np.asarray(mask), back)  # (i, j, k) in the series' own order
+    sources = _source_slices(folder, series)
+    if native.shape[2] != len(sources) or native.shape[:2] != (sources[0].Columns, sources[0].Rows):
+        raise DataError(f"{folder}: a mask of {list(mask.shape)} voxels does not fit this series "
+                        f"({sources[0].Columns} x {sources[0].Rows} x {len(sources)}).")
+    frames = np.ascontiguousarray(np.transpose(native, (2, 1, 0))).astype(np.uint8)  # (slices, rows, cols)
+    tissue = CodedConcept(value="85756007", scheme_designator="SCT", meaning="Tissue")
+    algorithm = hd.AlgorithmIdentificationSequence(name="medflow", version=_version(),
+                                                   family=codes.cid7162.ArtificialIntelligence)
+    segments = [hd.seg.SegmentDescription(
+        segment_number=i + 1, segment_label=label, segmented_property_category=tissue,
+        segmented_property_type=tissue, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm) for i, label in enumerate(labels)]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segments, series_instance_uid=hd.UID(), series_number=9000,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medflow", manufacturer_model_name="medflow",
+        software_versions=_version(), device_serial_number="medflow", series_description="medflow predicted mask",
+        omit_empty_frames=False)
+    buf = io.BytesIO()
+    seg.save_as(buf)
+    return buf.getvalue()
+
+
+def read_seg_labels(path: Path, folder: Path) -> np.ndarray:
+    """A DICOM SEG's segments as one label map (slices, rows, cols) on the series in `folder`, by highdicom."""
+    import highdicom as hd
+
+    seg = hd.seg.segread(path)
+    uids = [ds.SOPInstanceUID for ds in _source_slices(folder)]
+    return np.asarray(seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True))
+
+
+def _version() -> str:
+    from medflow import __version__
+
+    return __version__
