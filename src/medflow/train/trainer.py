@@ -20,6 +20,7 @@ from torch import nn
 
 from medflow.errors import ConfigError
 from medflow.train import distributed
+from medflow.train.augment import Augmenter, AugmentSpec
 from medflow.train.privacy import PrivacyConfig
 
 __all__ = ["TrainConfig", "Trainer", "TrainState", "take", "predict_outputs"]
@@ -62,6 +63,9 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = Field(1.0, gt=0)
     progress: bool = True
     privacy: PrivacyConfig | None = None  # DP-SGD (train/privacy.py); per-sample clipping replaces grad_clip
+    augment: Literal["default"] | list[AugmentSpec] | None = Field(
+        None, description="image augmentation of training batches: 'default' or MONAI random transforms "
+                          "(train/augment.py)")
 
 
 @dataclass
@@ -109,6 +113,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.generator = torch.Generator().manual_seed(seed)
+        self._augmenter: Augmenter | None = None
 
     def fit(
         self,
@@ -187,6 +192,14 @@ class Trainer:
         """One epoch over the training records (after `setup`); returns the mean batch loss over all processes."""
         self.module.train()
         forward, loss_fn = self._forward, self.loss_fn
+        if self.config.augment:
+            if self.private is not None:
+                raise ConfigError("train.augment with train.privacy: DP-SGD's accounting assumes the records as "
+                                  "they are; remove one of the two.")
+            if self._augmenter is None:
+                first = torch.arange(1)
+                self._augmenter = Augmenter(self.config.augment, take(x_train, first), y_train[first], self.seed)
+            self._augmenter.start_epoch(self.state.epoch + 1)
         if self.private is not None:  # DP-SGD: Poisson batches, per-sample clipping, noise, accounting
             total, batches = self.private.epoch(lambda idx: loss_fn(forward(take(x_train, idx)), y_train[idx]))
         else:
@@ -218,7 +231,10 @@ class Trainer:
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             part = torch.tensor_split(idx, world)[rank] if world > 1 else idx
-            loss = loss_fn(forward(take(x_train, part)), y_train[part])
+            xb, yb = take(x_train, part), y_train[part]
+            if self._augmenter is not None:
+                xb, yb = self._augmenter(xb, yb)
+            loss = loss_fn(forward(xb), yb)
             share = len(part) / len(idx)
             # DDP averages gradients over processes; weighting each process's mean loss by its share of
             # the global batch makes that average the gradient of the global batch's mean loss
