@@ -228,3 +228,24 @@ def test_a_predicted_mask_as_dicom_seg_reads_back_onto_the_same_voxels(tmp_path)
     _, native_affine = read_dicom_series(folder)
     assert np.array_equal(apply_orientation(native, io_orientation(native_affine)), mask)
     assert np.allclose(affine, canonical(native[None].astype(np.float32), native_affine)[1])
+
+
+def test_a_dicom_seg_from_a_pacs_is_a_mask_and_one_of_another_series_is_refused(tmp_path):
+    from medflow.data.dicom_seg import seg_bytes
+
+    scans = tmp_path / "scans"
+    folder = write_series(_volume((12, 10, 8)), AFFINES["sagittal"], scans / "p1")
+    other = write_series(_volume((12, 10, 8), seed=4), AFFINES["sagittal"], tmp_path / "other")
+    arr, _ = read_image(folder)
+    mask = np.zeros(arr.shape[1:], np.uint8)
+    mask[1:4, 2:6, 3:7] = 1
+    (scans / "p1.seg.dcm").write_bytes(seg_bytes(mask, folder, ["lesion"]))
+    (scans / "wrong.seg.dcm").write_bytes(seg_bytes(mask, other, ["lesion"]))
+    for name, value in (("ok", "p1.seg.dcm"), ("wrong", "wrong.seg.dcm")):
+        pd.DataFrame({"image": ["p1"], "mask": [value]}).to_csv(tmp_path / f"{name}.csv", index=False)
+    src = dict(path=str(scans), mask_column="mask", resize=False)
+    ds = read_image_dataset(ImageSource(labels=str(tmp_path / "ok.csv"), **src))
+    assert np.array_equal(ds.images.masks["p1"], mask)
+    with pytest.raises(DataError, match=r"wrong\.seg\.dcm: this DICOM SEG references series .*, not the series of its "
+                                        r"image"):
+        read_image_dataset(ImageSource(labels=str(tmp_path / "wrong.csv"), **src))

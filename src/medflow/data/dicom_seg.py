@@ -16,7 +16,19 @@ import numpy as np
 
 from medflow.errors import DataError
 
-__all__ = ["seg_bytes", "read_seg_labels"]
+__all__ = ["seg_bytes", "read_seg_labels", "seg_mask", "is_seg"]
+
+
+def is_seg(path: Path) -> bool:
+    """A DICOM file whose Modality is SEG."""
+    if not path.is_file() or path.name.lower().endswith((".nii", ".nii.gz", ".png", ".npy")):
+        return False
+    import pydicom
+
+    try:
+        return str(getattr(pydicom.dcmread(path, stop_before_pixels=True), "Modality", "")) == "SEG"
+    except Exception:  # noqa: BLE001 - not DICOM
+        return False
 
 
 def _source_slices(folder: Path, series: dict | None = None) -> list:
@@ -67,6 +79,32 @@ def seg_bytes(mask: np.ndarray, folder: Path, labels: list[str], series: dict | 
     buf = io.BytesIO()
     seg.save_as(buf)
     return buf.getvalue()
+
+
+def seg_mask(path: Path, folder: Path, series: dict | None = None) -> np.ndarray:
+    """A DICOM SEG drawn on the series in `folder` (a PACS or viewer export) as one label map in the voxel grid
+    medflow reads that series in (RAS-oriented), segment numbers as labels; an error when it references
+    another series."""
+    import highdicom as hd
+    from nibabel.orientations import apply_orientation, io_orientation
+
+    from medflow.data.sources.images import read_dicom_series
+
+    try:
+        seg = hd.seg.segread(path)
+    except Exception as exc:  # noqa: BLE001 - highdicom / pydicom raise many types on a bad file
+        raise DataError(f"{path}: not a readable DICOM SEG ({type(exc).__name__}: {exc}).") from exc
+    sources = _source_slices(folder, series)
+    own = str(sources[0].SeriesInstanceUID)
+    referenced = {str(r.SeriesInstanceUID) for r in getattr(seg, "ReferencedSeriesSequence", [])}
+    if own not in referenced:
+        raise DataError(f"{path}: this DICOM SEG references series {', '.join(sorted(referenced)) or '(none)'}, not "
+                        f"the series of its image ({folder}: {own}); export the segmentation of this series.")
+    labels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[ds.SOPInstanceUID for ds in sources],
+                                               combine_segments=True, assert_missing_frames_are_empty=True)
+    _, native_affine = read_dicom_series(folder, series)
+    native = np.transpose(np.asarray(labels), (2, 1, 0))  # (slices, rows, cols) -> (i, j, k)
+    return apply_orientation(native, io_orientation(native_affine)).astype(np.uint8)
 
 
 def read_seg_labels(path: Path, folder: Path) -> np.ndarray:
