@@ -56,7 +56,11 @@ class ImageSource(BaseModel):
                                    "PatientID, else each image is its own patient)")
     size: list[int] | None = Field(None, description="resize every image to this spatial size (default: the "
                                    "training images' most common size)")
-    intensity: Literal["zscore", "minmax", "none"] = "zscore"
+    intensity: Literal["zscore", "minmax", "ct", "none"] = Field(
+        "zscore", description="per image (zscore, minmax), or ct: clip to the training voxels' 0.5-99.5 percentiles "
+                              "and z-score with their statistics (nnU-Net's CT scheme)")
+    spacing: list[float] | Literal["auto"] | None = Field(
+        None, description="resample to this voxel size in mm (auto: the training images' median spacing)")
     resize: bool = Field(True, description="false: keep each image's size (segmentation of large volumes: "
                          "train on patches, infer whole volumes with sliding windows)")
     mask_column: str | None = Field(None, description="label CSV column naming each image's mask file "

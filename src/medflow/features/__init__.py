@@ -76,8 +76,8 @@ def _image_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
 
     src = getattr(data, "images", None)  # the YAML's data.images, else the options the dataset was built with
     opts = src.model_dump() if src is not None else ds.meta.get("images_config") or {}
-    return ImageFeaturizer(opts.get("size"), opts.get("intensity", "zscore"), opts.get("resize", True)).fit(
-        ds.images, train["image"].tolist())
+    return ImageFeaturizer(opts.get("size"), opts.get("intensity", "zscore"), opts.get("resize", True),
+                           opts.get("spacing")).fit(ds.images, train["image"].tolist())
 
 
 def _image_apply(feat: Any, ds: Any, frame: Any) -> Any:
