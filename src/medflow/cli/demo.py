@@ -48,7 +48,7 @@ _QUICK: dict[str, dict] = {
     "demo-gbsg2-survival": {"models": ["deepsurv", "cox_ph", "kaplan_meier"],
                             "train": {"max_epochs": 40, "patience": 10}, "n_bootstrap": 100},
     "demo-ehr-readmission": {"models": ["gru", "logistic_regression"], "train": {"max_epochs": 5, "patience": 2},
-                             "patients": 1000, "n_bootstrap": 200},
+                             "patients": 800, "n_bootstrap": 200},
     "demo-phantoms-imaging": {"models": ["small_cnn"], "train": {"max_epochs": 20, "patience": 20},
                               "n_bootstrap": 200},
     "demo-freesolv-molecules": {"models": [{"name": "mpnn", "ensemble": 2},
