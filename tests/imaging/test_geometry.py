@@ -249,3 +249,63 @@ def test_a_dicom_seg_from_a_pacs_is_a_mask_and_one_of_another_series_is_refused(
     with pytest.raises(DataError, match=r"wrong\.seg\.dcm: this DICOM SEG references series .*, not the series of its "
                                         r"image"):
         read_image_dataset(ImageSource(labels=str(tmp_path / "wrong.csv"), **src))
+
+
+def _rtstruct(folder: Path, rois: dict[str, list[np.ndarray]], path: Path) -> Path:
+    """An RTSTRUCT as a planning system writes it: ROIs with closed planar contours in patient mm (LPS)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ref = pydicom.dcmread(next(folder.iterdir()))
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.481.3", generate_uid(), "RTSTRUCT"
+    ds.FrameOfReferenceUID, ds.SeriesInstanceUID = ref.FrameOfReferenceUID, generate_uid()
+    ds.StructureSetROISequence, ds.ROIContourSequence = Sequence(), Sequence()
+    for number, (name, contours) in enumerate(rois.items(), start=1):
+        roi = Dataset()
+        roi.ROINumber, roi.ROIName = number, name
+        ds.StructureSetROISequence.append(roi)
+        item = Dataset()
+        item.ReferencedROINumber, item.ContourSequence = number, Sequence()
+        for pts in contours:
+            c = Dataset()
+            c.ContourGeometricType, c.NumberOfContourPoints = "CLOSED_PLANAR", len(pts)
+            c.ContourData = [float(v) for v in np.asarray(pts).ravel()]
+            item.ContourSequence.append(c)
+        ds.ROIContourSequence.append(item)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_rtstruct_contours_are_rasterized_onto_their_series(tmp_path):
+    from medflow.data.rtstruct import rtstruct_mask
+    from medflow.data.sources.images import read_dicom_series
+
+    folder = write_series(_volume((12, 10, 8)), AFFINES["oblique"], tmp_path / "scans" / "p1")
+    _, native = read_dicom_series(folder)
+    lps = LPS @ native
+
+    def square(i0, i1, j0, j1, k):  # a contour around voxels i0..i1, j0..j1 of slice k (corners at half voxels)
+        corners = [(i0 - 0.5, j0 - 0.5), (i1 + 0.5, j0 - 0.5), (i1 + 0.5, j1 + 0.5), (i0 - 0.5, j1 + 0.5)]
+        return np.array([(lps @ np.array([i, j, k, 1.0]))[:3] for i, j in corners])
+
+    rois = {"GTV": [square(2, 5, 3, 6, k) for k in (2, 3, 4)], "cord": [square(8, 10, 1, 2, 5)]}
+    path = _rtstruct(folder, rois, tmp_path / "scans" / "p1_rt.dcm")
+    mask, names = rtstruct_mask(path, folder)
+    assert names == ["GTV", "cord"]
+    expected = np.zeros((12, 10, 8), np.uint8)
+    expected[2:6, 3:7, 2:5], expected[8:11, 1:3, 5] = 1, 2
+    from nibabel.orientations import apply_orientation, io_orientation
+
+    assert np.array_equal(mask, apply_orientation(expected, io_orientation(native)))
+    pd.DataFrame({"image": ["p1"], "mask": ["p1_rt.dcm"]}).to_csv(tmp_path / "l.csv", index=False)
+    ds = read_image_dataset(ImageSource(path=str(tmp_path / "scans"), labels=str(tmp_path / "l.csv"),
+                                        mask_column="mask", resize=False))
+    assert np.array_equal(ds.images.masks["p1"], mask)
+    far = _rtstruct(folder, {"GTV": [square(2, 30, 3, 6, 2)]}, tmp_path / "far.dcm")
+    with pytest.raises(DataError, match=r"far\.dcm: ROI 'GTV' has a contour up to .* mm outside the image"):
+        rtstruct_mask(far, folder)

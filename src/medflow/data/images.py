@@ -247,6 +247,7 @@ def read_image_dataset(src: ImageSource, synthetic: bool = False) -> Dataset:
 def _read_masks(root: Path, frame: pd.DataFrame, src: ImageSource, arrays: dict, affines: dict) -> dict:
     """Each image's mask (label map): same spatial shape and, where both have one, the same affine."""
     from medflow.data.dicom_seg import is_seg, seg_mask
+    from medflow.data.rtstruct import is_rtstruct, rtstruct_mask
     from medflow.data.sources.images import read_image
 
     col = src.mask_column
@@ -259,9 +260,11 @@ def _read_masks(root: Path, frame: pd.DataFrame, src: ImageSource, arrays: dict,
         if not path.exists():
             raise DataError(f"{src.labels} row {i + 1}: mask '{value}' not found under {root}.")
         image_path = root / image_id
+        pick = src.series.model_dump(exclude_none=True) if src.series else None
         if image_path.is_dir() and is_seg(path):  # a DICOM SEG on the image's series (PACS, viewer export)
-            m = seg_mask(path, image_path, src.series.model_dump(exclude_none=True) if src.series else None)[None]
-            affine = affines.get(image_id)
+            m, affine = seg_mask(path, image_path, pick)[None], affines.get(image_id)
+        elif image_path.is_dir() and is_rtstruct(path):  # RTSTRUCT contours, rasterized onto the series
+            m, affine = rtstruct_mask(path, image_path, pick)[0][None], affines.get(image_id)
         else:
             m, affine = read_image(path)
         if m.shape[0] != 1:
