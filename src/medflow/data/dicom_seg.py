@@ -21,14 +21,9 @@ __all__ = ["seg_bytes", "read_seg_labels", "seg_mask", "is_seg"]
 
 def is_seg(path: Path) -> bool:
     """A DICOM file whose Modality is SEG."""
-    if not path.is_file() or path.name.lower().endswith((".nii", ".nii.gz", ".png", ".npy")):
-        return False
-    import pydicom
+    from medflow.data.sources.images import dicom_modality
 
-    try:
-        return str(getattr(pydicom.dcmread(path, stop_before_pixels=True), "Modality", "")) == "SEG"
-    except Exception:  # noqa: BLE001 - not DICOM
-        return False
+    return dicom_modality(path) == "SEG"
 
 
 def _source_slices(folder: Path, series: dict | None = None) -> list:

@@ -20,14 +20,10 @@ __all__ = ["is_rtstruct", "rtstruct_mask"]
 
 
 def is_rtstruct(path: Path) -> bool:
-    if not path.is_file() or path.name.lower().endswith((".nii", ".nii.gz", ".png", ".npy")):
-        return False
-    import pydicom
+    """A DICOM file whose Modality is RTSTRUCT."""
+    from medflow.data.sources.images import dicom_modality
 
-    try:
-        return str(getattr(pydicom.dcmread(path, stop_before_pixels=True), "Modality", "")) == "RTSTRUCT"
-    except Exception:  # noqa: BLE001 - not DICOM
-        return False
+    return dicom_modality(path) == "RTSTRUCT"
 
 
 def rtstruct_mask(path: Path, folder: Path, series: dict | None = None) -> tuple[np.ndarray, list[str]]:

@@ -15,7 +15,7 @@ import numpy as np
 from medflow.errors import DataError
 
 __all__ = ["read_image", "read_dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file", "canonical",
-           "grid_distance", "resample_labels", "dicom_header", "SCANNER_COLUMNS"]
+           "grid_distance", "resample_labels", "dicom_header", "SCANNER_COLUMNS", "dicom_modality"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy")
 NPZ_SPLITS = {"train": "train", "val": "tuning", "test": "held_out"}  # MedMNIST split -> medflow source split
@@ -296,6 +296,18 @@ def dicom_header(path: Path) -> tuple[str | None, dict[str, Any]]:
             meta[column] = str(value).strip()
     pid = getattr(ds, "PatientID", None)
     return (str(pid) if pid else None), meta
+
+
+def dicom_modality(path: Path) -> str | None:
+    """The Modality of a DICOM file (SEG, RTSTRUCT, CT, ...); None for a folder or a file that is not DICOM."""
+    if not path.is_file() or path.name.lower().endswith((".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".npy")):
+        return None
+    import pydicom
+
+    try:
+        return str(getattr(pydicom.dcmread(path, stop_before_pixels=True), "Modality", "")) or None
+    except Exception:  # noqa: BLE001 - pydicom raises many types on a file that is not DICOM
+        return None
 
 
 def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
