@@ -176,7 +176,7 @@ def deidentify_dicom(src: str | Path, out: str | Path, secret: int = 0, mapping:
                        ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")]
             if keep_characteristics:
                 methods.append(("113108", "Retain Patient Characteristics Option"))
-            ds.DeidentificationMethod = "medflow: DICOM PS3.15 Annex E basic profile, dates shifted per patient"
+            ds.DeidentificationMethod = "medflow: PS3.15 basic profile, dates shifted per patient"  # LO: 64 chars
             codes = []
             for value, meaning in methods:
                 item = Dataset()
