@@ -135,6 +135,16 @@ def _domain(n: int, seed: int, prefix: str, split: str) -> tuple[dict, dict, pd.
     return arrays, masks, f
 
 
+def _target(n: int, test: tuple) -> tuple[pd.DataFrame, object]:
+    """The target domain with `n` training patients, a quarter as many for validation, and the fixed test set."""
+    tr = _domain(n, 10 + n, "S", "train")
+    va = _domain(max(8, n // 4), 50 + n, "V", "tuning")
+    frame = pd.concat([tr[2], va[2], test[2]], ignore_index=True)
+    images = ImageData({**tr[0], **va[0], **test[0]}, "SYNTHETIC target domain",
+                       masks={**tr[1], **va[1], **test[1]}, synthetic=True)
+    return frame, image_dataset(images, frame, "patient_id", f"target-{n}", "target domain: contrast 0.15, noise 0.08")
+
+
 def transfer(out: Path, sizes: tuple[int, ...] = (20, 50, 100)) -> list[dict]:
     from medflow.data import builtin
 
@@ -147,12 +157,7 @@ def transfer(out: Path, sizes: tuple[int, ...] = (20, 50, 100)) -> list[dict]:
     test = _domain(150, 99, "T", "held_out")
     rows = []
     for n in sizes:
-        tr = _domain(n, 10 + n, "S", "train")
-        va = _domain(max(8, n // 4), 50 + n, "V", "tuning")
-        frame = pd.concat([tr[2], va[2], test[2]], ignore_index=True)
-        images = ImageData({**tr[0], **va[0], **test[0]}, "SYNTHETIC target domain",
-                           masks={**tr[1], **va[1], **test[1]}, synthetic=True)
-        ds = image_dataset(images, frame, "patient_id", f"target-{n}", "target domain: contrast 0.15, noise 0.08")
+        frame, ds = _target(n, test)
         for variant, entry in (("scratch", {"name": "small_cnn"}),
                                ("fine-tuned", {"name": "small_cnn", "init_from": str(pre.path)}),
                                ("linear probe", {"name": "small_cnn", "init_from": str(pre.path),
@@ -179,12 +184,7 @@ def augmentation(out: Path, sizes: tuple[int, ...] = (20, 50, 100), seeds: tuple
     test = _domain(150, 99, "T", "held_out")
     rows = []
     for n in sizes:
-        tr = _domain(n, 10 + n, "S", "train")
-        va = _domain(max(8, n // 4), 50 + n, "V", "tuning")
-        frame = pd.concat([tr[2], va[2], test[2]], ignore_index=True)
-        images = ImageData({**tr[0], **va[0], **test[0]}, "SYNTHETIC target domain",
-                           masks={**tr[1], **va[1], **test[1]}, synthetic=True)
-        ds = image_dataset(images, frame, "patient_id", f"target-{n}", "target domain: contrast 0.15, noise 0.08")
+        frame, ds = _target(n, test)
         scores = {}
         for variant, augment in (("none", None), ("default", "default")):
             for seed in seeds:

@@ -89,6 +89,7 @@ def test_csv_as_other_tools_write_it_sqlite_and_duckdb_read_the_same(sim):
         got = _sorted(read_omop(**source, chunk_persons=120).events)
         assert got.equals(ref), source
     assert detect_source(tmp / "cdm.db") == "omop" and detect_source(csv) == "omop"
+    assert _sorted(read_meds(convert_to_meds(tmp / "cdm.db", tmp / "from_db")).events).equals(ref)  # a .db file
 
 
 def test_postgres_with_cdm_and_vocab_schemas(sim, postgres_url):

@@ -82,9 +82,7 @@ def convert_to_meds(source: str | Path, out: str | Path, kind: Kind = "auto", ov
     if kind == "omop":
         from medflow.data.sources.omop_meds import omop_to_meds
 
-        url = str(source) if "://" in str(source) or Path(source).is_file() else None
-        if url and "://" not in url:
-            url = f"{'duckdb' if url.endswith('.duckdb') else 'sqlite'}:///{url}"
+        url = str(source) if "://" in str(source) or Path(source).is_file() else None  # a .db file: OmopStore
         return omop_to_meds(out, None if url else source, url, overwrite=overwrite, progress=progress,
                             **_only(options, ("cdm_schema", "vocab_schema", "codes", "chunk_persons")))
     data = read_source(source, kind, **options)

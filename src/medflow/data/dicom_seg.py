@@ -26,21 +26,6 @@ def is_seg(path: Path) -> bool:
     return dicom_modality(path) == "SEG"
 
 
-def _source_slices(folder: Path, series: dict | None = None) -> list:
-    """The series' datasets in the order `read_dicom_series` stacks them."""
-    from medflow.data.sources.images import _dcmread, _pick_series
-
-    files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
-    slices = _pick_series(folder, [(f, _dcmread(f)) for f in files], series)
-    orient = np.asarray(getattr(slices[0][1], "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
-    normal = np.cross(orient[:3], orient[3:])
-    if all(hasattr(ds, "ImagePositionPatient") for _, ds in slices):
-        slices.sort(key=lambda item: float(np.dot(normal, np.asarray(item[1].ImagePositionPatient, dtype=float))))
-    else:
-        slices.sort(key=lambda item: float(getattr(item[1], "InstanceNumber", 0) or 0))
-    return [ds for _, ds in slices]
-
-
 def seg_bytes(mask: np.ndarray, folder: Path, labels: list[str], series: dict | None = None) -> bytes:
     """A DICOM SEG (labels 1..K as segments) for `mask`, predicted on the DICOM series in `folder`."""
     import highdicom as hd
@@ -48,12 +33,12 @@ def seg_bytes(mask: np.ndarray, folder: Path, labels: list[str], series: dict | 
     from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
     from pydicom.sr.codedict import codes
 
-    from medflow.data.sources.images import read_dicom_series
+    from medflow.data.sources.images import dicom_series
 
-    _, native_affine = read_dicom_series(folder, series)
+    slices, native_affine = dicom_series(folder, series)
+    sources = [ds for _, ds in slices]
     back = ornt_transform(np.array([[0, 1], [1, 1], [2, 1]]), io_orientation(native_affine))
     native = apply_orientation(np.asarray(mask), back)  # (i, j, k) in the series' own order
-    sources = _source_slices(folder, series)
     if native.shape[2] != len(sources) or native.shape[:2] != (sources[0].Columns, sources[0].Rows):
         raise DataError(f"{folder}: a mask of {list(mask.shape)} voxels does not fit this series "
                         f"({sources[0].Columns} x {sources[0].Rows} x {len(sources)}).")
@@ -83,13 +68,14 @@ def seg_mask(path: Path, folder: Path, series: dict | None = None) -> np.ndarray
     import highdicom as hd
     from nibabel.orientations import apply_orientation, io_orientation
 
-    from medflow.data.sources.images import read_dicom_series
+    from medflow.data.sources.images import dicom_series
 
     try:
         seg = hd.seg.segread(path)
     except Exception as exc:  # noqa: BLE001 - highdicom / pydicom raise many types on a bad file
         raise DataError(f"{path}: not a readable DICOM SEG ({type(exc).__name__}: {exc}).") from exc
-    sources = _source_slices(folder, series)
+    slices, native_affine = dicom_series(folder, series)
+    sources = [ds for _, ds in slices]
     own = str(sources[0].SeriesInstanceUID)
     referenced = {str(r.SeriesInstanceUID) for r in getattr(seg, "ReferencedSeriesSequence", [])}
     if own not in referenced:
@@ -97,7 +83,6 @@ def seg_mask(path: Path, folder: Path, series: dict | None = None) -> np.ndarray
                         f"the series of its image ({folder}: {own}); export the segmentation of this series.")
     labels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[ds.SOPInstanceUID for ds in sources],
                                                combine_segments=True, assert_missing_frames_are_empty=True)
-    _, native_affine = read_dicom_series(folder, series)
     native = np.transpose(np.asarray(labels), (2, 1, 0))  # (slices, rows, cols) -> (i, j, k)
     return apply_orientation(native, io_orientation(native_affine)).astype(np.uint8)
 
@@ -106,8 +91,10 @@ def read_seg_labels(path: Path, folder: Path) -> np.ndarray:
     """A DICOM SEG's segments as one label map (slices, rows, cols) on the series in `folder`, by highdicom."""
     import highdicom as hd
 
+    from medflow.data.sources.images import dicom_series
+
     seg = hd.seg.segread(path)
-    uids = [ds.SOPInstanceUID for ds in _source_slices(folder)]
+    uids = [ds.SOPInstanceUID for _, ds in dicom_series(folder)[0]]
     return np.asarray(seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True))
 
 

@@ -2,7 +2,7 @@
 
 Each ROI of the StructureSetROISequence becomes one label, in the sequence's order (1, 2, ...; the names are kept
 in the order given). Every CLOSED_PLANAR contour's points (patient coordinates, mm, LPS) are mapped into the
-series' voxel grid through the series' own affine (`read_dicom_series`), must lie on a slice, and are filled on
+series' voxel grid through the series' own affine (`dicom_series`), must lie on a slice, and are filled on
 that slice (a voxel is inside when its centre is: matplotlib's even-odd polygon test, so holes drawn as inner
 contours stay holes). The label map is then brought to the orientation medflow reads the series in (RAS).
 A contour more than half a voxel outside the image, or between slices, is an error naming the ROI and how far.
@@ -32,11 +32,11 @@ def rtstruct_mask(path: Path, folder: Path, series: dict | None = None) -> tuple
     from matplotlib.path import Path as Polygon
     from nibabel.orientations import apply_orientation, io_orientation
 
-    from medflow.data.sources.images import read_dicom_series
+    from medflow.data.sources.images import dicom_series
 
     ds = pydicom.dcmread(path)
-    vol, affine = read_dicom_series(folder, series)
-    shape = vol.shape[1:]
+    slices, affine = dicom_series(folder, series)
+    shape = (int(slices[0][1].Columns), int(slices[0][1].Rows), len(slices))
     to_voxel = np.linalg.inv(np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine)  # patient LPS (mm) -> voxel (i, j, k)
     names = {int(r.ROINumber): str(r.ROIName) for r in getattr(ds, "StructureSetROISequence", [])}
     order = list(names)

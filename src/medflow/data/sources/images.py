@@ -14,8 +14,8 @@ import numpy as np
 
 from medflow.errors import DataError
 
-__all__ = ["read_image", "read_dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file", "canonical",
-           "grid_distance", "resample_labels", "dicom_header", "SCANNER_COLUMNS", "dicom_modality"]
+__all__ = ["read_image", "read_dicom_series", "dicom_series", "read_npz", "IMAGE_SUFFIXES", "is_image_file",
+           "canonical", "grid_distance", "resample_labels", "dicom_header", "SCANNER_COLUMNS", "dicom_modality"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy")
 NPZ_SPLITS = {"train": "train", "val": "tuning", "test": "held_out"}  # MedMNIST split -> medflow source split
@@ -173,10 +173,17 @@ def _pick_series(folder: Path, files: list, select: dict | None) -> list:
 
 
 def read_dicom_series(folder: Path, series: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The slices of one DICOM series in a folder as (1, i, j, k) with the scanner's affine, as dcm2niix and
+    """The slices of one DICOM series in a folder as (1, i, j, k) with the scanner's affine (`dicom_series`)."""
+    slices, affine = dicom_series(folder, series)
+    vol = np.concatenate([_pixels(ds, f) for f, ds in slices], axis=0)  # (k, j, i): slices of rows x columns
+    return np.transpose(vol, (2, 1, 0))[None].astype(np.float32), affine  # (1, i, j, k), NIfTI's voxel order
+
+
+def dicom_series(folder: Path, series: dict | None = None) -> tuple[list[tuple[Path, Any]], np.ndarray]:
+    """One DICOM series' slices, checked and sorted along the slice normal, and its affine as dcm2niix and
     nibabel define it: voxel (column i, row j, slice k) -> RAS millimetres, from ImagePositionPatient,
-    ImageOrientationPatient, PixelSpacing and the slice positions (DICOM's LPS turned to NIfTI's RAS).
-    Slices are sorted along the slice normal; oblique series keep their oblique affine."""
+    ImageOrientationPatient, PixelSpacing and the slice positions (DICOM's LPS turned to NIfTI's RAS); oblique
+    series keep their oblique affine. No pixel data is decoded."""
     files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
     if not files:
         raise DataError(f"{folder}: an empty folder; a DICOM series folder holds one file per slice.")
@@ -220,8 +227,6 @@ def read_dicom_series(folder: Path, series: dict | None = None) -> tuple[np.ndar
         slices.sort(key=lambda item: float(getattr(item[1], "InstanceNumber", 0) or 0))
         warnings.warn(f"{folder}: no ImagePositionPatient; slices ordered by InstanceNumber, spacing from "
                       "SliceThickness, origin at 0: the volume's position in the scanner is unknown.", stacklevel=2)
-    vol = np.concatenate([_pixels(ds, f) for f, ds in slices], axis=0)  # (k, j, i): slices of rows x columns
-    vol = np.transpose(vol, (2, 1, 0))[None]  # (1, i, j, k), NIfTI's voxel order
     dr, dc = (float(v) for v in getattr(first, "PixelSpacing", [1.0, 1.0]))  # row spacing, column spacing
     if has_pos and len(slices) > 1:
         step = (pos[slices[-1][0]] - pos[slices[0][0]]) / (len(slices) - 1)
@@ -231,7 +236,7 @@ def read_dicom_series(folder: Path, series: dict | None = None) -> tuple[np.ndar
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row_dir * dc, col_dir * dr, step
     lps[:3, 3] = pos[slices[0][0]] if has_pos else 0.0
-    return vol.astype(np.float32), np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    return slices, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
 def canonical(arr: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -73,6 +73,12 @@ class OmopRead:
     hierarchy: pl.DataFrame | None = None
     names: dict[str, str] = field(default_factory=dict)
 
+    def identity(self, path: str | Path | None) -> tuple[str, bool]:
+        """The database's name (cdm_source, else the folder's) and whether it says it is SYNTHETIC (its name, or a
+        SYNTHETIC.txt beside the tables)."""
+        name = str(self.cdm_source.get("cdm_source_name") or (Path(path).name if path is not None else "omop"))
+        return name, "SYNTHETIC" in name.upper() or (path is not None and (Path(path) / "SYNTHETIC.txt").exists())
+
     def as_dict(self) -> dict:
         return {"tables": self.tables, "rows": self.rows, "vocabulary": "concept table" if self.vocabulary else
                 "absent: codes are OMOP/<concept_id>", "codes": self.codes, "fallbacks": self.fallbacks,
@@ -351,7 +357,6 @@ def read_omop(path: str | Path | None = None, url: str | None = None, cdm_schema
     events = pl.concat(frames) if frames else pl.DataFrame(schema={"subject_id": pl.Int64, "time": pl.Datetime("us"),
                                                                    "code": pl.String, "numeric_value": pl.Float32})
     source = str(path) if path is not None else hide_password(url or "")
-    name = info.cdm_source.get("cdm_source_name") or (Path(path).name if path is not None else "omop")
-    synthetic = "SYNTHETIC" in str(name).upper() or (path is not None and (Path(path) / "SYNTHETIC.txt").exists())
+    name, synthetic = info.identity(path)
     meta = {"dataset_name": str(name), "omop": info.as_dict()}
     return EventData(events=events, metadata=meta, source=source, synthetic=synthetic, hierarchy=info.hierarchy)

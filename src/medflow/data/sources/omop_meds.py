@@ -54,8 +54,7 @@ def omop_to_meds(out: str | Path, path: str | Path | None = None, url: str | Non
             pl.col("code").replace_strict(text, default=None, return_dtype=pl.String).alias("description")
         ).select("code", "description", "parent_codes")
         write_codes(codes_frame, meta / "codes.parquet")
-        name = info.cdm_source.get("cdm_source_name") or (Path(path).name if path is not None else "omop")
-        synthetic = "SYNTHETIC" in str(name).upper() or (path is not None and (Path(path) / "SYNTHETIC.txt").exists())
+        name, synthetic = info.identity(path)
         dataset = {"dataset_name": str(name), "dataset_version": str(info.cdm_source.get("cdm_release_date") or "1"),
                    "etl_name": "medflow.omop_to_meds", "etl_version": _version(), "meds_version": "0.4.1",
                    "omop": {**info.as_dict(), "events": n_events, "subjects": n_subjects},

@@ -11,6 +11,7 @@ errors show the URL without its password.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import polars as pl
@@ -46,8 +47,8 @@ def hide_password(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-class OmopStore:
-    """The CDM tables of one OMOP database (files or SQL); `columns(t)`, `rows(t, lo, hi)`, `all(t)`."""
+class OmopStore(ABC):
+    """The CDM tables of one OMOP database (files or SQL); `columns(t)`, `rows(t, lo, hi)`, `where_in(...)`."""
 
     def __init__(self) -> None:
         self.where = ""
@@ -86,11 +87,13 @@ class OmopStore:
                             f"{CDM_VERSION} names it so; columns found: {', '.join(self._cols[table])}).")
         return True
 
+    @abstractmethod
     def rows(self, table: str, columns: list[str], lo: int | None = None, hi: int | None = None) -> pl.DataFrame:
-        raise NotImplementedError
+        """The `columns` (those the table has) of the rows whose person_id lies in [lo, hi]; every row without."""
 
+    @abstractmethod
     def where_in(self, table: str, columns: list[str], column: str, values: list[int]) -> pl.DataFrame:
-        raise NotImplementedError
+        """The rows whose integer `column` is one of `values` (concept lookups)."""
 
     def close(self) -> None:
         return None
