@@ -205,7 +205,10 @@ def test_a_study_folder_with_several_series_reads_the_one_asked_for(tmp_path):
 
 
 def test_a_predicted_mask_as_dicom_seg_reads_back_onto_the_same_voxels(tmp_path):
-    from medflow.data.dicom_seg import read_seg_labels, seg_bytes
+    import highdicom as hd
+
+    from medflow.data.dicom_seg import seg_bytes
+    from medflow.data.sources.images import dicom_series
 
     vol = _volume((12, 10, 8))
     folder = write_series(vol, AFFINES["oblique"], tmp_path / "series")
@@ -218,7 +221,9 @@ def test_a_predicted_mask_as_dicom_seg_reads_back_onto_the_same_voxels(tmp_path)
     assert seg.SegmentSequence[0].SegmentLabel == "tumour"
     source = pydicom.dcmread(next(folder.iterdir()))
     assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
-    labels = read_seg_labels(tmp_path / "p.seg.dcm", folder)  # highdicom's reading, in the series' order
+    uids = [ds.SOPInstanceUID for _, ds in dicom_series(folder)[0]]
+    labels = hd.seg.segread(tmp_path / "p.seg.dcm").get_pixels_by_source_instance(  # highdicom's own reading
+        source_sop_instance_uids=uids, combine_segments=True)
     # back to medflow's voxel order through the series' own geometry: the same mask
     native = np.transpose(labels, (2, 1, 0))
     from nibabel.orientations import apply_orientation, io_orientation

@@ -16,7 +16,7 @@ import numpy as np
 
 from medflow.errors import DataError
 
-__all__ = ["seg_bytes", "read_seg_labels", "seg_mask", "is_seg"]
+__all__ = ["seg_bytes", "seg_mask", "is_seg"]
 
 
 def is_seg(path: Path) -> bool:
@@ -85,17 +85,6 @@ def seg_mask(path: Path, folder: Path, series: dict | None = None) -> np.ndarray
                                                combine_segments=True, assert_missing_frames_are_empty=True)
     native = np.transpose(np.asarray(labels), (2, 1, 0))  # (slices, rows, cols) -> (i, j, k)
     return apply_orientation(native, io_orientation(native_affine)).astype(np.uint8)
-
-
-def read_seg_labels(path: Path, folder: Path) -> np.ndarray:
-    """A DICOM SEG's segments as one label map (slices, rows, cols) on the series in `folder`, by highdicom."""
-    import highdicom as hd
-
-    from medflow.data.sources.images import dicom_series
-
-    seg = hd.seg.segread(path)
-    uids = [ds.SOPInstanceUID for _, ds in dicom_series(folder)[0]]
-    return np.asarray(seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True))
 
 
 def _version() -> str:

@@ -68,9 +68,6 @@ class OmopStore(ABC):
             return _SqlStore(url, cdm_schema, vocab_schema)
         return _FileStore(Path(path))
 
-    def tables(self) -> set[str]:
-        return set(self._cols)
-
     def columns(self, table: str) -> list[str]:
         return self._cols.get(table, [])
 
