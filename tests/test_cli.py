@@ -1,5 +1,6 @@
-"""The real CLI in a subprocess: a study from YAML on a CSV, the run directory, predict/evaluate/report,
-and every bad input the foundation issue lists."""
+"""The real CLI: a study from YAML on a CSV in a subprocess, the run directory, predict/evaluate/report, a run
+killed and resumed, and every bad input the foundation issue lists (through the console script's entry point in
+this process: the same one-line errors and exit codes, without a fresh interpreter's imports per case)."""
 
 import json
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import make_frame
+from tests.conftest import make_frame, run_cli
 
 FAST_TRAIN = "train: {max_epochs: 15, patience: 5, progress: false}\nevaluate: {n_bootstrap: 100}\n"
 
@@ -69,12 +70,12 @@ def test_predict_evaluate_report(finished):
     out = pd.read_csv(root / "out.csv")
     assert len(out) == 20 and out["probability"].between(0, 1).all() and "explanation" in out
     new.drop(columns=["mean_radius"]).to_csv(root / "bad.csv", index=False)
-    res = medflow("predict", run, "bad.csv", cwd=root)
+    res = run_cli("predict", run, "bad.csv", cwd=root)
     assert res.returncode == 1 and "missing feature column(s) ['mean_radius']" in res.stderr
     assert "Traceback" not in res.stderr
-    res = medflow("evaluate", run, "--n-bootstrap", "100", "--sensitivity", "0.95", cwd=root)
+    res = run_cli("evaluate", run, "--n-bootstrap", "100", "--sensitivity", "0.95", cwd=root)
     assert res.returncode == 0 and "Sensitivity" in res.stdout
-    res = medflow("report", run, "-o", "card.html", cwd=root)
+    res = run_cli("report", run, "-o", "card.html", cwd=root)
     assert res.returncode == 0 and (root / "card.html").stat().st_size > 10_000
 
 
@@ -85,11 +86,11 @@ def test_listings(tmp_path, monkeypatch):
     res = medflow("models", cwd=tmp_path)
     for name in ("mlp", "resnet_mlp", "logistic_regression", "gradient_boosting", "random_survival_forest"):
         assert f" {name} " in res.stdout
-    res = medflow("models", "--json", cwd=tmp_path)
+    res = run_cli("models", "--json", cwd=tmp_path)
     rows = json.loads(res.stdout)
     assert {"random_survival_forest", "retain"} <= {r["name"] for r in rows}
     assert {r["name"]: r["complexity"] for r in rows}["logistic_regression"] == "1"
-    listed = json.loads(medflow("datasets", "--json", cwd=tmp_path).stdout)
+    listed = json.loads(run_cli("datasets", "--json", cwd=tmp_path).stdout)
     assert {"breast_cancer_genomic", "freesolv", "solubility"} <= {r["name"] for r in listed}
 
 
@@ -102,7 +103,7 @@ def _bad(tmp_path: Path, yaml: str, files: dict | None = None) -> subprocess.Com
         else:
             (tmp_path / name).write_text(content)
     (tmp_path / "s.yaml").write_text(yaml + FAST_TRAIN)
-    res = medflow("run", "s.yaml", cwd=tmp_path)
+    res = run_cli("run", "s.yaml", cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     assert _complete_runs(tmp_path) == []
@@ -141,7 +142,7 @@ def test_bad_input(tmp_path, case, yaml, files, message):
 
 
 def test_demo_fast(tmp_path):
-    res = medflow("demo", "--fast", "--output-dir", "out", cwd=tmp_path)
+    res = run_cli("demo", "--fast", "--output-dir", "out", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     last = res.stdout.strip().splitlines()[-1]
     assert last.startswith("Report: ") and Path(last[len("Report: "):]).exists()
@@ -161,7 +162,7 @@ def test_survival_study_end_to_end(tmp_path):
         "task: {kind: survival, time: time, event: event, horizons: [30, 90, 180]}\n"
         "models: [deepsurv, cox_ph, kaplan_meier]\n"
         "train: {max_epochs: 30, patience: 8, progress: false}\nevaluate: {n_bootstrap: 100}\n")
-    res = medflow("run", "s.yaml", cwd=tmp_path)
+    res = run_cli("run", "s.yaml", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     run = _complete_runs(tmp_path)[0]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -173,7 +174,7 @@ def test_survival_study_end_to_end(tmp_path):
     from medflow.data.builtin import frame_of
 
     frame_of("veterans").head(5).to_csv(tmp_path / "new.csv", index=False)
-    res = medflow("predict", run, "new.csv", "-o", "p.csv", "--horizons", "30,365", "--model", "cox_ph", cwd=tmp_path)
+    res = run_cli("predict", run, "new.csv", "-o", "p.csv", "--horizons", "30,365", "--model", "cox_ph", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = pd.read_csv(tmp_path / "p.csv")
     assert (out["survival_at_30"] >= out["survival_at_365"]).all() and out["risk"].notna().all()
@@ -217,7 +218,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         frame_of("breast_cancer").to_csv(d / "bc.csv", index=False)
         (d / "s.yaml").write_text(yaml)
         dirs[name] = d
-    assert medflow("run", "s.yaml", cwd=dirs["reference"]).returncode == 0
+    assert run_cli("run", "s.yaml", cwd=dirs["reference"]).returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "medflow", "run", "s.yaml"], cwd=dirs["killed"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -229,7 +230,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     proc.wait()
     work = next(dirs["killed"].glob("runs/k/*.incomplete"))
     assert not (work / "manifest.json").exists()
-    res = medflow("run", "s.yaml", "--resume", work, cwd=dirs["killed"])
+    res = run_cli("run", "s.yaml", "--resume", work, cwd=dirs["killed"])
     assert res.returncode == 0, res.stderr
     weights = [next(d.glob("runs/k/*/fold_0/mlp/model.safetensors")).read_bytes() for d in dirs.values()]
     assert weights[0] == weights[1]

@@ -1,5 +1,6 @@
-"""EHR studies end to end through the real CLI: simulate, then MEDS, FHIR and event-table studies,
-predict on new event data, the report, and bad event input as one-line errors."""
+"""EHR studies end to end through the real CLI (the simulator in a subprocess, the rest through the console
+script's entry point in this process): simulate, then MEDS, FHIR and event-table studies, predict on new event
+data, external validation on another site, the report, and bad event input as one-line errors."""
 
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ import polars as pl
 import pytest
 
 from medflow.data.sources.meds import read_meds
+from tests.conftest import run_cli
 from tests.ehr.fhir_export import write_ndjson
 from tests.test_cli import _complete_runs, medflow
 
@@ -33,13 +35,19 @@ def cohort(tmp_path_factory):
     return tmp
 
 
-def test_meds_study_end_to_end_with_predict(cohort):
+@pytest.fixture(scope="module")
+def meds_run(cohort):
+    """One MEDS study (GRU, RETAIN, logistic regression) shared by the tests that read a finished run."""
     _study(cohort, "  meds: cohort\n  cohort: readmission_30d\n  sequence: {max_len: 96}",
            "{kind: binary, label: readmission_30d}")
-    r = medflow("run", "study.yaml", cwd=cohort)
+    r = run_cli("run", "study.yaml", cwd=cohort)
     assert r.returncode == 0, r.stderr
+    return _complete_runs(cohort)[0], r
+
+
+def test_meds_study_end_to_end_with_predict(cohort, meds_run):
+    run, r = meds_run
     assert "using the source's subject splits" in r.stderr and "SYNTHETIC" in r.stdout
-    run = _complete_runs(cohort)[0]
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["models"]) == {"gru", "retain", "logistic_regression"}
     auroc = metrics["models"]["logistic_regression"]["metrics"]["auroc"]
@@ -55,13 +63,13 @@ def test_meds_study_end_to_end_with_predict(cohort):
     splits = pl.read_parquet(cohort / "cohort" / "metadata" / "subject_splits.parquet").to_pandas()
     held = set(splits.loc[splits.split == "held_out", "subject_id"].astype(str))
     assert set(preds.loc[preds.split == "test", "patient_id"]) <= held
-    r = medflow("predict", run, "cohort", "-o", "p.csv", "--explain", cwd=cohort)
+    r = run_cli("predict", run, "cohort", "-o", "p.csv", "--explain", cwd=cohort)
     assert r.returncode == 0, r.stderr
     p = pd.read_csv(cohort / "p.csv")
     assert {"subject_id", "prediction_time", "probability", "explanation"} <= set(p.columns)
     assert p["probability"].between(0, 1).all()
     # embeddings and anomaly scores of the same run (`medflow embed`)
-    r = medflow("embed", run, "--dim", 8, "--epochs", 3, "--top", 5, cwd=cohort)
+    r = run_cli("embed", run, "--dim", 8, "--epochs", 3, "--top", 5, cwd=cohort)
     assert r.returncode == 0, r.stderr
     emb = pd.read_parquet(run / "embedding" / "embeddings.parquet")
     assert {"subject_id", "anomaly_score", "z_0", "z_7"} <= set(emb.columns) and emb["anomaly_score"].gt(0).all()
@@ -73,7 +81,7 @@ def test_fhir_study_end_to_end(cohort, tmp_path):
     write_ndjson(read_meds(cohort / "cohort").events, tmp_path / "export")
     _study(tmp_path, "  fhir: export\n  cohort: in_hospital_mortality\n  synthetic: true",
            "{kind: binary, label: in_hospital_mortality}", "[gru, logistic_regression]")
-    r = medflow("run", "study.yaml", cwd=tmp_path)
+    r = run_cli("run", "study.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     run = _complete_runs(tmp_path)[0]
     assert json.loads((run / "manifest.json").read_text())["synthetic"] is True
@@ -86,7 +94,7 @@ def test_event_table_study_regression(cohort, tmp_path):
     data = "  events: {path: events.parquet, subject_id: pid, code: item}\n  cohort: los\n  synthetic: true"
     _study(tmp_path, data + "\n  sequence: {max_len: 48}", "{kind: regression, label: los}",
            "[transformer, lstm, bag_of_codes_mlp, linear_regression]")
-    r = medflow("run", "study.yaml", cwd=tmp_path)
+    r = run_cli("run", "study.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     metrics = json.loads((_complete_runs(tmp_path)[0] / "metrics.json").read_text())
     assert set(metrics["models"]) == {"transformer", "lstm", "bag_of_codes_mlp", "linear_regression"}
@@ -103,7 +111,7 @@ def test_meds_label_file_as_the_task(cohort, tmp_path):
     labels.write_parquet(tmp_path / "labels.parquet")
     _study(tmp_path, f"  meds: {cohort / 'cohort'}\n  labels: labels.parquet", "{kind: binary, label: label}",
            "[bag_of_codes_mlp, logistic_regression]")
-    r = medflow("run", "study.yaml", cwd=tmp_path)
+    r = run_cli("run", "study.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
 
 
@@ -117,7 +125,7 @@ def test_bad_event_input_is_one_line(tmp_path, data, message):
     pl.DataFrame({"subject_id": [1], "time": [None], "numeric_value": [1.0]}).write_parquet(
         tmp_path / "bad" / "data" / "0.parquet")
     _study(tmp_path, data, "{kind: binary, label: readmission_30d}")
-    r = medflow("run", "study.yaml", cwd=tmp_path)
+    r = run_cli("run", "study.yaml", cwd=tmp_path)
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
     assert not _complete_runs(tmp_path)
 
@@ -127,7 +135,7 @@ def test_sequence_model_on_a_table_is_refused(tmp_path):
 
     frame_of("breast_cancer").to_csv(tmp_path / "bc.csv", index=False)
     _study(tmp_path, "  path: bc.csv\n  patient_id: patient_id", "{kind: binary, label: malignant}", "[gru]")
-    r = medflow("run", "study.yaml", cwd=tmp_path)
+    r = run_cli("run", "study.yaml", cwd=tmp_path)
     msg = " ".join(r.stderr.split())
     assert r.returncode == 1 and "model 'gru' reads events but" in msg and "give it event data (data.meds" in msg
 
@@ -157,19 +165,15 @@ def test_autoencoder_ranks_planted_anomalies_first():
     assert score[odd].min() > np.quantile(normal, 0.9)
 
 
-def test_external_validation_on_another_sites_meds(cohort):
-    r = medflow("simulate", "ehr", "--patients", 300, "--seed", 9, "--out", "site_b", cwd=cohort)
+def test_external_validation_on_another_sites_meds(cohort, meds_run):
+    r = run_cli("simulate", "ehr", "--patients", 300, "--seed", 9, "--out", "site_b", cwd=cohort)
     assert r.returncode == 0, r.stderr
-    _study(cohort, "  meds: cohort\n  cohort: readmission_30d\n  sequence: {max_len: 64}",
-           "{kind: binary, label: readmission_30d}", "[gru, logistic_regression]")
-    (cohort / "ext.yaml").write_text((cohort / "study.yaml").read_text().replace("name: ehr", "name: ehr-ext"))
-    assert medflow("run", "ext.yaml", cwd=cohort).returncode == 0
-    run = next(p.parent for p in cohort.glob("runs/ehr-ext/*/manifest.json"))
-    r = medflow("evaluate", run, "--data", "site_b", "--recalibrate", "logistic", cwd=cohort)
+    run = meds_run[0]
+    r = run_cli("evaluate", run, "--data", "site_b", "--recalibrate", "logistic", cwd=cohort)
     assert r.returncode == 0, r.stderr
     result = json.loads((run / "external" / "site_b" / "metrics.json").read_text())
     assert result["external"]["synthetic"] and result["external"]["n_patients"] > 200
-    for m in ("gru", "logistic_regression"):
+    for m in ("gru", "retain", "logistic_regression"):
         auc = result["models"][m]["metrics"]["auroc"]
         assert 0.5 < auc["value"] < 1 and auc["low"] <= auc["value"] <= auc["high"]
         assert "after" in result["recalibration"]["models"][m]

@@ -1,8 +1,6 @@
 """External validation: calibration intercept and slope, recalibration, drift, and the CLI end to end."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -10,7 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from medflow.evaluate.external import _logit, apply_recalibration, calibration_intercept_slope, fit_recalibration
-from tests.conftest import make_frame
+from tests.conftest import make_frame, run_cli
 
 
 def _sigmoid(z):
@@ -47,11 +45,6 @@ def test_recalibration_repairs_a_miscalibrated_model(method):
     assert abs(np.mean(q) - np.mean(y[3000:])) < 0.02
 
 
-def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "medflow", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
-
-
 def test_external_validation_end_to_end(tmp_path):
     make_frame(500, seed=0).to_csv(tmp_path / "site_a.csv", index=False)
     other = make_frame(400, seed=5)
@@ -62,9 +55,9 @@ def test_external_validation_end_to_end(tmp_path):
         "name: ext\ndata: {path: site_a.csv, patient_id: pid}\ntask: {kind: binary, label: y}\n"
         "models: [logistic_regression, mlp]\ntrain: {max_epochs: 15, patience: 5, progress: false}\n"
         "evaluate: {n_bootstrap: 100, subgroups: [sex]}\n")
-    assert _cli("run", "s.yaml", cwd=tmp_path).returncode == 0
+    assert run_cli("run", "s.yaml", cwd=tmp_path).returncode == 0
     run = next(p.parent for p in tmp_path.glob("runs/ext/*/manifest.json"))
-    res = _cli("evaluate", run, "--data", "site_b.csv", "--recalibrate", "logistic", cwd=tmp_path)
+    res = run_cli("evaluate", run, "--data", "site_b.csv", "--recalibrate", "logistic", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "EXTERNAL validation" in res.stdout and "drift: x1: standardized mean difference +0.7" in res.stderr
     assert "warning: site_b.csv: 41 value(s) of 'cat' were not seen in training" in res.stderr
@@ -89,10 +82,10 @@ def test_external_validation_end_to_end(tmp_path):
     preds = pd.read_parquet(run / "external" / "site_b" / "predictions.parquet")
     assert len(preds) == 800 and set(preds["split"]) == {"test"}
 
-    res = _cli("evaluate", run, "--data", "site_b.csv", "--recalibrate", "linear", cwd=tmp_path)
+    res = run_cli("evaluate", run, "--data", "site_b.csv", "--recalibrate", "linear", cwd=tmp_path)
     assert res.returncode == 1 and "binary runs take 'logistic'" in res.stderr and "Traceback" not in res.stderr
     pd.read_csv(tmp_path / "site_b.csv").drop(columns=["y"]).to_csv(tmp_path / "nolabel.csv", index=False)
-    res = _cli("evaluate", run, "--data", "nolabel.csv", cwd=tmp_path)
+    res = run_cli("evaluate", run, "--data", "nolabel.csv", cwd=tmp_path)
     assert res.returncode == 1 and "label column 'y' is missing" in res.stderr
 
 
@@ -128,11 +121,11 @@ def test_external_data_in_latin1_reads_with_encoding(tmp_path):
     (tmp_path / "s.yaml").write_text(
         "name: enc\ndata: {path: a.csv, patient_id: pid}\ntask: {kind: binary, label: y}\n"
         "models: [logistic_regression]\nevaluate: {n_bootstrap: 50}\n")
-    assert _cli("run", "s.yaml", cwd=tmp_path).returncode == 0
+    assert run_cli("run", "s.yaml", cwd=tmp_path).returncode == 0
     run = next(p.parent for p in tmp_path.glob("runs/enc/*/manifest.json"))
-    res = _cli("evaluate", run, "--data", "b.csv", cwd=tmp_path)
+    res = run_cli("evaluate", run, "--data", "b.csv", cwd=tmp_path)
     assert res.returncode == 1 and "--encoding latin-1" in res.stderr and "Traceback" not in res.stderr
-    res = _cli("evaluate", run, "--data", "b.csv", "--encoding", "latin-1", cwd=tmp_path)
+    res = run_cli("evaluate", run, "--data", "b.csv", "--encoding", "latin-1", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     result = json.loads((run / "external" / "b" / "metrics.json").read_text())
     assert result["drift"]["flagged"] == []  # the same patients, decoded right: no unseen categories

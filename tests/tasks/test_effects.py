@@ -232,7 +232,8 @@ def test_genomic_block_changes_who_benefits():
 
 def test_yaml_run_and_predict_through_the_cli(tmp_path):
     """`medflow run` on a CSV with a treatment_effect task, then `medflow predict` on new patients."""
-    from tests.test_cli import _complete_runs, medflow
+    from tests.conftest import run_cli
+    from tests.test_cli import _complete_runs
 
     frame = simulate_effects(600, seed=8)
     frame.to_csv(tmp_path / "cohort.csv", index=False)
@@ -242,14 +243,14 @@ def test_yaml_run_and_predict_through_the_cli(tmp_path):
         "task: {kind: treatment_effect, treatment: treated, outcome: sbp_fall, true_effect: true_effect,\n"
         "       trim: [0.02, 0.98], benefit_threshold: 5}\n"
         "models: [s_learner, x_learner]\nevaluate: {n_bootstrap: 100, subgroups: [diabetes]}\n")
-    res = medflow("run", "study.yaml", cwd=tmp_path)
+    res = run_cli("run", "study.yaml", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     run_dir = _complete_runs(tmp_path)[0]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     sel = metrics["selected_model"]
     groups = metrics["models"][sel]["subgroups"]["diabetes"]["groups"]  # CATE by subgroup with CIs
     assert groups["1"]["metrics"]["ate"]["value"] < groups["0"]["metrics"]["ate"]["value"]  # tau has -3 diabetes
-    res = medflow("predict", run_dir, "new.csv", "-o", "out.csv", cwd=tmp_path)
+    res = run_cli("predict", run_dir, "new.csv", "-o", "out.csv", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = pd.read_csv(tmp_path / "out.csv")
     assert len(out) == 25 and {"cate", "benefit", "recommendation"} <= set(out.columns)
@@ -278,7 +279,7 @@ def test_acic_instance_1_is_refused_by_default_and_runs_trimmed(tmp_path):
     with pytest.raises(DataError, match=r"poor overlap between arms of 'treated': 4\d\.\d% of patients"):
         mf.Study(dataset=ds, task=TreatmentEffect(**task), model=["s_learner"], output_dir=tmp_path).fit()
     run = mf.Study(dataset=ds, task=TreatmentEffect(**task, trim=[0.01, 0.99]), model=["x_learner"], evaluate=EVAL,
-                   output_dir=tmp_path).fit()
+                   explain={"n_repeats": 1, "max_records": 50}, output_dir=tmp_path).fit()
     a = json.loads((run.path / "task_analysis.json").read_text())
     assert 2000 < a["n"] < 3000 and a["n"] + a["n_trimmed"] == 4802
     assert run.metrics.data["models"]["x_learner"]["metrics"]["sqrt_pehe"]["value"] < 1.2

@@ -13,6 +13,7 @@ name found once in a note is then found everywhere in that note. Spans are chara
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ def tokens_with_offsets(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
+@lru_cache(maxsize=65536)  # a note's words repeat across tokens, neighbours and notes
 def _shape(w: str) -> str:
     s = re.sub(r"[A-Z]", "X", re.sub(r"[a-z]", "x", re.sub(r"\d", "d", w)))
     return re.sub(r"(.)\1{2,}", r"\1\1", s)

@@ -29,18 +29,22 @@ _UNITS = {"mg", "mcg", "g", "gram", "grams", "units", "unit", "ml", "puffs", "pu
           "caps", "capsules", "meq", "iu", "drops", "mg/kg", "l"}
 
 
-def _token_features(toks: list[tuple[str, int, int]], text: str, i: int) -> dict[str, float]:
-    """The PHI tagger's features plus what marks a medication whatever its name: a number and a unit next."""
-    f = _features(toks, text, i)
+def _note_features(toks: list[tuple[str, int, int]], text: str) -> list[dict[str, float]]:
+    """Each token's features: the PHI tagger's (`nlp.phi`) plus what marks a medication whatever its name, a
+    number and a unit next to it. The note's lower-cased words and number flags are computed once per note."""
     w = [t[0].lower() for t in toks]
     num = [t.replace(".", "", 1).replace(",", "").isdigit() for t in w]
-    if i + 2 < len(w) and num[i + 1] and w[i + 2] in _UNITS:
-        f["before_dose"] = 1.0
-    if num[i] and i + 1 < len(w) and w[i + 1] in _UNITS:
-        f["dose_number"] = 1.0
-    if w[i] in _UNITS and i > 0 and num[i - 1]:
-        f["dose_unit"] = 1.0
-    return f
+    out = []
+    for i in range(len(toks)):
+        f = _features(toks, text, i)
+        if i + 2 < len(w) and num[i + 1] and w[i + 2] in _UNITS:
+            f["before_dose"] = 1.0
+        if num[i] and i + 1 < len(w) and w[i + 1] in _UNITS:
+            f["dose_number"] = 1.0
+        if w[i] in _UNITS and i > 0 and num[i - 1]:
+            f["dose_unit"] = 1.0
+        out.append(f)
+    return out
 
 
 class SpanTagger:
@@ -96,7 +100,7 @@ class SpanTagger:
         feats, tags = [], []
         for text, sp in zip(texts, spans, strict=True):
             toks = tokens_with_offsets(text)
-            feats += [_token_features(toks, text, i) for i in range(len(toks))]
+            feats += _note_features(toks, text)
             tags += self._tags(toks, sp)
         self.vec = DictVectorizer()
         self.model = LogisticRegression(C=self.C, max_iter=3000).fit(self.vec.fit_transform(feats), tags)
@@ -160,14 +164,16 @@ class SpanTagger:
     def extract(self, texts: list[str]) -> list[list[dict[str, Any]]]:
         """Spans per text: {start, end, label, text, attributes} (assertion for `assert_labels`)."""
         classes = list(self.model.classes_)
-        out = []
-        for text in texts:
-            toks = tokens_with_offsets(text)
+        toks_of = [tokens_with_offsets(text) for text in texts]
+        feats = [f for text, toks in zip(texts, toks_of, strict=True) for f in _note_features(toks, text)]
+        # one vectorization and one prediction for all notes: per-note calls pay scikit-learn's checks each time
+        logp_all = np.log(np.clip(self.model.predict_proba(self.vec.transform(feats)), 1e-12, 1)) if feats else None
+        out, at = [], 0
+        for text, toks in zip(texts, toks_of, strict=True):
             if not toks:
                 out.append([])
                 continue
-            logp = np.log(np.clip(self.model.predict_proba(self.vec.transform(
-                [_token_features(toks, text, i) for i in range(len(toks))])), 1e-12, 1))
+            logp, at = logp_all[at:at + len(toks)], at + len(toks)
             spans: list[dict[str, Any]] = []
             for (_, a, b), tag in zip(toks, self._decode(logp, classes), strict=True):
                 if tag.startswith("B-"):
