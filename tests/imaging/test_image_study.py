@@ -16,6 +16,7 @@ from medflow.data.images import ImageData, phantom_dataset
 from medflow.errors import ConfigError, DataError
 from medflow.features.image import ImageFeaturizer
 from medflow.study import run_study
+from tests.conftest import run_cli
 
 TRAIN = {"max_epochs": 12, "patience": 4, "batch_size": 32, "progress": False}
 
@@ -101,7 +102,8 @@ def test_multiclass_3d_phantoms(tmp_path):
     ds = builtin.load("phantoms_3d")
     cfg = _phantom_cfg(tmp_path, data={"dataset": "phantoms_3d"}, task={"kind": "multiclass", "label": "finding"},
                        models=[{"name": "small_cnn", "params": {"channels": [8, 16]}}],
-                       train={**TRAIN, "max_epochs": 15, "patience": 15})
+                       train={**TRAIN, "max_epochs": 8, "patience": 8},  # macro AUROC 0.85 at 8 epochs
+                       explain={"max_records": 24, "examples": 2})  # Grad-CAM in 3-D; localization is tested in 2-D
     run = run_study(cfg, dataset=ds)
     assert run.metrics.value("small_cnn", "auroc_macro") > 0.75
     e = json.loads((run.path / "explanations.json").read_text())["small_cnn"]
@@ -160,8 +162,7 @@ def test_cli_png_folders_to_predictions_and_overlays(tmp_path):
     r = subprocess.run(cli + ["run", str(tmp_path / "study.yaml")], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     run_dir = next((tmp_path / "runs" / "png").iterdir())
-    r = subprocess.run(cli + ["predict", str(run_dir), str(root / "tumor"), "-o", str(tmp_path / "out.csv"),
-                              "--explain"], capture_output=True, text=True)
+    r = run_cli("predict", run_dir, root / "tumor", "-o", tmp_path / "out.csv", "--explain", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = pd.read_csv(tmp_path / "out.csv")
     n_tumor = int((ds.frame["finding"] == "tumor").sum())
@@ -171,7 +172,7 @@ def test_cli_png_folders_to_predictions_and_overlays(tmp_path):
     labels.assign(file=lambda d: d["file"].str.replace(".png", ".jpg")).head(3).to_csv(bad, index=False)
     study["data"]["images"]["labels"] = str(bad)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(study))
-    r = subprocess.run(cli + ["run", str(tmp_path / "bad.yaml")], capture_output=True, text=True, cwd=tmp_path)
+    r = run_cli("run", tmp_path / "bad.yaml", cwd=tmp_path)
     assert r.returncode == 1 and "bad.csv row 1: image" in r.stderr and "not found" in r.stderr
     assert not list((tmp_path / "runs" / "png").glob("*.incomplete"))
 

@@ -39,6 +39,9 @@ PARAMS = {"late_fusion": {"blocks": {"numbers": ["x1", "x2"]}, "hidden": 16},  #
           # the battery checks each model's contract and that it learns; the smallest widths that do keep it fast
           "bilstm_attention": {"d": 32, "hidden": 32},
           "transformer_encoder": {"d": 32, "heads": 2, "layers": 1, "ff": 64}}
+# deep models whose every epoch is slow (DenseNet-121's 121 layers, SegResNet at full resolution): fewer epochs,
+# still asserted to learn
+EPOCHS = {"densenet121": 6, "segresnet": 8}
 SOURCES: list[str] = []
 
 
@@ -193,7 +196,8 @@ def _build(name, task):
 @pytest.mark.parametrize("name,kind", CASES)
 def test_fit_save_load_predict(name, kind, tmp_path, fast_train):
     task, xtr, ytr, xva, yva, xte, yte = _data(kind, name)
-    est = _build(name, task).fit(xtr, ytr, xva, yva, fast_train, seed=0)
+    train = fast_train.model_copy(update={"max_epochs": EPOCHS[name]}) if name in EPOCHS else fast_train
+    est = _build(name, task).fit(xtr, ytr, xva, yva, train, seed=0)
     p = est.predict(xte)
     if kind == "binary":
         assert p.shape == (len(xte),) and ((p >= 0) & (p <= 1)).all()
