@@ -42,8 +42,10 @@ _SURR_LAST = ["Ashdown", "Brightwater", "Coldbrook", "Dunmore", "Eastwick", "Fai
               "Ivyridge", "Kingsley", "Larkfield", "Merriweather", "Northcote", "Oakhurst", "Pemberly", "Quarrington"]
 _SURR_PLACE = ["Alderbrook", "Birchmont", "Cobblestone", "Dovecote", "Elmstead", "Foxhaven", "Greystone", "Heathfield"]
 _FORMATS = ["%m/%d/%Y", "%Y-%m-%d", "%B %d, %Y", "%b %d, %Y", "%d %b %Y", "%d %B %Y", "%m/%d/%y", "%m-%d-%Y",
-            "%b. %d, %Y", "%B %d %Y", "%b %d %Y"]
+            "%b. %d, %Y", "%B %d %Y", "%b %d %Y", "%d-%b-%y", "%d-%b-%Y", "%Y/%m/%d", "%m.%d.%Y", "%d of %B %Y",
+            "%d of %B, %Y", "%d of %b %Y"]
 _NO_YEAR = ["%m/%d", "%B %d", "%b %d", "%b. %d"]
+_PADDED = {"%Y-%m-%d", "%Y/%m/%d", "%d-%b-%y", "%d-%b-%Y", "%m.%d.%Y"}
 
 
 @lru_cache(maxsize=2)
@@ -64,7 +66,8 @@ def _shift_date(value: str, days: int) -> str | None:
         except ValueError:
             continue
         out = (d + timedelta(days=days)).strftime(fmt)
-        if not re.search(r"(^|\D)0\d", v):  # written without leading zeros: "3/4/2021" stays in that style
+        # written without leading zeros: "3/4/2021" stays in that style; ISO and lab forms are always padded
+        if fmt not in _PADDED and not re.search(r"(^|\D)0\d", v):
             out = re.sub(r"(^|\D)0(\d)", r"\1\2", out)
         return out
     for fmt in _NO_YEAR:

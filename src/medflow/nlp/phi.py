@@ -24,31 +24,54 @@ _MON = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug
        r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 _M12, _D31 = r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
 # (label, pattern): the span is group "v" when the pattern has one (its context stays unmasked), else the match
+_NO = r"(?:\s*(?:number|num\.?|no\.?|#|id))?"  # "MRN", "MRN #", "Medical Record No.", "Member ID"
+_PHONE_CTX = r"(?i:\b(?:tel(?:ephone)?|phone|ph|cell|mobile|pager|call|contact|home|work)\b[\s:.#]*)"
+_NUM = r"\+?1[-.\s]?"  # the US country code, when written
+# (label, pattern): the span is group "v" when the pattern has one (its context stays unmasked), else the match.
+# Identifiers that follow a label are matched in the forms hospitals write them: digits in groups with hyphens,
+# dots or spaces ("MRN 84-227-991", "84 227 991"), letters before them ("HX12345678"), a check digit after a
+# hyphen ("1234567-8"). A label's value must hold at least five digits (an MRN's "# 12" is not one).
 PATTERNS: list[tuple[str, str]] = [
     ("EMAIL", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     ("URL", r"(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:)]"),
     ("IP", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
     ("SSN", r"\b\d{3}-\d{2}-\d{4}\b"),
-    ("FAX", r"(?i:fax)(?:\s*(?:number|no\.?|#))?[\s:.]*(?:to\s+)?"
-            r"(?P<v>(?:\(\d{3}\)\s?|\b\d{3}[-.\s])\d{3}[-.]\d{4})\b"),
-    ("PHONE", r"(?:\(\d{3}\)\s?|\b\d{3}[-.])\d{3}[-.]\d{4}\b"),
-    ("DATE", rf"\b{_M12}/{_D31}/(?:\d{{4}}|\d{{2}})\b|\b\d{{4}}-\d{{2}}-\d{{2}}\b|\b{_M12}-{_D31}-\d{{4}}\b"),
-    ("DATE", rf"\b{_MON}\s+{_D31}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b|\b{_D31}\s+{_MON}\s+\d{{4}}\b"),
+    ("SSN", rf"(?i:\b(?:SSN|SS#|social\s+security{_NO}))[\s:#.]*(?P<v>\d{{3}}[-\s]?\d{{2}}[-\s]?\d{{4}})\b"),
+    ("FAX", rf"(?i:fax)(?:\s*(?:number|no\.?|#))?[\s:.]*(?:to\s+)?"
+            rf"(?P<v>(?:{_NUM})?(?:\(\d{{3}}\)\s?|\b\d{{3}}[-.\s])\d{{3}}[-.\s]\d{{4}})\b"),
+    ("PHONE", rf"(?:{_NUM})?(?:\(\d{{3}}\)\s?|\b\d{{3}}[-.])\d{{3}}[-.]\d{{4}}\b(?:\s*(?:x|ext\.?)\s*\d{{1,5}}\b)?"),
+    ("PHONE", rf"{_PHONE_CTX}(?P<v>(?:{_NUM})?\d{{3}}\s\d{{3}}\s\d{{4}})\b"),
+    ("DATE", rf"\b{_M12}/{_D31}/(?:\d{{4}}|\d{{2}})\b|\b\d{{4}}[-/]\d{{2}}[-/]\d{{2}}\b|\b{_M12}-{_D31}-\d{{4}}\b"
+             rf"|\b{_M12}\.{_D31}\.\d{{4}}\b"),
+    ("DATE", rf"\b{_D31}-{_MON}-(?:\d{{4}}|\d{{2}})\b"),  # 14-Mar-24, 14-Mar-2024 (lab and pharmacy systems)
+    ("DATE", rf"\b{_MON}\s+{_D31}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b|\b{_D31}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MON}"
+             rf"(?:,?\s+\d{{4}})?\b"),
     ("DATE", rf"(?<![\d/]){_M12}/{_D31}(?![\d/])"),
-    ("AGE", r"\b(?P<v>(?:9\d|1[01]\d))(?=\s*(?:-?\s*(?:years?|yrs?)[- ]old|\s*(?:y/?o|yo)\b|\s*years?\b))"),
+    ("DATE", r"(?i:\b(?:on|since|until|from|by)\s+the\s+)(?P<v>(?:[12]?\d|3[01])(?:st|nd|rd|th))\b"),  # "on the 14th"
+    ("AGE", r"\b(?P<v>(?:9\d|1[01]\d))(?=\s*(?:-?\s*(?:years?|yrs?)[- ]old|\s*(?:y/?o|yo|y\.o\.?)(?!\w)"
+            r"|\s*(?:years?|yrs?)\b))"),
     ("AGE", r"(?i:\bage[d:]?\s+)(?P<v>(?:9\d|1[01]\d))\b"),
-    ("MRN", r"(?i:\b(?:MRN|MR#|medical\s+record(?:\s+(?:number|no\.?|#))?|record(?:\s+(?:number|#))?|chart\s*#?))"
-            r"[\s:#.]*(?P<v>[A-Z]{0,3}\d{5,10})\b"),
+    ("MRN", rf"(?i:\b(?:MRN|MR\s*#|MR\s*No\.?|med(?:ical)?\s+rec(?:ord)?s?{_NO}|record{_NO}|chart{_NO}|"
+            rf"unit{_NO}|hospital\s+(?:number|no\.?|#)|pt\.?{_NO}|patient\s+(?:number|no\.?|#|id)))[\s:#.]*"
+            r"(?P<v>(?=(?:[A-Z]{0,3}[-.\s]?)?(?:\d[-.\s]?){5})[A-Z]{0,3}[-.]?\d{2,}(?:[-.]\d+|\s\d{3,4}(?!\d)){0,3}"
+            r"(?:-[A-Z0-9])?)\b"),
     ("MRN", r"\bMR\d{6,9}\b"),
-    ("ACCOUNT", r"(?i:\b(?:acct|account|member|policy|subscriber|insurance|plan)(?:\s+(?:number|no\.?|id|#))?)"
-                r"[\s:#.]*(?P<v>[A-Z]{0,3}\d{6,12})\b"),
-    ("LICENSE", r"(?i:\b(?:license|licence|lic|NPI|DEA)(?:\s+(?:number|no\.?|#))?)[\s:#.]*(?P<v>[A-Z]{0,2}\d{5,10})\b"),
-    ("DEVICE", r"(?i:\b(?:serial|S/N)(?:\s+(?:number|no\.?|#))?)[\s:#.]*(?P<v>[A-Z0-9][A-Z0-9-]{4,})\b"),
+    ("ACCOUNT", rf"(?i:\b(?:acct|account|member|policy|subscriber|insurance|plan|group|billing|encounter|visit|"
+                rf"claim|medicare|medicaid|beneficiary|FIN|HAR|CSN){_NO})[\s:#.]*"
+                r"(?P<v>(?=[A-Z0-9-]*\d)(?=(?:[A-Z-]*\d){5})[A-Z0-9]{1,4}(?:-?[A-Z0-9]{2,}){1,4})\b"),
+    ("LICENSE", rf"(?i:\b(?:driver'?s?\s+licen[cs]e|licen[cs]e|lic\.?|DL|NPI|DEA|certificate|cert\.?){_NO})"
+                r"[\s:#.]*(?P<v>(?!plate)[A-Z]{0,2}\d[\d-]{3,14}\d)\b"),
+    ("VEHICLE", rf"(?i:\b(?:licen[cs]e\s+plate|plate|tag|VIN|vehicle){_NO})[\s:#.]*"
+                r"(?P<v>(?=[A-Z0-9-]*\d)[A-Z0-9]{1,4}[-\s]?[A-Z0-9]{2,14})\b"),
+    ("DEVICE", rf"(?i:\b(?:serial|S/N|UDI|device\s+id|model/serial|lot){_NO})[\s:#.]*"
+               r"(?P<v>[A-Z0-9(][A-Z0-9()-]{4,})\b"),
     ("DEVICE", r"\bSN-[A-Z0-9]{5,}\b"),
-    ("STREET", r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Drive|Lane|Ln\.?|Court|"
-               r"Ct\.?|Boulevard|Blvd\.?|Way|Place|Pl\.?|Terrace|Circle|Highway|Hwy\.?)(?=[\s,.;]|$)"),
+    ("STREET", r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Drive|Dr\.?|Lane|Ln\.?|"
+               r"Court|Ct\.?|Boulevard|Blvd\.?|Way|Place|Pl\.?|Terrace|Circle|Highway|Hwy\.?|Parkway|Pkwy\.?)"
+               r"(?:\s+(?:Apt|Suite|Unit|#)\.?\s*\w+)?(?=[\s,.;]|$)"),
     ("CITY", r"\b(?P<v>[A-Z][a-z]+(?:\s[A-Z][a-z]+)?),\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b"),
     ("ZIP", r"\b[A-Z]{2}\s+(?P<v>\d{5}(?:-\d{4})?)\b"),
+    ("ZIP", r"(?i:\bzip(?:\s*code)?[\s:#.]*)(?P<v>\d{5}(?:-\d{4})?)\b"),
     ("HOSPITAL", r"\b(?:St\.\s+)?(?:[A-Z][a-z]+\s+){1,3}(?:Hospital|Medical\s+Center|Health\s+Center|Health\s+System|"
                  r"Clinic|Infirmary|Health|Institute|Medical\s+Group|Nursing\s+Home|Rehabilitation\s+Center)\b"),
     ("ID", r"\b[A-Z]{0,3}\d{6,}\b"),
