@@ -23,7 +23,6 @@ __all__ = ["find_phi", "PhiTagger", "PATTERNS", "tokens_with_offsets"]
 _MON = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|" \
        r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 _M12, _D31 = r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
-# (label, pattern): the span is group "v" when the pattern has one (its context stays unmasked), else the match
 _NO = r"(?:\s*(?:number|num\.?|no\.?|#|id))?"  # "MRN", "MRN #", "Medical Record No.", "Member ID"
 _PHONE_CTX = r"(?i:\b(?:tel(?:ephone)?|phone|ph|cell|mobile|pager|call|contact|home|work)\b[\s:.#]*)"
 _NUM = r"\+?1[-.\s]?"  # the US country code, when written

@@ -163,10 +163,16 @@ class SpanTagger:
 
     def extract(self, texts: list[str]) -> list[list[dict[str, Any]]]:
         """Spans per text: {start, end, label, text, attributes} (assertion for `assert_labels`)."""
+        out: list[list[dict[str, Any]]] = []
+        for start in range(0, len(texts), 256):  # batches of notes: bounded memory on a whole corpus
+            out += self._extract_batch(list(texts[start:start + 256]))
+        return out
+
+    def _extract_batch(self, texts: list[str]) -> list[list[dict[str, Any]]]:
         classes = list(self.model.classes_)
         toks_of = [tokens_with_offsets(text) for text in texts]
         feats = [f for text, toks in zip(texts, toks_of, strict=True) for f in _note_features(toks, text)]
-        # one vectorization and one prediction for all notes: per-note calls pay scikit-learn's checks each time
+        # one vectorization and one prediction per batch: per-note calls pay scikit-learn's checks each time
         logp_all = np.log(np.clip(self.model.predict_proba(self.vec.transform(feats)), 1e-12, 1)) if feats else None
         out, at = [], 0
         for text, toks in zip(texts, toks_of, strict=True):
