@@ -26,6 +26,7 @@ import bench_service  # noqa: E402
 import bench_survival  # noqa: E402
 import bench_synthetic  # noqa: E402
 import bench_text  # noqa: E402
+import bench_text_style  # noqa: E402
 import bench_trainer  # noqa: E402
 
 
@@ -110,6 +111,9 @@ def main() -> None:
     text_res = bench_text.run()
     lines += ["", "## (t) Clinical text on the real IU chest X-ray reports and SYNTHETIC notes", "",
               *bench_text.markdown(text_res)]
+    style = {"drugs": bench_text_style.drugs(), "deid": bench_text_style.deid(), "scale": bench_text_style.scale()}
+    lines += ["", "## (t2) Clinical text on notes written in another style (SYNTHETIC, never trained on)", "",
+              *bench_text_style.markdown(style)]
     service = bench_service.run(30)
     lines += ["", "## (i) The decision-support service under load (wrk, loopback, 30 s per row; the bare FastAPI "
               "endpoint and the bare Run.predict measured in the same run)", "", *bench_service.markdown(service)]
@@ -124,7 +128,8 @@ def main() -> None:
                                                  "fusion": blocks, "ddp": ddp, "imaging": imaging,
                                                  "effects": effects.to_dict(orient="records"),
                                                  "service": service, "privacy": privacy, "federated": federated,
-                                                 "synthetic": synthetic, "molecules": molecules, "text": text_res},
+                                                 "synthetic": synthetic, "molecules": molecules, "text": text_res,
+                                                 "text_style": style},
                                                 indent=1))
     print(text[text.index("## (b)"):])
 

@@ -16,6 +16,7 @@ from medflow.data.simulate.ehr import CHRONIC, simulate_ehr
 from medflow.data.simulate.ehr_notes import CONDITION_NAMES, notes_from_ehr
 from medflow.data.text import notes_dataset
 from medflow.errors import ConfigError, DataError
+from medflow.nlp.drugs import BUILTIN_LEXICONS, load_lexicon
 from medflow.nlp.tagger import span_scores
 from medflow.tasks.spans import SpanExtraction, note_counts, vote
 
@@ -34,9 +35,11 @@ def span_run(tmp_path_factory):
 
 def test_metrics_are_span_counts_with_cis(span_run):
     m = span_run.metrics.data["models"]["span_tagger"]["metrics"]
-    for name in ("span_f1", "span_precision", "span_recall", "span_lenient_f1", "span_f1_DRUG", "assertion_accuracy"):
+    for name in ("span_f1", "span_precision", "span_recall", "span_lenient_f1", "span_f1_DRUG", "assertion_accuracy",
+                 "relation_accuracy"):
         assert m[name]["low"] <= m[name]["value"] <= m[name]["high"], name
     assert m["span_f1"]["value"] > 0.95 and m["assertion_accuracy"]["value"] > 0.9
+    assert m["relation_accuracy"]["value"] > 0.95  # doses, routes, frequencies linked to their drug
     assert m["span_lenient_f1"]["value"] >= m["span_f1"]["value"]
     # the evaluator's ratio of per-note counts = the span scorer on the spans written beside the model
     out = span_run.path / "fold_0" / "span_tagger" / "test_outputs" / "spans.jsonl"
@@ -47,6 +50,13 @@ def test_metrics_are_span_counts_with_cis(span_run):
     direct = span_scores(gold, list(pred.values()), n_boot=50)
     assert direct["strict"]["micro"]["f1"] == pytest.approx(m["span_f1"]["value"])
     assert direct["assertion_accuracy"]["value"] == pytest.approx(m["assertion_accuracy"]["value"])
+    assert direct["relation_accuracy"]["value"] == pytest.approx(m["relation_accuracy"]["value"])
+    drugs = [s for sp in pred.values() for s in sp if s["label"] == "DRUG"]
+    lex = load_lexicon(BUILTIN_LEXICONS)  # every drug ChEMBL knows gets its id; insulin and heparin are not in it
+    for s in drugs:
+        hit = lex.find(s["text"])
+        assert s["attributes"]["normalized_id"] == (hit[0]["id"] if hit else ""), s["text"]
+    assert {s["text"] for s in drugs if not s["attributes"]["normalized_id"]} <= {"insulin glargine", "heparin"}
     test = span_run.predictions()
     assert len(pred) == (test[(test["split"] == "test")]["row"].nunique())
     html = (span_run.path / "report.html").read_text()

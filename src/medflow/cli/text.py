@@ -145,10 +145,15 @@ def register(app: typer.Typer) -> None:
                                                                 "a BRAT folder); default: medflow's SYNTHETIC "
                                                                 "clinical notes (problems, drugs, doses, routes, "
                                                                 "frequencies)")] = None,
-                text_column: Annotated[str | None, typer.Option(help="the notes' text column")] = None) -> None:
-        """Extract spans (problems with their ConText assertion, medications with dose / route / frequency, or
-        your corpus's labels) with a BIO tagger; writes OUTPUT and, when NOTES carry gold spans, OUTPUT.summary.json
-        with strict and lenient P / R / F1 (95% CIs over notes)."""
+                text_column: Annotated[str | None, typer.Option(help="the notes' text column")] = None,
+                lexicon: Annotated[list[str] | None, typer.Option(help="drug lexicon, repeatable: chembl, brands, "
+                                                                       "abbreviations, a CSV / TSV / Parquet list "
+                                                                       "with a 'name' column, an RxNorm RRF folder; "
+                                                                       "'none' for none")] = None) -> None:
+        """Extract spans (problems with their ConText assertion, medications with dose / route / frequency /
+        duration linked to each drug and the drug normalized to its lexicon id, or your corpus's labels) with a
+        BIO tagger; writes OUTPUT (one row per span), OUTPUT.medications.csv (one row per drug) and, when NOTES
+        carry gold spans, OUTPUT.summary.json with strict and lenient P / R / F1 (95% CIs over notes)."""
         import pandas as pd
 
         from medflow.artifacts import write_json, write_parquet, write_text
@@ -167,17 +172,30 @@ def register(app: typer.Typer) -> None:
                 raise DataError(f"{train}: no spans to learn from; give JSONL with \"spans\" or a BRAT folder.")
             texts = tds.frame[tds.text.text_column].tolist()
             gold = [tds.text.spans.get(str(n), []) for n in tds.frame["note_id"]]
-        tagger = SpanTagger().fit(texts, gold)
+        from medflow.nlp.drugs import BUILTIN_LEXICONS
+        from medflow.nlp.medications import medication_table
+
+        specs = list(BUILTIN_LEXICONS) if lexicon is None else [x for x in lexicon if x != "none"]
+        tagger = SpanTagger(lexicon=specs).fit(texts, gold)
         ds = read_notes(TextSource(path=str(notes), text_column=text_column))
         pred = tagger.extract(ds.frame[ds.text.text_column].tolist())
+        cols = ["note_id", "label", "start", "end", "text", "assertion", "normalized_id", "normalized_name",
+                "drug_start"]
         rows = [{"note_id": n, "label": s["label"], "start": s["start"], "end": s["end"], "text": s["text"],
-                 "assertion": s["attributes"].get("assertion", "")}
+                 "assertion": s["attributes"].get("assertion", ""),
+                 "normalized_id": s["attributes"].get("normalized_id", ""),
+                 "normalized_name": s["attributes"].get("normalized_name", ""),
+                 "drug_start": s["attributes"].get("drug", "")}
                 for n, ps in zip(ds.frame["note_id"], pred, strict=True) for s in ps]
-        frame = pd.DataFrame(rows, columns=["note_id", "label", "start", "end", "text", "assertion"])
+        frame = pd.DataFrame(rows, columns=cols)
+        meds = medication_table(ds.frame["note_id"].tolist(), list(pred))
+        meds_path = output.with_name(output.stem + ".medications" + (output.suffix or ".csv"))
         if output.suffix.lower() in (".parquet", ".pq"):
             write_parquet(output, frame)
+            write_parquet(meds_path, meds)
         else:
             write_text(output, frame.to_csv(index=False))
+            write_text(meds_path, meds.to_csv(index=False))
         from collections import Counter
 
         from medflow.report.text_tools import extract_page
@@ -187,10 +205,15 @@ def register(app: typer.Typer) -> None:
             sc = span_scores([ds.text.spans.get(str(n), []) for n in ds.frame["note_id"]], pred)
             write_json(output.with_name(output.name + ".summary.json"), sc)
             m = sc["strict"]["micro"]
+            rel = sc["relation_accuracy"]
             out.print(f"strict micro F1 {m['f1']:.3f} (95% CI {m['f1_low']:.3f}-{m['f1_high']:.3f}); lenient "
-                      f"{sc['lenient']['micro']['f1']:.3f}; per label in {output.name}.summary.json")
+                      f"{sc['lenient']['micro']['f1']:.3f}"
+                      + (f"; attributes linked to their drug {rel['value']:.3f} of {rel['n']}" if rel["n"] else "")
+                      + f"; per label in {output.name}.summary.json", soft_wrap=True, highlight=False)
         texts_in = ds.frame[ds.text.text_column].tolist()
         write_text(output.with_name(output.name + ".report.html"), extract_page(
             str(notes), dict(Counter(r["label"] for r in rows)), sc,
-            [(str(ds.frame["note_id"].iloc[i]), texts_in[i], pred[i]) for i in range(min(3, len(texts_in)))]))
-        out.print(f"{len(frame)} spans from {len(ds.frame)} notes -> {output}")
+            [(str(ds.frame["note_id"].iloc[i]), texts_in[i], pred[i]) for i in range(min(3, len(texts_in)))], meds))
+        out.print(f"{len(frame)} spans from {len(ds.frame)} notes -> {output}; {len(meds)} medications "
+                  f"({int((meds['normalized_id'] != '').sum())} normalized) -> {meds_path}", soft_wrap=True,
+                  highlight=False)

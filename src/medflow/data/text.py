@@ -79,12 +79,18 @@ def read_notes(src: TextSource | str, synthetic: bool = False, name: str | None 
     path = Path(src.path)
     if not path.exists():
         raise DataError(f"{src.path}: no such file or folder; data.text.path must name a CSV, Parquet or JSONL file "
-                        "of notes, or a BRAT folder (.txt + .ann).")
+                        "of notes, or a folder: BRAT (.txt + .ann), i2b2 2014 (.xml) or i2b2 2009 (note + .m).")
     spans = None
     if path.is_dir() or path.suffix.lower() in (".jsonl", ".ndjson"):
         from medflow.data.text_spans import read_brat, read_jsonl
 
-        frame, spans = read_brat(path) if path.is_dir() else read_jsonl(path)
+        if path.is_dir() and any(path.glob("*.xml")):
+            from medflow.data.text_i2b2 import read_i2b2_2014 as read_dir
+        elif path.is_dir() and (any(path.glob("*.m")) or any(path.glob("*.i2b2.entries"))):
+            from medflow.data.text_i2b2 import read_i2b2_2009 as read_dir
+        else:
+            read_dir = read_brat
+        frame, spans = read_dir(path) if path.is_dir() else read_jsonl(path)
         text_col = "text"
     else:
         frame = read_frame(path)

@@ -1,9 +1,10 @@
 """Notes with gold spans: JSONL (`{"text", "spans": [{start, end, label, attributes}], ...}`) and BRAT standoff
 folders (`name.txt` + `name.ann`: `T` text-bound annotations, `A` attributes such as Negation or
-`Assertion T3 negated`), the forms i2b2 / n2c2-style corpora come in. Offsets are character offsets into the
-note's text, end exclusive. Every span is checked: offsets inside the text, start before end, and no two spans
-that cross (partly overlap; nested and identical ranges with different labels are allowed). A problem stops
-the read with the file and line.
+`Assertion T3 negated`, `R` relations: an attribute related to a Drug span gets `attributes.drug`, its start,
+as n2c2 2018 writes them), the forms n2c2-style corpora come in (i2b2's XML and 2009 formats: `text_i2b2`).
+Offsets are character offsets into the note's text, end exclusive. Every span is checked: offsets inside the
+text, start before end, and no two spans that cross (partly overlap; nested and identical ranges with different
+labels are allowed). A problem stops the read with the file and line.
 """
 
 from __future__ import annotations
@@ -98,9 +99,17 @@ def read_brat(folder: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]
 def _read_ann(ann: Path, text: str) -> list[dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     attrs: list[tuple[int, str, str, str]] = []
+    rels: list[tuple[int, str, str]] = []
     for n, line in enumerate(ann.read_text(encoding="utf-8").splitlines(), start=1):
+        if line[:1] == "R" and "\t" in line:  # R1<TAB>Dosage-Drug Arg1:T2 Arg2:T1
+            args = dict(a.split(":", 1) for a in line.split("\t")[1].split()[1:] if ":" in a)
+            if len(args) < 2:
+                raise DataError(f"{ann}: line {n}: a relation needs 'R1<TAB>Type Arg1:T1 Arg2:T2'.")
+            a1, a2 = list(args.values())[:2]
+            rels.append((n, a1, a2))
+            continue
         if not line.strip() or line[0] not in "TA":
-            continue  # relations, events, notes: not used here
+            continue  # events, notes: not used here
         parts = line.split("\t")
         where = f"{ann}: line {n}"
         if line[0] == "T":
@@ -123,4 +132,10 @@ def _read_ann(ann: Path, text: str) -> list[dict[str, Any]]:
         if target not in found:
             raise DataError(f"{ann}: line {n} sets {name} on {target}, which is not a text-bound annotation here.")
         found[target]["attributes"][name] = value
+    for n, a1, a2 in rels:  # an attribute's drug (n2c2 2018: Arg1 the attribute, Arg2 the drug)
+        if a1 not in found or a2 not in found:
+            raise DataError(f"{ann}: line {n} relates {a1} and {a2}; both must be text-bound annotations here.")
+        drug, other = (a2, a1) if found[a2]["label"].lower() == "drug" else (a1, a2)
+        if found[drug]["label"].lower() == "drug":
+            found[other]["attributes"]["drug"] = found[drug]["start"]
     return check_spans(list(found.values()), text, str(ann))

@@ -28,7 +28,8 @@ def get_metric(name: str) -> Metric:
 
 _SPAN_METRICS = {"span_precision": "precision (strict, all labels)", "span_recall": "recall (strict, all labels)",
                  "span_lenient_f1": "F1 (lenient: overlap, all labels)",
-                 "assertion_accuracy": "assertion accuracy (strictly matched spans)"}
+                 "assertion_accuracy": "assertion accuracy (strictly matched spans)",
+                 "relation_accuracy": "attributes linked to their drug (strictly matched spans)"}
 
 
 def metric_info(name: str) -> tuple[str, bool]:

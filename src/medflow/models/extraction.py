@@ -147,12 +147,17 @@ class SpanTaggerConfig(BaseModel):
     assertion: Literal["learned", "rules"] = Field("learned", description="learned from the gold spans' "
                                                    "attributes.assertion (ConText's rules where there are none), "
                                                    "or ConText's rules")
+    lexicon: list[str] = Field(["chembl", "brands", "abbreviations"], description="drug lexicons (chembl, brands, "
+                               "abbreviations, a CSV / TSV / Parquet list with a 'name' column, an RxNorm RRF "
+                               "folder): token features, each DRUG span's normalized id, and dose / route / "
+                               "frequency / duration linked to it; [] for none")
 
 
 def build_span_tagger(task: Any, seed: int, **params: Any) -> Any:
     from medflow.nlp.tagger import SpanTagger
 
-    return SpanTagger(list(task.labels), tuple(task.assert_labels), params["C"], params["assertion"])
+    return SpanTagger(list(task.labels), tuple(task.assert_labels), params["C"], params["assertion"],
+                      params["lexicon"])
 
 
 class SpanTaggerEstimator(Estimator):

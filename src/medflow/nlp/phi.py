@@ -26,6 +26,10 @@ _M12, _D31 = r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
 _NO = r"(?:\s*(?:number|num\.?|no\.?|#|id))?"  # "MRN", "MRN #", "Medical Record No.", "Member ID"
 _PHONE_CTX = r"(?i:\b(?:tel(?:ephone)?|phone|ph|cell|mobile|pager|call|contact|home|work)\b[\s:.#]*)"
 _NUM = r"\+?1[-.\s]?"  # the US country code, when written
+_WORDNAME = r"(?:[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?|[A-Z]\.)"  # a capitalized name word or an initial
+_NAME = rf"(?:{_WORDNAME}[ \t]+){{0,3}}[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"  # ends on a whole word
+_NAME2 = rf"(?:{_WORDNAME}[ \t]+){{1,3}}[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"  # two words at least
+_CAPS_NAME = r"[A-Z]{2,}(?:[-'][A-Z]{2,})?,[ \t]+[A-Z]{2,}(?:[ \t]+[A-Z]\.?)?"  # LAST, FIRST [M]
 # (label, pattern): the span is group "v" when the pattern has one (its context stays unmasked), else the match.
 # Identifiers that follow a label are matched in the forms hospitals write them: digits in groups with hyphens,
 # dots or spaces ("MRN 84-227-991", "84 227 991"), letters before them ("HX12345678"), a check digit after a
@@ -37,7 +41,7 @@ PATTERNS: list[tuple[str, str]] = [
     ("SSN", r"\b\d{3}-\d{2}-\d{4}\b"),
     ("SSN", rf"(?i:\b(?:SSN|SS#|social\s+security{_NO}))[\s:#.]*(?P<v>\d{{3}}[-\s]?\d{{2}}[-\s]?\d{{4}})\b"),
     ("FAX", rf"(?i:fax)(?:\s*(?:number|no\.?|#))?[\s:.]*(?:to\s+)?"
-            rf"(?P<v>(?:{_NUM})?(?:\(\d{{3}}\)\s?|\b\d{{3}}[-.\s])\d{{3}}[-.\s]\d{{4}})\b"),
+            rf"(?P<v>(?:{_NUM})?(?:\(\d{{3}}\)\s?|\b\d{{3}}[-.\s])\d{{3}}[-.\s]\d{{4}}\b(?:\s*(?:x|ext\.?)\s*\d{{1,5}})?)\b"),
     ("PHONE", rf"(?:{_NUM})?(?:\(\d{{3}}\)\s?|\b\d{{3}}[-.])\d{{3}}[-.]\d{{4}}\b(?:\s*(?:x|ext\.?)\s*\d{{1,5}}\b)?"),
     ("PHONE", rf"{_PHONE_CTX}(?P<v>(?:{_NUM})?\d{{3}}\s\d{{3}}\s\d{{4}})\b"),
     ("DATE", rf"\b{_M12}/{_D31}/(?:\d{{4}}|\d{{2}})\b|\b\d{{4}}[-/]\d{{2}}[-/]\d{{2}}\b|\b{_M12}-{_D31}-\d{{4}}\b"
@@ -56,7 +60,7 @@ PATTERNS: list[tuple[str, str]] = [
             r"(?:-[A-Z0-9])?)\b"),
     ("MRN", r"\bMR\d{6,9}\b"),
     ("ACCOUNT", rf"(?i:\b(?:acct|account|member|policy|subscriber|insurance|plan|group|billing|encounter|visit|"
-                rf"claim|medicare|medicaid|beneficiary|FIN|HAR|CSN){_NO})[\s:#.]*"
+                rf"claim|medicare(?:\s+MBI)?|medicaid|beneficiary|MBI|FIN|HAR|CSN){_NO})[\s:#.]*"
                 r"(?P<v>(?=[A-Z0-9-]*\d)(?=(?:[A-Z-]*\d){5})[A-Z0-9]{1,4}(?:-?[A-Z0-9]{2,}){1,4})\b"),
     ("LICENSE", rf"(?i:\b(?:driver'?s?\s+licen[cs]e|licen[cs]e|lic\.?|DL|NPI|DEA|certificate|cert\.?){_NO})"
                 r"[\s:#.]*(?P<v>(?!plate)[A-Z]{0,2}\d[\d-]{3,14}\d)\b"),
@@ -67,12 +71,18 @@ PATTERNS: list[tuple[str, str]] = [
     ("DEVICE", r"\bSN-[A-Z0-9]{5,}\b"),
     ("STREET", r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Drive|Dr\.?|Lane|Ln\.?|"
                r"Court|Ct\.?|Boulevard|Blvd\.?|Way|Place|Pl\.?|Terrace|Circle|Highway|Hwy\.?|Parkway|Pkwy\.?)"
-               r"(?:\s+(?:Apt|Suite|Unit|#)\.?\s*\w+)?(?=[\s,.;]|$)"),
+               r"(?:,?\s+(?:Apt|Suite|Ste|Unit|#)\.?\s*\w+)?(?=[\s,.;]|$)"),
     ("CITY", r"\b(?P<v>[A-Z][a-z]+(?:\s[A-Z][a-z]+)?),\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?\b"),
     ("ZIP", r"\b[A-Z]{2}\s+(?P<v>\d{5}(?:-\d{4})?)\b"),
     ("ZIP", r"(?i:\bzip(?:\s*code)?[\s:#.]*)(?P<v>\d{5}(?:-\d{4})?)\b"),
     ("HOSPITAL", r"\b(?:St\.\s+)?(?:[A-Z][a-z]+\s+){1,3}(?:Hospital|Medical\s+Center|Health\s+Center|Health\s+System|"
                  r"Clinic|Infirmary|Health|Institute|Medical\s+Group|Nursing\s+Home|Rehabilitation\s+Center)\b"),
+    # names in the forms EHRs print them: after a title, before a credential, in a labelled field, the banner's
+    # LAST, FIRST; with initials ("Declan T. Sorensen", "S. Haddad, RN"); "Patient" alone stays a word
+    ("DOCTOR", rf"\b(?:Dr\.?|Doctor)[ \t]+(?P<v>{_CAPS_NAME}|{_NAME})"),
+    ("DOCTOR", rf"(?P<v>{_CAPS_NAME}|{_NAME}),[ \t]*(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PharmD|RPh|LPN|CNA|CRNA|APRN|PhD)\b"),
+    ("PATIENT", rf"\b(?:Pt|Patient|Name|Re)[ \t]*:[ \t]*(?P<v>{_CAPS_NAME}|{_NAME2})"),
+    ("PATIENT", rf"(?m)^(?P<v>{_CAPS_NAME}|{_NAME2})(?=[ \t]*\((?:\d|aged?\b)|[ \t]+(?:DOB|MRN)\b)"),
     ("ID", r"\b[A-Z]{0,3}\d{6,}\b"),
 ]
 _COMPILED = [(lab, re.compile(p)) for lab, p in PATTERNS]

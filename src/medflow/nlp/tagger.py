@@ -29,11 +29,23 @@ _UNITS = {"mg", "mcg", "g", "gram", "grams", "units", "unit", "ml", "puffs", "pu
           "caps", "capsules", "meq", "iu", "drops", "mg/kg", "l"}
 
 
-def _note_features(toks: list[tuple[str, int, int]], text: str) -> list[dict[str, float]]:
+def _note_features(toks: list[tuple[str, int, int]], text: str,
+                   mentions: list[dict[str, Any]] | None = None) -> list[dict[str, float]]:
     """Each token's features: the PHI tagger's (`nlp.phi`) plus what marks a medication whatever its name, a
-    number and a unit next to it. The note's lower-cased words and number flags are computed once per note."""
+    number and a unit next to it, and, with a drug lexicon, whether the token begins or continues a lexicon
+    mention (`mentions`). The note's lower-cased words and number flags are computed once per note."""
     w = [t[0].lower() for t in toks]
     num = [t.replace(".", "", 1).replace(",", "").isdigit() for t in w]
+    lex: dict[int, str] = {}
+    if mentions:
+        k = 0
+        for m in mentions:  # both in text order
+            while k < len(toks) and toks[k][2] <= m["start"]:
+                k += 1
+            j = k
+            while j < len(toks) and toks[j][1] < m["end"]:
+                lex[j] = "lex=B" if j == k else "lex=I"
+                j += 1
     out = []
     for i in range(len(toks)):
         f = _features(toks, text, i)
@@ -43,43 +55,118 @@ def _note_features(toks: list[tuple[str, int, int]], text: str) -> list[dict[str
             f["dose_number"] = 1.0
         if w[i] in _UNITS and i > 0 and num[i - 1]:
             f["dose_unit"] = 1.0
+        if i in lex:
+            f[lex[i]] = 1.0
+            if i + 1 < len(w) and (num[i + 1] or i + 1 not in lex):
+                f["lex_then_other"] = 1.0
         out.append(f)
     return out
 
 
+_IDENTITY = ("w=", "suf3=", "pre2=")
+
+
+def _mask_names(feats: list[dict[str, float]], tags: list[str], label: str, rng: np.random.Generator,
+                p: float = 0.5) -> None:
+    """Hide the words of about half the training mentions of `label` (in place): their own word, affix and the
+    neighbours' references to them, and for half of those the lexicon features too. The tagger then learns drugs
+    from what surrounds a name (a dose after it, the lexicon, the list it sits in) and not only from the few names
+    the training notes spell, so it finds drugs it never saw, in the lexicon or not."""
+    n = len(tags)
+    i = 0
+    while i < n:
+        if tags[i] != f"B-{label}":
+            i += 1
+            continue
+        j = i + 1
+        while j < n and tags[j] == f"I-{label}":
+            j += 1
+        if rng.random() < p:
+            hide = _IDENTITY + (("lex=", "lex_") if rng.random() < 0.5 else ())
+            for t in range(i, j):
+                for k in [k for k in feats[t] if k.startswith(hide)]:
+                    del feats[t][k]
+            for t in range(max(0, i - 3), min(n, j + 3)):
+                for k in [k for k in feats[t] if k[:2] in ("w-", "w+") and i <= t + int(k[1:3]) < j]:
+                    del feats[t][k]
+        i = j
+
+
 class SpanTagger:
+    """`lexicon`: drug lexicons (`nlp.drugs.load_lexicon` specs) whose mentions are token features, whose ids
+    normalize the drug spans found, and whose drug spans get their dose / route / frequency / duration linked
+    (`nlp.medications`); used when `drug_label` is among the labels (or the labels are not known yet)."""
+
     def __init__(self, labels: list[str] | None = None, assert_labels: tuple[str, ...] = ("PROBLEM",),
-                 C: float = 1.0, assertion: str = "learned") -> None:
+                 C: float = 1.0, assertion: str = "learned", lexicon: list[str] | None = None,
+                 drug_label: str = "DRUG", stored_lexicons: dict[str, list[list[Any]]] | None = None) -> None:
         self.labels = labels
         self.assert_labels = assert_labels
         self.C = C
         self.assertion = assertion  # "learned" (from gold assertions, when the corpus has them) or "rules"
+        self.lexicon_specs = [str(x) for x in (lexicon or [])]
+        self.drug_label = drug_label
+        self._stored = stored_lexicons
+        self._lex: Any = None
         self.model: Any = None
         self.vec: Any = None
         self.assert_model: Any = None  # (vectorizer, classifier) once learned
         self.assert_classes: list[str] = []
+        self.candidates: Any = None  # nlp.medications.MentionFilter once fitted with a lexicon
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """What a saved tagger needs: its settings and feature names (JSON) and its weights (arrays)."""
         meta = {"labels": self.labels, "assert_labels": list(self.assert_labels), "C": self.C,
                 "assertion": self.assertion, "classes": [str(c) for c in self.model.classes_],
-                "features": list(self.vec.feature_names_)}
+                "features": list(self.vec.feature_names_), "lexicon": self.lexicon_specs,
+                "drug_label": self.drug_label, "lexicon_records": self._file_lexicons()}
         arrays = {"coef": self.model.coef_, "intercept": self.model.intercept_}
         if self.assert_model is not None:
             vec, lr = self.assert_model
             meta["assert_classes"] = [str(c) for c in lr.classes_]
             meta["assert_features"] = list(vec.feature_names_)
             arrays |= {"assert_coef": lr.coef_, "assert_intercept": lr.intercept_}
+        if self.candidates is not None:
+            meta["candidates"] = self.candidates.state()
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> SpanTagger:
-        t = cls(meta["labels"], tuple(meta["assert_labels"]), meta["C"], meta.get("assertion", "rules"))
+        t = cls(meta["labels"], tuple(meta["assert_labels"]), meta["C"], meta.get("assertion", "rules"),
+                meta.get("lexicon"), meta.get("drug_label", "DRUG"), meta.get("lexicon_records"))
         t.vec, t.model = _linear(meta["features"], meta["classes"], arrays["coef"], arrays["intercept"])
+        if "candidates" in meta:
+            from medflow.nlp.medications import MentionFilter
+
+            t.candidates = MentionFilter.from_state(meta["candidates"])
         if "assert_classes" in meta:
             t.assert_model = _linear(meta["assert_features"], meta["assert_classes"], arrays["assert_coef"],
                                      arrays["assert_intercept"])
         return t
+
+    @property
+    def lexicon(self) -> Any:
+        """The drug lexicon (loaded on first use), or None without one or without a drug label."""
+        if not self.lexicon_specs or (self.labels is not None and self.drug_label not in self.labels):
+            return None
+        if self._lex is None:
+            from medflow.nlp.drugs import load_lexicon
+
+            self._lex = load_lexicon(self.lexicon_specs, self._stored)
+        return self._lex
+
+    def _file_lexicons(self) -> dict[str, list[list[Any]]]:
+        """Lexicons read from files, kept whole in the saved model so it predicts without them."""
+        from medflow.nlp.drugs import BUILTIN_LEXICONS, load_lexicon
+
+        if self.lexicon is None:
+            return {}
+        return {s: (self._stored or {}).get(s) or load_lexicon([s]).records() for s in self.lexicon_specs
+                if s not in BUILTIN_LEXICONS}
+
+    def _mentions(self, text: str) -> list[dict[str, Any]] | None:
+        lex = self.lexicon
+        return lex.find(text) if lex is not None else None
 
     def _tags(self, toks: list[tuple[str, int, int]], spans: list[dict[str, Any]]) -> list[str]:
         tags = ["O"] * len(toks)
@@ -97,13 +184,22 @@ class SpanTagger:
 
         if self.labels is None:
             self.labels = sorted({s["label"] for sp in spans for s in sp})
-        feats, tags = [], []
+        feats, tags, ments = [], [], []
+        rng = np.random.default_rng(0)
         for text, sp in zip(texts, spans, strict=True):
             toks = tokens_with_offsets(text)
-            feats += _note_features(toks, text)
-            tags += self._tags(toks, sp)
+            ments.append(self._mentions(text) or [])
+            note = _note_features(toks, text, ments[-1])
+            tags_n = self._tags(toks, sp)
+            _mask_names(note, tags_n, self.drug_label, rng)
+            feats += note
+            tags += tags_n
         self.vec = DictVectorizer()
         self.model = LogisticRegression(C=self.C, max_iter=3000).fit(self.vec.fit_transform(feats), tags)
+        if self.lexicon is not None:
+            from medflow.nlp.medications import MentionFilter
+
+            self.candidates = MentionFilter().fit(texts, spans, ments, self.drug_label)
         if self.assertion == "learned":
             self._fit_assertion(texts, spans)
         return self
@@ -171,11 +267,14 @@ class SpanTagger:
     def _extract_batch(self, texts: list[str]) -> list[list[dict[str, Any]]]:
         classes = list(self.model.classes_)
         toks_of = [tokens_with_offsets(text) for text in texts]
-        feats = [f for text, toks in zip(texts, toks_of, strict=True) for f in _note_features(toks, text)]
+        ments = [self._mentions(text) for text in texts]
+        feats = [f for text, toks, m in zip(texts, toks_of, ments, strict=True) for f in _note_features(toks, text, m)]
         # one vectorization and one prediction per batch: per-note calls pay scikit-learn's checks each time
         logp_all = np.log(np.clip(self.model.predict_proba(self.vec.transform(feats)), 1e-12, 1)) if feats else None
+        from medflow.nlp.medications import add_candidates, link, normalize
+
         out, at = [], 0
-        for text, toks in zip(texts, toks_of, strict=True):
+        for text, toks, ment in zip(texts, toks_of, ments, strict=True):
             if not toks:
                 out.append([])
                 continue
@@ -189,7 +288,12 @@ class SpanTagger:
             for s in spans:
                 s["text"] = text[s["start"]:s["end"]]
                 s["attributes"] = {}
+            if ment and self.candidates is not None:
+                spans = add_candidates(text, spans, ment, self.candidates.keep(text, ment), self.drug_label)
             self._assert(text, spans)
+            normalize(text, spans, self.lexicon, ment, self.drug_label)
+            if self.drug_label in (self.labels or ()):
+                link(text, spans, self.drug_label)
             out.append(spans)
         return out
 
@@ -235,7 +339,8 @@ def spans_match(g: dict[str, Any], p: dict[str, Any], strict: bool) -> bool:
 def note_counts(gold: list[dict[str, Any]], pred: list[dict[str, Any]], labels: list[str]) -> np.ndarray:
     """One note's span counts (spans with labels outside `labels` ignored): for strict then lenient matching, over
     all labels then per label, [gold spans matched, predicted spans matched, gold spans, predicted spans]; then the
-    gold spans with an assertion that a prediction matches strictly, and how many of those got it right. The
+    gold spans with an assertion that a prediction matches strictly, and how many of those got it right; then the
+    same for the gold attribute spans linked to a drug (`attributes.drug`): how many got the same drug. The
     columns of a span task's predictions table (`tasks.spans`) and what `span_scores` sums."""
     gold = [s for s in gold if s["label"] in labels]
     pred = [s for s in pred if s["label"] in labels]
@@ -249,15 +354,19 @@ def note_counts(gold: list[dict[str, Any]], pred: list[dict[str, Any]], labels: 
     pairs = [(g["attributes"]["assertion"], p.get("attributes", {}).get("assertion")) for g in gold for p in pred
              if "assertion" in g.get("attributes", {}) and spans_match(g, p, True)]
     row += [len(pairs), sum(a == b for a, b in pairs)]
+    links = [(g["attributes"]["drug"], p.get("attributes", {}).get("drug")) for g in gold for p in pred
+             if "drug" in g.get("attributes", {}) and spans_match(g, p, True)]
+    row += [len(links), sum(a == b for a, b in links)]
     return np.asarray(row, dtype=float)
 
 
 def span_scores(gold: list[list[dict]], pred: list[list[dict]], n_boot: int = 500, seed: int = 0) -> dict:
     """Per label and micro over labels, strict (same offsets) and lenient (overlap): precision, recall and F1
-    with 95% bootstrap CIs over notes; and the assertion accuracy on strictly matched problem spans."""
+    with 95% bootstrap CIs over notes; the assertion accuracy on strictly matched problem spans; and the relation
+    accuracy: of the strictly matched attribute spans with a gold drug, the share linked to that drug."""
     labels = sorted({s["label"] for sp in gold for s in sp})
     every = sorted(set(labels) | {s["label"] for sp in pred for s in sp})  # predicted-only labels count in micro
-    width = 8 * (len(every) + 1) + 2
+    width = 8 * (len(every) + 1) + 4
     counts = np.stack([note_counts(g, p, every) for g, p in zip(gold, pred, strict=True)]) if gold else \
         np.zeros((0, width))
     rng = np.random.default_rng(seed)
@@ -278,6 +387,7 @@ def span_scores(gold: list[list[dict]], pred: list[list[dict]], n_boot: int = 50
             lo, hi = np.percentile([prf(per_note[idx])[2] for idx in boots], [2.5, 97.5])
             out.setdefault(mode, {})[label or "micro"] = {"precision": pr, "recall": r, "f1": f1, "f1_low": lo,
                                                           "f1_high": hi, "n": int(per_note[:, 2].sum())}
-    n, right = counts[:, -2:].sum(axis=0)
-    out["assertion_accuracy"] = {"value": float(right / n) if n else None, "n": int(n)}
+    for name, at in (("assertion_accuracy", width - 4), ("relation_accuracy", width - 2)):
+        n, right = counts[:, at:at + 2].sum(axis=0)
+        out[name] = {"value": float(right / n) if n else None, "n": int(n)}
     return out

@@ -61,7 +61,9 @@ def deid_page(summary: dict[str, Any], examples: list[tuple[str, str, list[dict[
 
 
 def extract_page(source: str, counts: dict[str, int], scores: dict[str, Any] | None,
-                 examples: list[tuple[str, str, list[dict[str, Any]]]]) -> str:
+                 examples: list[tuple[str, str, list[dict[str, Any]]]], medications: Any = None) -> str:
+    """`medflow extract`'s page: counts, scores against gold spans, the medications (each drug's lexicon id and
+    linked dose / route / frequency / duration; first 50) and example notes with their spans marked."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Span extraction</title>{_STYLE}</head><body>",
              f"<h1>Span extraction: {escape(source)}</h1>",
              html_table(["label", "spans found"], [[escape(k), v] for k, v in sorted(counts.items())])]
@@ -76,6 +78,14 @@ def extract_page(source: str, counts: dict[str, int], scores: dict[str, Any] | N
         if acc.get("value") is not None:
             parts.append(f"<p>Assertion (ConText) accuracy on strictly matched problems: {acc['value']:.3f} of "
                          f"{acc['n']}.</p>")
+        rel = scores.get("relation_accuracy", {})
+        if rel.get("value") is not None:
+            parts.append(f"<p>Dose, route, frequency and duration linked to the right drug (strictly matched "
+                         f"spans): {rel['value']:.3f} of {rel['n']}.</p>")
+    if medications is not None and len(medications):
+        cols = ["note_id", "drug", "normalized_id", "normalized_name", "dose", "route", "frequency", "duration"]
+        parts.append(f"<h2>Medications ({len(medications)}; the first 50)</h2>" + html_table(
+            cols, [[escape(str(r[c])) for c in cols] for r in medications.head(50).to_dict("records")]))
     parts.append("<h2>Example notes (spans marked; hover for the label)</h2>")
     for nid, text, spans in examples:
         parts.append(f"<h3>{escape(nid)}</h3>" + mark_spans(text, spans, span_mark))

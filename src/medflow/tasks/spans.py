@@ -48,7 +48,7 @@ def _ratio(kind: str, base: int):
     return fn
 
 
-def _assertion_accuracy(col: int):
+def _assertion_accuracy(col: int):  # also the relation accuracy: right / n in two columns
     def fn(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> float:
         n, right = np.asarray(s, float)[:, col:col + 2].sum(axis=0)
         return right / n if n else float("nan")
@@ -121,7 +121,7 @@ class SpanExtraction(Task):
 
     def case_columns(self) -> list[str]:
         cols = [f"case_{mode}_{lab}_{c}" for mode in _MODES for lab in ["all", *self.labels] for c in _COUNTS]
-        return cols + ["case_assertion_n", "case_assertion_right"]
+        return cols + ["case_assertion_n", "case_assertion_right", "case_relation_n", "case_relation_right"]
 
     def case_values(self, pred: np.ndarray, gold: np.ndarray) -> np.ndarray:
         """Per note: the counts of `case_columns`."""
@@ -142,6 +142,9 @@ class SpanExtraction(Task):
                 for j, lab in enumerate(self.labels)]
         if self.assert_labels:
             out.append(Metric("assertion_accuracy", _assertion_accuracy(2 * k), True, "assertion accuracy"))
+        if "DRUG" in self.labels and len(self.labels) > 1:
+            out.append(Metric("relation_accuracy", _assertion_accuracy(2 * k + 2), True,
+                              "attributes linked to their drug"))
         return out
 
     def prediction_columns(self, score: np.ndarray, entry: dict[str, Any]) -> dict[str, Any]:

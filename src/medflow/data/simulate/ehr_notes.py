@@ -205,13 +205,12 @@ def _render(adm: dict[str, Any], pat: dict[str, Any], family: str, rng: np.rando
         for k, drug in enumerate(adm["drugs"], start=1):
             dose, route, freq = _DOSES[drug]
             w.put(f"{k}. " if family == "discharge" else "- ")
+            at = w.pos
             w.put("insulin glargine" if drug == "insulin" else drug, "DRUG")
-            w.put(" ")
-            w.put(dose, "DOSE")
-            w.put(" ")
-            w.put(route, "ROUTE")
-            w.put(" ")
-            w.put(freq, "FREQUENCY")
+            for part, label in ((dose, "DOSE"), (route, "ROUTE"), (freq, "FREQUENCY")):
+                w.put(" ")
+                w.put(part, label)
+                w.spans[-1]["attributes"]["drug"] = at  # the relation: this attribute is the drug's
             w.put("\n")
     los = max(1, (adm["discharge"] - adm["admit"]).days)
     w.put(f"\n{course}: {los} day(s) in hospital. ")

@@ -63,15 +63,15 @@ _PROBLEMS = [("type 2 diabetes mellitus", "E11.9"), ("congestive heart failure",
              ("COPD exacerbation", "J44.1"), ("atrial fibrillation", "I48.91"), ("acute kidney injury", "N17.9"),
              ("cellulitis of the left leg", "L03.116"), ("urinary tract infection", "N39.0"),
              ("hypertension", "I10"), ("asthma", "J45.909")]
-# (drug, dose, route, frequency): rendered "drug dose route frequency", each part a clinical span
+# (drug, dose, route, frequency[, duration]): rendered "drug dose route frequency", each part a clinical span
 _MEDS = [("metoprolol", "25 mg", "PO", "BID"), ("lisinopril", "10 mg", "PO", "daily"), ("furosemide", "40 mg", "IV",
          "BID"), ("metformin", "500 mg", "PO", "BID"), ("apixaban", "5 mg", "PO", "BID"),
-         ("albuterol", "2 puffs", "inhaled", "q4h PRN"), ("ceftriaxone", "1 g", "IV", "q24h"),
+         ("albuterol", "2 puffs", "inhaled", "q4h PRN"), ("ceftriaxone", "1 g", "IV", "q24h", "x 5 days"),
          ("insulin glargine", "20 units", "SC", "nightly"), ("atorvastatin", "40 mg", "PO", "nightly"),
-         ("vancomycin", "1 g", "IV", "q12h"), ("pantoprazole", "40 mg", "PO", "daily")]
+         ("vancomycin", "1 g", "IV", "q12h", "for 7 days"), ("pantoprazole", "40 mg", "PO", "daily")]
 _MEDS_TEST = [("amlodipine", "5 mg", "PO", "daily"), ("warfarin", "2.5 mg", "PO", "nightly"),
               ("heparin", "5000 units", "SC", "q8h"), ("levothyroxine", "75 mcg", "PO", "daily"),
-              ("piperacillin-tazobactam", "4.5 g", "IV", "q6h"), ("prednisone", "40 mg", "PO", "daily"),
+              ("piperacillin-tazobactam", "4.5 g", "IV", "q6h"), ("prednisone", "40 mg", "PO", "daily", "x 5 days"),
               ("gabapentin", "300 mg", "PO", "TID"), ("ondansetron", "4 mg", "IV", "q6h PRN")]
 # negated findings and family history: (text before, the problem, text after)
 _NEGATED = [("Denies ", "chest pain", "."), ("No evidence of ", "pneumonia", "."), ("Denies ", "fever", "."),
@@ -154,10 +154,15 @@ def _render(template: str, rng: np.random.Generator,
         pos += len(text)
 
     def med() -> None:
-        drug, dose, route, freq = _pick(rng, _MEDS if pat["pool"] == "train" else _MEDS_TEST)
-        for k, (part, lab) in enumerate(((drug, "DRUG"), (dose, "DOSE"), (route, "ROUTE"), (freq, "FREQUENCY"))):
+        drug, dose, route, freq, *duration = _pick(rng, _MEDS if pat["pool"] == "train" else _MEDS_TEST)
+        at = pos
+        parts = ((drug, "DRUG"), (dose, "DOSE"), (route, "ROUTE"), (freq, "FREQUENCY"), *((d, "DURATION")
+                                                                                       for d in duration))
+        for k, (part, lab) in enumerate(parts):
             put((" " if k else "") + "")
             put(part, entity=lab)
+            if k:
+                clinical[-1]["attributes"]["drug"] = at  # the relation: this attribute is the drug's
 
     def finding(parts: tuple[str, str, str], assertion: str, lower: bool = False) -> None:
         before, problem, after = parts
