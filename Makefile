@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medflow-installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench fuzz lint clean
 
 # The stamp is written last, so a half-finished install is redone, and a complete one reused.
 $(STAMP): pyproject.toml constraints.txt
@@ -28,6 +28,10 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadgroup
 
+# reader fuzzing at scale: 10,000 mutated inputs per reader (tests/fuzz; make test runs a seeded slice of 100)
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run --n 10000
+
 bench: $(STAMP)
 	scripts/system-deps.sh bench
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
@@ -37,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache fuzz-crashes

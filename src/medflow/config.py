@@ -342,9 +342,14 @@ def load_config(path: str | Path) -> StudyConfig:
     if not p.exists():
         raise ConfigError(f"{p}: study file not found.")
     try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
+        raw = yaml.safe_load(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 ({exc.reason} at byte {exc.start}); save the study file as UTF-8.") from exc
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise ConfigError(f"{p}: not valid YAML ({exc}).") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{p}: a study file is a mapping (name:, data:, task:, models: ...), not a "
+                          f"{type(raw).__name__}.")
     cfg = parse_config(raw or {}, str(p))
     for key in ("path", "meds", "fhir", "labels"):
         value = getattr(cfg.data, key)

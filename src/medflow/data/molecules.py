@@ -198,7 +198,11 @@ def _read_sdf(data: bytes, source: str) -> tuple[pd.DataFrame, list[dict[str, An
             if mol is None:
                 bad.append({"record": k, "smiles": None, "reason": "RDKit cannot read the molfile block"})
                 continue
-            props = mol.GetPropsAsDict(includePrivate=False, includeComputed=False)
+            try:
+                props = mol.GetPropsAsDict(includePrivate=False, includeComputed=False)
+            except UnicodeDecodeError as exc:
+                bad.append({"record": k, "smiles": None, "reason": f"a property value is not UTF-8 ({exc.reason})"})
+                continue
             if "smiles" in props:  # the structure's own SMILES takes the name; a property of that name is kept
                 props[SDF_SMILES_PROPERTY] = props.pop("smiles")
             try:

@@ -100,7 +100,11 @@ def _read_ann(ann: Path, text: str) -> list[dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     attrs: list[tuple[int, str, str, str]] = []
     rels: list[tuple[int, str, str]] = []
-    for n, line in enumerate(ann.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = ann.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{ann}: not UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8.") from exc
+    for n, line in enumerate(lines, start=1):
         if line[:1] == "R" and "\t" in line:  # R1<TAB>Dosage-Drug Arg1:T2 Arg2:T1
             args = dict(a.split(":", 1) for a in line.split("\t")[1].split()[1:] if ":" in a)
             if len(args) < 2:

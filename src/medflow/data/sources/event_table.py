@@ -28,7 +28,7 @@ def _read(path: Path) -> pl.DataFrame:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pl.read_parquet(path)
         return pl.read_csv(path, infer_schema_length=0)  # all strings; typed below with row-level errors
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001 - polars panics on some damaged files
         raise DataError(f"{path}: cannot read the event table ({exc}).") from exc
 
 
@@ -64,10 +64,15 @@ def read_event_table(path: str | Path, subject_id: str = "subject_id", time: str
             raise DataError(f"{path}: column '{time}' mixes times with a UTC offset (row "
                             f"{_bad_row(has_tz & timed)}) and without one (row {_bad_row(naive)}); write every "
                             "time in one convention.")
-        if has_tz.any():
-            parsed = text.str.to_datetime(time_zone="UTC", strict=False).dt.replace_time_zone(None)
-        else:
-            parsed = text.str.to_datetime(strict=False)
+        try:  # polars infers the format from the first time; one it cannot read at all raises
+            if has_tz.any():
+                parsed = text.str.to_datetime(time_zone="UTC", strict=False).dt.replace_time_zone(None)
+            else:
+                parsed = text.str.to_datetime(strict=False)
+        except pl.exceptions.ComputeError as exc:
+            row = _bad_row(timed)
+            raise DataError(f"{path}: row {row} column '{time}' holds {text[row - 2]!r}, not a time; use ISO times "
+                            "such as 2021-03-04 10:00:00 (leave empty for static events).") from exc
         bad = parsed.is_null() & timed
         if bad.any():
             row = _bad_row(bad)

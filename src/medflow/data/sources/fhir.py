@@ -219,7 +219,10 @@ def read_fhir(path: str | Path) -> EventData:
     root = Path(path)
     reader = _Reader()
     for f in _files(root):
-        text = f.read_text(encoding="utf-8")
+        try:
+            text = f.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{f}: not UTF-8 ({exc.reason} at byte {exc.start}); FHIR JSON is UTF-8.") from exc
         if f.suffix.lower() == ".ndjson":
             for n, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():

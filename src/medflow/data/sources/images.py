@@ -7,6 +7,9 @@ cannot use becomes a `DataError` naming the file and what is wrong.
 
 from __future__ import annotations
 
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,11 @@ def _read_any(p: Path, series: dict | None = None) -> tuple[np.ndarray, np.ndarr
         return _read_nifti(p)
     if name.endswith((".dcm", ".dicom")):
         ds = _dcmread(p)
-        return _pixels(ds, p), None
+        try:  # pydicom parses elements on first access: a damaged one raises here
+            return _pixels(ds, p), None
+        except (NotImplementedError, struct.error, KeyError, IndexError, TypeError) as exc:
+            raise DataError(f"{p}: a DICOM element cannot be read ({type(exc).__name__}: {exc}); the file may be "
+                            "damaged.") from exc
     if name.endswith(".npy"):
         try:
             arr = np.load(p, allow_pickle=False)
@@ -66,7 +73,7 @@ def _read_picture(p: Path) -> np.ndarray:
             im.load()
             mode = im.mode
             arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
         raise DataError(f"{p}: not a readable image ({exc}); the file may be truncated or not an image.") from exc
     if mode in ("L", "I", "I;16", "F", "1"):
         return arr.astype(np.float32)[None]
@@ -91,16 +98,21 @@ def _read_nifti(p: Path) -> tuple[np.ndarray, np.ndarray]:
         arr = arr[None]
     else:
         raise DataError(f"{p}: a {arr.ndim}-D volume; medflow reads 2-D, 3-D and 4-D (channels last) NIfTI.")
-    return arr, np.asarray(img.affine, dtype=float)
+    affine = np.asarray(img.affine, dtype=float)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise DataError(f"{p}: the header's affine (qform / sform) is degenerate ({affine[:3, :3].round(4).tolist()}"
+                        "): no voxel size or a repeated axis. Fix the header, e.g. with nibabel's set_qform.")
+    return arr, affine
 
 
-def _dcmread(p: Path) -> Any:
+def _dcmread(p: Path, stop_before_pixels: bool = False) -> Any:
     import pydicom
-    from pydicom.errors import InvalidDicomError
+    from pydicom.errors import BytesLengthException, InvalidDicomError
 
     try:
-        return pydicom.dcmread(p)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as exc:
+        return pydicom.dcmread(p, stop_before_pixels=stop_before_pixels)
+    except (InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, KeyError, NotImplementedError,
+            RuntimeError, TypeError, IndexError, struct.error) as exc:  # what pydicom raises on damaged headers
         raise DataError(f"{p}: not a readable DICOM file ({type(exc).__name__}: {exc}); it may be truncated "
                         "or not DICOM.") from exc
 
@@ -282,23 +294,24 @@ def dicom_header(path: Path) -> tuple[str | None, dict[str, Any]]:
     name = path.name.lower()
     if not (path.is_dir() or name.endswith((".dcm", ".dicom"))):
         return None, {}
-    import pydicom
-
     f = path if path.is_file() else next(p for p in sorted(path.iterdir()) if p.is_file())
-    ds = pydicom.dcmread(f, stop_before_pixels=True)
+    ds = _dcmread(f, stop_before_pixels=True)
     meta: dict[str, Any] = {}
     for column, tag in SCANNER_COLUMNS.items():
-        value = getattr(ds, tag, None)
-        if value in (None, ""):
+        try:
+            value = getattr(ds, tag, None)
+            if value in (None, ""):
+                meta[column] = None
+            elif column == "pixel_spacing_mm":
+                meta[column] = float(value[0])
+            elif column in ("slice_thickness_mm", "kvp"):
+                meta[column] = float(value)
+            elif column == "acquisition_year":
+                meta[column] = int(str(value)[:4]) if str(value)[:4].isdigit() else None
+            else:
+                meta[column] = str(value).strip()
+        except (ValueError, TypeError, IndexError):  # a malformed value is missing metadata, not a stop
             meta[column] = None
-        elif column == "pixel_spacing_mm":
-            meta[column] = float(value[0])
-        elif column in ("slice_thickness_mm", "kvp"):
-            meta[column] = float(value)
-        elif column == "acquisition_year":
-            meta[column] = int(str(value)[:4]) if str(value)[:4].isdigit() else None
-        else:
-            meta[column] = str(value).strip()
     pid = getattr(ds, "PatientID", None)
     return (str(pid) if pid else None), meta
 
@@ -323,9 +336,12 @@ def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """
     p = Path(path)
     try:
-        z = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{p}: not a readable .npz file ({exc}).") from exc
+        return _npz_arrays(p, np.load(p, allow_pickle=False))
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a damaged archive or member
+        raise DataError(f"{p}: not a readable .npz file ({type(exc).__name__}: {exc}).") from exc
+
+
+def _npz_arrays(p: Path, z: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
     keys = set(z.files)
     present = [s for s in NPZ_SPLITS if f"{s}_images" in keys]
     if not present:

@@ -82,7 +82,7 @@ def _check_schema(path: Path) -> tuple[str | None, bool]:
     """Required columns with castable types; returns the time zone of `time` and whether text_value exists."""
     try:
         schema = pl.read_parquet_schema(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's data problem
+    except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001 - any unreadable file is the user's
         raise DataError(f"{path}: not a readable Parquet file ({exc}).") from exc
     for col in EVENT_SCHEMA:
         if col not in schema:
@@ -138,7 +138,10 @@ def read_meds(root: str | Path, check_order: bool = True) -> EventData:
     for f in files:
         tz, _ = _check_schema(f)
         zones[f] = tz
-        part = _scan(f, tz).collect()
+        try:
+            part = _scan(f, tz).collect()
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:  # a damaged shard, schema readable
+            raise DataError(f"{f}: not a readable MEDS shard ({type(exc).__name__}: {exc}).") from exc
         if check_order:
             _check_order(part, f)
         parts.append(part)
@@ -332,7 +335,10 @@ def read_meds_labels(path: str | Path) -> pl.DataFrame:
         raise DataError(f"{path}: no MEDS label file (.parquet) found.")
     frames = []
     for f in files:
-        df = pl.read_parquet(f)
+        try:
+            df = pl.read_parquet(f)
+        except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001 - a damaged file (polars panics on some)
+            raise DataError(f"{f}: not a readable Parquet file ({exc}).") from exc
         for col in ("subject_id", "prediction_time"):
             if col not in df.columns:
                 raise DataError(f"{f}: MEDS label column '{col}' is missing (columns: {df.columns}).")
