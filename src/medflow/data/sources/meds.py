@@ -335,10 +335,14 @@ def read_meds_labels(path: str | Path) -> pl.DataFrame:
         raise DataError(f"{path}: no MEDS label file (.parquet) found.")
     frames = []
     for f in files:
-        try:
-            df = pl.read_parquet(f)
-        except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001 - a damaged file (polars panics on some)
-            raise DataError(f"{f}: not a readable Parquet file ({exc}).") from exc
+        try:  # pyarrow's reader: polars' aborts the process on some damaged files (found by make fuzz)
+            import pyarrow.parquet as pq
+
+            df = pl.from_arrow(pq.read_table(f))
+        except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001 - a damaged file
+            raise DataError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {exc}).") from exc
+        if not isinstance(df, pl.DataFrame):
+            raise DataError(f"{f}: not a table of labels.")
         for col in ("subject_id", "prediction_time"):
             if col not in df.columns:
                 raise DataError(f"{f}: MEDS label column '{col}' is missing (columns: {df.columns}).")

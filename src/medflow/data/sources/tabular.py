@@ -45,7 +45,12 @@ def read_frame(path: str | Path, encoding: str | None = None) -> pd.DataFrame:
             frame = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", low_memory=False,
                                 encoding=encoding or "utf-8-sig")
         elif suffix in PARQUET_SUFFIXES:
-            frame = pd.read_parquet(p)
+            try:
+                frame = pd.read_parquet(p)
+            except (ValueError, OSError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - pyarrow's own errors and pandas' metadata on a damaged file
+                raise DataError(f"{p}: not a readable Parquet file ({type(exc).__name__}: {exc}).") from exc
         else:
             raise DataError(
                 f"{p}: unsupported file type '{suffix or '(none)'}'; medflow reads CSV (.csv, .tsv) "
