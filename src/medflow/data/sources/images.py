@@ -337,7 +337,7 @@ def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     p = Path(path)
     try:
         return _npz_arrays(p, np.load(p, allow_pickle=False))
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a damaged archive or member
+    except (ValueError, OSError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:  # damaged
         raise DataError(f"{p}: not a readable .npz file ({type(exc).__name__}: {exc}).") from exc
 
 
