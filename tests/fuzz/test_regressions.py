@@ -1,8 +1,6 @@
 """Inputs the reader fuzzing found crashing a reader with a library's exception (or a Rust panic) instead of
 medflow's one-line error, kept as regression tests: each now raises a DataError / ConfigError naming the file."""
 
-import io
-import json
 from pathlib import Path
 
 import pytest
@@ -93,5 +91,4 @@ def test_harness_reports_what_is_not_medflow_s_error(tmp_path):
         "message does not name the file")
     slow = targets.Target("t", "f.csv", lambda: b"", lambda p: __import__("time").sleep(3))
     assert harness.check(slow, b"x", limit=1) == "hang: over 1 s"
-    assert json.loads(json.dumps({"ok": harness.check(targets.TARGETS[0], targets._csv())})) == {"ok": None}
-    assert io.BytesIO  # imported for the seeds' writers
+    assert harness.check(targets.TARGETS[0], targets._csv()) is None  # a valid file passes

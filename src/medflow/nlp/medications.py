@@ -25,7 +25,7 @@ import pandas as pd
 
 from medflow.nlp.drugs import DrugLexicon
 
-__all__ = ["ATTRIBUTES", "normalize", "link", "medication_table", "MentionFilter", "add_candidates"]
+__all__ = ["ATTRIBUTES", "normalize", "link", "medication_table", "MentionFilter", "add_candidates", "linear_model"]
 
 ATTRIBUTES = ("DOSE", "ROUTE", "FREQUENCY", "DURATION", "FORM", "REASON")
 _BREAKS = "\n;"
@@ -156,21 +156,28 @@ class MentionFilter:
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> MentionFilter:
-        import numpy as np
-        from sklearn.feature_extraction import DictVectorizer
-        from sklearn.linear_model import LogisticRegression
-
         out = cls()
         if "features" not in d:
             out.constant = d.get("constant")
             return out
-        out.vec = DictVectorizer()
-        out.vec.feature_names_ = list(d["features"])
-        out.vec.vocabulary_ = {f: i for i, f in enumerate(out.vec.feature_names_)}
-        out.lr = LogisticRegression()
-        out.lr.classes_ = np.array([0, 1])
-        out.lr.coef_, out.lr.intercept_ = np.array([d["coef"]]), np.array([d["intercept"]])
+        out.vec, out.lr = linear_model(d["features"], [0, 1], [d["coef"]], [d["intercept"]])
         return out
+
+
+def linear_model(features: list[str], classes: list[Any], coef: Any, intercept: Any) -> tuple[Any, Any]:
+    """A fitted DictVectorizer + LogisticRegression rebuilt from saved feature names and weights (the span
+    tagger's token, assertion and candidate classifiers)."""
+    import numpy as np
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = DictVectorizer()
+    vec.feature_names_ = list(features)
+    vec.vocabulary_ = {f: i for i, f in enumerate(vec.feature_names_)}
+    lr = LogisticRegression()
+    lr.classes_ = np.asarray(classes)
+    lr.coef_, lr.intercept_ = np.asarray(coef), np.asarray(intercept)
+    return vec, lr
 
 
 def add_candidates(text: str, spans: list[dict[str, Any]], mentions: list[dict[str, Any]], keep: list[bool],

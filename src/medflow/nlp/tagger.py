@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from medflow.nlp.context import find_mentions
+from medflow.nlp.medications import linear_model as _linear
 from medflow.nlp.phi import _features, tokens_with_offsets
 
 __all__ = ["SpanTagger", "span_scores", "spans_match", "note_counts"]
@@ -311,20 +312,6 @@ class SpanTagger:
                                                                            enumerate(asserted)})}
         for s in asserted:
             s["attributes"]["assertion"] = found.get((s["start"], s["end"]), "present")
-
-
-def _linear(features: list[str], classes: list[str], coef: Any, intercept: Any) -> tuple[Any, Any]:
-    """A fitted DictVectorizer + LogisticRegression rebuilt from saved names and weights."""
-    from sklearn.feature_extraction import DictVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vec = DictVectorizer()
-    vec.feature_names_ = list(features)
-    vec.vocabulary_ = {f: i for i, f in enumerate(vec.feature_names_)}
-    lr = LogisticRegression()
-    lr.classes_ = np.asarray(classes)
-    lr.coef_, lr.intercept_ = np.asarray(coef), np.asarray(intercept)
-    return vec, lr
 
 
 def spans_match(g: dict[str, Any], p: dict[str, Any], strict: bool) -> bool:
