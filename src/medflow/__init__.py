@@ -24,6 +24,7 @@ _LAZY = {
     "read_table": ("medflow.data.sources.tabular", "read_table"),
     "Study": ("medflow.study", "Study"),
     "molgen": ("medflow.molgen", None),
+    "pretrain": ("medflow.pretrain", None),  # the package is callable: mf.pretrain("pretrain.yaml")
     "Run": ("medflow.runs", "Run"),
     "load_run": ("medflow.runs", "load_run"),
     "start_service": ("medflow.serve.app", "serve"),  # `medflow.serve` is the package

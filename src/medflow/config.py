@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
@@ -29,8 +29,11 @@ from medflow.train.federated import FederatedConfig
 from medflow.train.privacy import PrivacyConfig
 from medflow.train.trainer import TrainConfig
 
-__all__ = ["StudyConfig", "DataConfig", "ModelEntry", "ExplainConfig", "BlocksConfig", "TuneConfig", "SearchDim",
+__all__ = ["StudyConfig", "validate", "DataConfig",
+           "ModelEntry", "ExplainConfig", "BlocksConfig", "TuneConfig", "SearchDim",
            "SitesConfig", "FederateConfig", "SequenceFeatures", "load_config", "parse_config"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 TaskField = Annotated[Binary | Multiclass | Multilabel | Regression | Survival | Segmentation | TreatmentEffect
                       | SpanExtraction, Field(discriminator="kind")]
@@ -170,6 +173,12 @@ class ModelEntry(BaseModel):
     init_from: str | None = Field(None, description="a finished run directory whose model weights start training")
     init_model: str | None = Field(None, description="the model in init_from to copy (default: the same name)")
     freeze: Literal["none", "backbone"] = "none"
+    mode: Literal["finetune", "linear_probe", "frozen_features"] | None = Field(
+        None, description="starting from a pretrained run: finetune (all weights train), linear_probe (the encoder "
+                          "frozen, the head trained), frozen_features (representations computed once, a "
+                          "cross-validated logistic regression on them)")
+    allow_pretrain_overlap: bool = Field(False, description="accept test patients that the pretraining saw (the "
+                                                            "report states how many)")
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$",
                               description="the name this entry's results go by (default: name); lets one model "
                                           "appear twice, e.g. with and without privacy")
@@ -328,9 +337,14 @@ def parse_config(raw: dict[str, Any], source: str = "study") -> StudyConfig:
     """Validate a study dict: unknown keys, then types and values, as ConfigErrors naming the field."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of study keys, got {type(raw).__name__}.")
-    check_keys(raw, StudyConfig, source)
+    return validate(raw, StudyConfig, source)
+
+
+def validate(raw: dict[str, Any], cls: type[ModelT], source: str) -> ModelT:
+    """A YAML mapping as `cls`: unknown keys, then types and values, as ConfigErrors naming the field."""
+    check_keys(raw, cls, source)
     try:
-        return StudyConfig(**raw)
+        return cls(**raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{source}: {problems}") from exc

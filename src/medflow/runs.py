@@ -27,9 +27,23 @@ from medflow.tasks import Task, task_from_dict
 from medflow.tasks.base import put_before
 
 __all__ = ["Run", "load_run", "json_rows", "plain_value", "task_from_dict", "write_json", "write_text", "write_parquet",
-           "read_json", "INCOMPLETE"]
+           "read_json", "INCOMPLETE", "new_work_dir"]
 
 INCOMPLETE = ".incomplete"
+
+
+def new_work_dir(output_dir: str | Path, name: str) -> Path:
+    """A fresh `OUTPUT/NAME/STAMP.incomplete/` folder (renamed without the suffix when the work is finished)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base = Path(output_dir) / name
+    path, i = base / stamp, 1
+    while path.exists() or path.with_name(path.name + INCOMPLETE).exists():
+        path, i = base / f"{stamp}-{i}", i + 1
+    work = path.with_name(path.name + INCOMPLETE)
+    work.mkdir(parents=True)
+    return work
 class Metrics:
     """The metrics of a run, with a table view (value and 95% CI per model and metric)."""
 

@@ -1,9 +1,9 @@
 """The `medflow` command line: the same library calls a notebook makes, with one-line errors.
 
 One module per command group, each with `register(app)`: `demo` (the tour), `study` (run, evaluate, report,
-predict), `catalog` (datasets, models, embed, simulate), `convert` (any event source to MEDS), `service` (serve,
-export, audit, keys, registry), `text` (deid, code, extract), `privacy` (federate, synthesize), `molecules`
-(screen, generate); `show` prints tables.
+predict), `pretrain` (self-supervised pretraining), `catalog` (datasets, models, embed, simulate), `convert` (any
+event source to MEDS), `service` (serve, export, audit, keys, registry), `text` (deid, code, extract), `privacy`
+(federate, synthesize), `molecules` (screen, generate); `show` prints tables.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import sys
 
 import typer
 
-from medflow.cli import catalog, convert, demo, molecules, privacy, service, study, text
+from medflow.cli import catalog, convert, demo, molecules, pretrain, privacy, service, study, text
 from medflow.cli.show import err
 from medflow.errors import MedflowError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="medflow: from healthcare data to a validated, explained model.")
-for _group in (demo, study, catalog, convert, service, text, privacy, molecules):
+for _group in (demo, study, pretrain, catalog, convert, service, text, privacy, molecules):
     _group.register(app)
 
 

@@ -43,11 +43,29 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="print JSON (for
     _listing(describe(), ["name", "family", "inputs", "tasks", "complexity", "description"], as_json)
 
 
-def embed(run_dir: Annotated[Path, typer.Argument(help="a finished run on event data")],
+def embed(run_dir: Annotated[Path, typer.Argument(help="a finished run on event data, or a pretrained run")],
           dim: Annotated[int, typer.Option(help="embedding width")] = 16,
           epochs: Annotated[int, typer.Option(help="most training epochs (early stopping on validation)")] = 20,
-          top: Annotated[int, typer.Option(help="anomalous samples listed in the report")] = 20) -> None:
-    """Patient embeddings and anomaly scores (autoencoder over event histories) for an event-data run."""
+          top: Annotated[int, typer.Option(help="anomalous samples listed in the report")] = 20,
+          meds: Annotated[Path | None, typer.Option(help="pretrained runs: the MEDS folder whose patients to "
+                                                         "embed")] = None,
+          labels: Annotated[Path | None, typer.Option(help="pretrained runs: a MEDS label file; one embedding per "
+                                                           "(subject, prediction time) instead of per patient")] = None,
+          out_path: Annotated[Path | None, typer.Option("--out", help="pretrained runs: the Parquet file to "
+                                                                      "write")] = None) -> None:
+    """Patient embeddings: from a pretrained timeline encoder (--meds, --out), or an autoencoder over a study
+    run's event histories with anomaly scores."""
+    from medflow.models.pretrained import is_pretrained_run
+
+    if is_pretrained_run(run_dir):
+        from medflow.pretrain.embed import embed_timelines
+
+        if meds is None or out_path is None:
+            raise ConfigError(f"{run_dir} is a pretrained run: give the patients to embed (--meds FOLDER) and the "
+                              "file to write (--out embeddings.parquet).")
+        path = embed_timelines(run_dir, meds, out_path, labels)
+        out.print(f"embeddings: {path}", soft_wrap=True, highlight=False)
+        return
     from medflow.embed import embed_run
     from medflow.models.autoencoder import AutoencoderConfig
 
@@ -65,7 +83,9 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
                      seed: Annotated[int, typer.Option(help="random seed")] = 0,
                      bias_group: Annotated[str | None, typer.Option(
                          help="RACE value whose creatinine is measured with 4x the noise (fairness tests)")] = None,
-                     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False) -> None:
+                     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+                     first_id: Annotated[int, typer.Option(help="the first subject id (keep a pretraining cohort's "
+                                                                 "ids apart from a study's)")] = 0) -> None:
     """Simulate inpatient EHR (admissions, ICD-10-CM, LOINC labs, RxNorm, outcomes) as a MEDS dataset."""
     import json
 
@@ -78,7 +98,7 @@ def simulate_ehr_cmd(out_dir: Annotated[Path, typer.Option("--out", help="MEDS f
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("sim", total=patients)
-        path = simulate_ehr(out_dir, patients, seed, bias_group, overwrite=overwrite,
+        path = simulate_ehr(out_dir, patients, seed, bias_group, overwrite=overwrite, first_id=first_id,
                             progress=lambda k: bar.advance(task, k))
     meta = json.loads((path / "metadata" / "dataset.json").read_text())["medflow"]
     auc = ", ".join(f"{k} {v:.3f}" for k, v in meta["oracle_auroc"].items())

@@ -104,6 +104,8 @@ class EventTensors:
             "has_value": torch.from_numpy((valid & self.has_value[pos]).astype(np.float32)),
             "dt": torch.from_numpy(np.log1p(np.maximum(days_before, 0)).astype(np.float32)),
             "gap": torch.from_numpy(np.log1p(np.maximum(gap, 0)).astype(np.float32)),
+            # days before the prediction time; -1 for static events and padding (time-to-event pretraining)
+            "days": torch.from_numpy(np.where(static | ~valid, -1.0, np.maximum(days_before, 0)).astype(np.float32)),
             "mask": torch.from_numpy(valid),
             "lengths": torch.from_numpy(np.maximum(lengths, 1).astype(np.int64)),
         }

@@ -2,7 +2,19 @@
 
 import dataclasses
 
-from medflow.models import baselines, dti, effects, extraction, graph, sequence, survival, tabular, text, vision
+from medflow.models import (
+    baselines,
+    dti,
+    effects,
+    extraction,
+    graph,
+    sequence,
+    survival,
+    tabular,
+    text,
+    timeline,
+    vision,
+)
 from medflow.models.base import Estimator, ModelSpec, build_estimator, load_estimator
 from medflow.registry import models as _registry
 
@@ -43,6 +55,7 @@ SEARCH = {
     "gru": _SEQ, "lstm": _SEQ, "retain": _SEQ, "bag_of_codes_mlp": _SEQ,
     "small_cnn": {"dropout": [0.0, 0.5], **_LR}, "resnet18": _LR, "densenet121": {"dropout": [0.0, 0.5], **_LR},
     "unet": {"num_res_units": [0, 2], **_LR}, "basic_unet": _LR, "segresnet": {"init_filters": [8, 32], **_LR},
+    "timeline_transformer": {"d": {"choices": [32, 64, 128]}, "layers": [1, 3], "dropout": [0.0, 0.4], **_LR},
     "transformer": {"d": {"choices": [32, 64, 128]}, "layers": [1, 3], "dropout": [0.0, 0.4], **_LR},
     "tarnet": {"hidden": [32, 256], "depth": [1, 3], "dropout": [0.0, 0.3], **_LR},
     "dragonnet": {"hidden": [32, 256], "depth": [1, 3], "alpha": [0.1, 2.0], "beta": [0.1, 2.0], **_LR},
@@ -120,6 +133,10 @@ for _spec in (
               "LSTM over the event sequence", inputs="events", complexity=4),
     ModelSpec("transformer", "deep", _ALL, sequence.TransformerConfig, sequence.TransformerClassifier,
               "Transformer encoder over events (pre-norm, padding mask, mean pooling)", inputs="events", complexity=4),
+    ModelSpec("timeline_transformer", "deep", _ALL, timeline.TimelineConfig, timeline.TimelineClassifier,
+              "causal Transformer over the timeline (positions, time gaps); the state at the last event before the "
+              "prediction time feeds the head; starts from `medflow pretrain` runs (init_from)", inputs="events",
+              complexity=4),
     ModelSpec("retain", "deep", _ALL, sequence.SequenceConfig, sequence.RETAIN,
               "RETAIN (Choi et al. 2016): reverse-time attention; per-event contributions explain each "
               "prediction", inputs="events", complexity=4),

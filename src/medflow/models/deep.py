@@ -99,6 +99,8 @@ class DeepEstimator(Estimator):
         if k > 1 and self.spec.inputs == "images":
             raise ConfigError(f"model '{self.spec.name}': ensembles of image models are not supported yet "
                               "(Grad-CAM explains one network); set ensemble: 1.")
+        if self.init is not None and self.init.freeze == "features":
+            return self._fit_frozen(x_train, y_train, seed)
         members, histories, best = [], [], []
         for i in range(k):
             member_dir = None if workdir is None else (workdir / f"member_{i}" if k > 1 else workdir)
@@ -118,6 +120,21 @@ class DeepEstimator(Estimator):
         self.best_epoch = best[0] if k == 1 else best
         if hasattr(self.head, "after_fit"):
             self.head.after_fit(self.outputs(x_train), np.asarray(y_train))
+        return self
+
+    def _fit_frozen(self, x_train: Any, y_train: Any, seed: int) -> DeepEstimator:
+        """A pretrained encoder's frozen representations into a cross-validated logistic regression head."""
+        from medflow.models.transfer import fit_frozen_head
+
+        if self.ensemble > 1:
+            raise ConfigError(f"model '{self.spec.name}': mode frozen_features fits one logistic regression; an "
+                              "ensemble of identical frozen encoders adds nothing (set ensemble: 1).")
+        torch.manual_seed(seed)
+        self.module = self._build_member(x_train.shape[1])
+        self.init.apply(self.module)
+        self.init.report["logistic_regression"] = fit_frozen_head(self.module, x_train, np.asarray(y_train), seed,
+                                                                  getattr(self.task, "class_weight", None))
+        self.history, self.best_epoch, self.privacy, self.resumed_from = [], 0, None, None
         return self
 
     def _fit_member(self, x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, train: TrainConfig, seed: int,

@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from medflow.errors import ConfigError
 
-__all__ = ["Init", "head_prefix"]
+__all__ = ["Init", "head_prefix", "fit_frozen_head"]
 
 
 def head_prefix(module: nn.Module) -> str:
@@ -52,7 +54,7 @@ class Init:
                               "architecture or input channel count that differs); nothing could be transferred.")
         module.load_state_dict({**target, **copied})
         head = head_prefix(module)
-        if self.freeze == "backbone":
+        if self.freeze in ("backbone", "features"):
             for name, p in module.named_parameters():
                 p.requires_grad_(name.startswith(head + "."))
         n_params = sum(1 for k in target if k.endswith(("weight", "bias")))
@@ -60,3 +62,41 @@ class Init:
                        "tensors_copied": len(copied), "tensors_total": len(target),
                        "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
                        "parameter_tensors": n_params}
+
+
+@torch.no_grad()
+def fit_frozen_head(module: nn.Module, x: Any, y: np.ndarray, seed: int, class_weight: str | None = None,
+                    batch_size: int = 256) -> dict[str, Any]:
+    """Frozen features (EHRSHOT's protocol for a pretrained encoder): the module's representations of the training
+    records (`module.represent`, computed once, eval mode), standardized, into an L2 logistic regression whose C is
+    chosen by stratified cross-validation (log loss); the fitted coefficients become the module's linear head, so
+    the result predicts, saves, serves and explains like any network."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    from medflow.train.trainer import take
+
+    module.eval()
+    feats = torch.cat([module.represent(take(x, np.arange(i, min(i + batch_size, len(x)))))
+                       for i in range(0, len(x), batch_size)]).double().numpy()
+    mean, std = feats.mean(0), feats.std(0) + 1e-6
+    z = (feats - mean) / std
+    y = np.asarray(y).astype(int)
+    folds = min(5, int(np.bincount(y).min()) if len(np.unique(y)) > 1 else 0)
+    weight = "balanced" if class_weight == "balanced" else None
+    if folds >= 2:
+        lr = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                                  scoring="neg_log_loss", max_iter=5000, class_weight=weight).fit(z, y)
+        c, how = float(np.ravel(lr.C_)[0]), f"{folds}-fold cross-validation"
+    else:  # too few of a class to cross-validate: the default penalty, said so in the report
+        lr = LogisticRegression(C=1.0, max_iter=5000, class_weight=weight).fit(z, y)
+        c, how = 1.0, "default (too few records of a class to cross-validate)"
+    head = getattr(module, getattr(module, "head_layer", "head"))
+    w = lr.coef_ / std
+    b = lr.intercept_ - (lr.coef_ * (mean / std)).sum(axis=1)
+    if head.weight.shape != w.shape:
+        raise ConfigError(f"frozen_features: the logistic regression has {w.shape[0]} output(s), the head "
+                          f"{head.weight.shape[0]}; use linear_probe for this task.")
+    head.weight.copy_(torch.as_tensor(w, dtype=head.weight.dtype))
+    head.bias.copy_(torch.as_tensor(b, dtype=head.bias.dtype))
+    return {"C": c, "C_chosen_by": how, "representation_width": int(feats.shape[1])}

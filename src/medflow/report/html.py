@@ -16,7 +16,7 @@ from medflow.report import plots
 from medflow.report.effects import effects_section
 from medflow.report.elements import ci, display, escape, html_table, img
 from medflow.report.explain_section import explain_section
-from medflow.report.monitoring import federated_section, monitoring_section, privacy_section
+from medflow.report.monitoring import federated_section, monitoring_section, privacy_section, transfer_section
 from medflow.report.validation import (
     conformal_section,
     decision_section,
@@ -313,6 +313,7 @@ def render_report(run_dir: Path) -> str:
         monitoring_section(run_dir),
         privacy_section(metrics),
         federated_section(metrics),
+        transfer_section(metrics),
         _blocks_section(run_dir),
         "<h2>Explanations</h2>" + explain_section(expl, metrics["selected_model"]),
         ("<h2>Training</h2>" + img(plots.history_plot(histories), "training curves")) if histories else "",

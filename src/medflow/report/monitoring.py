@@ -1,6 +1,6 @@
 """Report sections on a model's life beyond its metrics: input drift in service, summed over every service process
 that saved counts into `<run>/monitoring/` (docs/service.md), and the privacy spent by DP-SGD training
-(docs/privacy.md)."""
+(docs/privacy.md), and where starting weights came from (docs/pretraining.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from medflow.artifacts import read_json
 from medflow.evaluate.drift import merge_states, summarize
 from medflow.report.elements import ci, escape, html_table
 
-__all__ = ["monitoring_section", "privacy_section", "federated_section"]
+__all__ = ["monitoring_section", "privacy_section", "federated_section", "transfer_section"]
 
 
 def _share(v: float | None) -> str:
@@ -100,3 +100,34 @@ def federated_section(metrics: dict) -> str:
             + html_table(["site", "train patients", "validation patients", "test patients", "prevalence (train)"],
                          site_rows)
             + html_table(["model", f"test {escape(primary)}, all sites"] + [f"{escape(s)}" for s in sites], rows))
+
+
+_MODES = {"none": "fine-tuned (all weights)", "backbone": "linear probe (encoder frozen)",
+          "features": "frozen features + cross-validated logistic regression"}
+
+
+def transfer_section(metrics: dict) -> str:
+    """Where each model's starting weights came from (`init_from`): another run or a pretrained run, how they were
+    used, and for pretrained runs the vocabulary coverage and the overlap of the test patients with pretraining."""
+    transfer = metrics.get("transfer") or {}
+    if not transfer:
+        return ""
+    rows = []
+    for model, t in transfer.items():
+        extra = []
+        if "study_code_share" in t:
+            extra.append(f"{t['study_code_share']:.0%} of the study's {t['study_codes']} codes known to the encoder")
+        if "unknown_event_share" in t:
+            extra.append(f"{t['unknown_event_share']:.1%} of training events &lt;unknown&gt;")
+        if "test_patients" in t:
+            extra.append(f"{t['test_patients_in_pretraining']} of {t['test_patients']} test patients in the "
+                         "pretraining" + (" (allowed: results are optimistic)" if t["test_patients_in_pretraining"]
+                                          else ""))
+        if "logistic_regression" in t:
+            lr = t["logistic_regression"]
+            extra.append(f"C = {lr['C']:g} ({escape(lr['C_chosen_by'])})")
+        rows.append([escape(model), escape(t.get("source", "")), _MODES.get(t.get("freeze", ""), t.get("freeze", "")),
+                     f"{t.get('tensors_copied', 0)} of {t.get('tensors_total', 0)}",
+                     f"{t.get('trainable_parameters', 0):,}", "; ".join(extra)])
+    return ("<h2>Starting weights</h2>" + html_table(["model", "from", "how", "tensors copied", "trainable parameters",
+                                                       "checks"], rows))

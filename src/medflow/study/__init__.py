@@ -32,8 +32,9 @@ from medflow.features import encode_targets, featurize, input_names, make_featur
 from medflow.models.base import DeepEstimator, build_estimator, check_inputs, load_estimator
 from medflow.models.transfer import Init
 from medflow.registry import models as model_registry
-from medflow.runs import INCOMPLETE, Run, load_run, write_json, write_parquet, write_text
+from medflow.runs import INCOMPLETE, Run, load_run, new_work_dir, write_json, write_parquet, write_text
 from medflow.study.data import data_config, load_study_data, source_folds
+from medflow.study.pretrained import pretrained_checks, pretrained_init, pretrained_run, resolve_entry
 from medflow.tasks.base import Task
 from medflow.train import distributed
 from medflow.train.trainer import TrainConfig
@@ -99,18 +100,11 @@ def feature_columns(ds: Dataset, cfg: StudyConfig) -> list[str]:
 
 
 def new_run_dir(cfg: StudyConfig) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.output_dir) / cfg.name
-    path, i = base / stamp, 1
-    while path.exists() or path.with_name(path.name + INCOMPLETE).exists():
-        path, i = base / f"{stamp}-{i}", i + 1
-    work = path.with_name(path.name + INCOMPLETE)
-    work.mkdir(parents=True)
-    return work
+    return new_work_dir(cfg.output_dir, cfg.name)
 
 
-def _check_models(cfg: StudyConfig) -> list[ModelEntry]:
-    entries = cfg.model_entries()
+def _check_models(cfg: StudyConfig, modality: str | None = None) -> list[ModelEntry]:
+    entries = [resolve_entry(e, modality, cfg.task.kind) for e in cfg.model_entries()]
     if not entries:
         raise ConfigError("the study names no models; add at least one under models:.")
     names = [e.name for e in entries]
@@ -148,7 +142,8 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
         # pooled out-of-fold curves must share their time points: every fold predicts on fold 0's grid
         shared = first["task"].state
         task.load_state({**task.state, "grid": shared["grid"], "horizons": shared["horizons"]})
-    feat = make_featurizer(ds, features, train, cfg.data)
+    pretrained = pretrained_run(entries)  # its vocabulary tokenizes the study's events
+    feat = pretrained.featurizer() if pretrained is not None else make_featurizer(ds, features, train, cfg.data)
     fold_dir = work / f"fold_{fold.index}"
     write_json(fold_dir / "featurizer.json", feat.to_dict())
     write_json(fold_dir / "task.json", {"config": task.model_dump(mode="json"), "state": task.state})
@@ -156,6 +151,8 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
     xs = {part: featurize(feat, ds, df) for part, df in parts}
     ys = {part: encode_targets(feat, task, ds, df) for part, df in parts}
     xs.setdefault("stop", xs["valid"])
+    checks = None if pretrained is None else pretrained_checks(
+        pretrained, ds, frame[ds.patient_id].iloc[fold.test].to_numpy(), xs["train"], entries, console)
     ys.setdefault("stop", ys["valid"])
     rows, timings, tuning, transfer, privacy = [], {}, {}, {}, {}
     for entry in entries:
@@ -179,7 +176,7 @@ def _fit_fold(cfg: StudyConfig, ds: Dataset, fold: Fold, features: list[str], wo
             est.fit(xs["train"], ys["train"], xs["stop"], ys["stop"], train_cfg, cfg.seed,
                     workdir=work / "checkpoints" / f"fold_{fold.index}" / entry.key)
             if est.init is not None:
-                transfer[entry.key] = est.init.report
+                transfer[entry.key] = {**est.init.report, **(checks if entry.mode else {})}
             if getattr(est, "resumed_from", None) is not None:
                 console.print(f"  {entry.key}: resumed from the checkpoint after epoch {est.resumed_from + 1}")
             est.save(model_dir)
@@ -227,7 +224,7 @@ def run_study(cfg: StudyConfig, dataset: Dataset | None = None, resume: str | Pa
     ds.synthetic = ds.synthetic or cfg.data.synthetic
     cfg.task.check(ds.frame, ds.source)
     features = feature_columns(ds, cfg)
-    entries = _check_models(cfg)
+    entries = _check_models(cfg, ds.modality)
     for e in entries:
         check_inputs(model_registry.get(e.name), ds.modality, ds.source)
     # task-level steps before any split (treatment effects: overlap, trimming, cross-fitted nuisances)
@@ -344,6 +341,8 @@ def transfer_init(entry: ModelEntry) -> Init | None:
     """The weights an entry starts from (`init_from`: fold 0's model of another run; transfer learning)."""
     if entry.init_from is None:
         return None
+    if entry.mode is not None:  # a pretrained run (resolve_entry set the mode)
+        return pretrained_init(entry)
     try:
         run = load_run(Path(entry.init_from))
     except Exception as exc:

@@ -265,11 +265,12 @@ def _auroc(y: np.ndarray, p: np.ndarray) -> float:
 
 def simulate_ehr(out: str | Path, patients: int = 2000, seed: int = 0, bias_group: str | None = None,
                  max_admissions: int = 40, overwrite: bool = False,
-                 progress: Callable[[int], None] | None = None) -> Path:
+                 progress: Callable[[int], None] | None = None, first_id: int = 0) -> Path:
     """Write a simulated MEDS cohort to `out` (shards by split, metadata, oracle). Returns the folder.
 
     Deterministic for a given (patients, seed, bias_group). Memory is bounded by one shard of
-    10,000 subjects, so a million patients stream through in constant RAM.
+    10,000 subjects, so a million patients stream through in constant RAM. Subject ids run from `first_id`
+    (e.g. a pretraining cohort written with ids that cannot collide with a study's).
     """
     if bias_group is not None and bias_group not in RACES:
         from medflow.errors import ConfigError
@@ -281,7 +282,7 @@ def simulate_ehr(out: str | Path, patients: int = 2000, seed: int = 0, bias_grou
         counts = {"train": 0, "tuning": 0, "held_out": 0}
         for shard, first in enumerate(range(0, patients, SHARD)):
             rng = np.random.default_rng([seed, shard])
-            ids = np.arange(first, min(first + SHARD, patients), dtype=np.int64)
+            ids = first_id + np.arange(first, min(first + SHARD, patients), dtype=np.int64)
             events, oracle = _shard(rng, ids, bias_group, max_admissions)
             split = np.array(["train", "tuning", "held_out"])[np.searchsorted([0.8, 0.9], rng.random(len(ids)))]
             splits = pl.DataFrame({"subject_id": ids, "split": split})
