@@ -204,7 +204,7 @@ def few_shot(root: Path, runs: dict[str, Path], ks: list[int], repeats: int, epo
     return results
 
 
-def throughput(root: Path, windows: int = 20_000) -> dict:
+def throughput(root: Path, windows: int = 8_000) -> dict:
     """Events/s of one pretraining epoch: the Trainer vs a plain loop (same module class, batches, optimizer)."""
     import torch
 

@@ -206,3 +206,20 @@ def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
         sys.argv = argv
         os.chdir(here)
     return subprocess.CompletedProcess(["medflow", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+_TINY_BERT: dict[str, str] = {}
+
+
+def tiny_checkpoint() -> str:
+    """A tiny BERT (hidden 32, 2 layers, random weights) with a WordPiece tokenizer trained on 2,000 real IU chest
+    X-ray reports, saved as a Hugging Face folder once per test process: what `hf_classifier` reads, built here so
+    nothing is downloaded. Not a pretrained clinical model."""
+    if "path" not in _TINY_BERT:
+        import medflow as mf
+        from medflow.models.hf import small_bert
+
+        texts = mf.datasets.load("iu_reports").frame["text"].astype(str).tolist()[:2000]
+        folder = Path(tempfile.mkdtemp(prefix="tiny_bert_"))
+        _TINY_BERT["path"] = str(small_bert(folder, texts, hidden=32, layers=2, heads=2, vocab_size=2000))
+    return _TINY_BERT["path"]

@@ -139,6 +139,41 @@ def test_transfer_learning_freezes_the_backbone(tmp_path, phantom_run):
         run_study(_phantom_cfg(tmp_path, models=[{"name": "small_cnn", "init_from": str(tmp_path / "nowhere")}]))
 
 
+def test_init_from_a_checkpoint_file_or_monai_bundle(tmp_path, phantom_run):
+    """Weights from elsewhere: a wrapped PyTorch file with a DataParallel prefix, safetensors, a MONAI bundle; a
+    checkpoint of another architecture names its missing and unexpected keys; an unreadable file is named."""
+    from safetensors.torch import save_file
+
+    from medflow.models.transfer import Init, load_checkpoint
+    from medflow.models.vision import SmallCNN
+
+    state = phantom_run.estimator("small_cnn").module.state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "w.pt")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "w.safetensors")
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "configs" / "metadata.json").write_text("{}")
+    (bundle / "models").mkdir()
+    torch.save(state, bundle / "models" / "model.pt")
+    for source in (tmp_path / "w.pt", tmp_path / "w.safetensors", bundle):
+        m = SmallCNN(1, 1, [1, 64, 64])
+        init = Init(str(source), "checkpoint", load_checkpoint(source), "none")
+        init.apply(m)
+        assert init.report["tensors_copied"] == init.report["tensors_total"], source
+        assert all(torch.equal(m.state_dict()[k], v) for k, v in state.items())
+    entry = {"name": "small_cnn", "init_from": str(bundle), "freeze": "backbone"}
+    run = run_study(_phantom_cfg(tmp_path, models=[entry], name="bundle", train={**TRAIN, "max_epochs": 2}))
+    assert run.metrics.data["transfer"]["small_cnn"]["source"] == str(bundle)
+    wrong = {"conv1.weight": torch.zeros(3, 3), "fc.weight": torch.zeros(2, 2)}
+    torch.save(wrong, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match=r"missing key\(s\) \[.*\], 2 unexpected \[conv1.weight, fc.weight\]"):
+        Init("other.pt", "checkpoint", load_checkpoint(tmp_path / "other.pt"), "none").apply(
+            SmallCNN(1, 1, [1, 64, 64]))
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="broken.pt: not a readable weights file"):
+        load_checkpoint(tmp_path / "broken.pt")
+
+
 def test_cli_png_folders_to_predictions_and_overlays(tmp_path):
     ds = phantom_dataset(80, 32, 2, seed=3)
     root = tmp_path / "pngs"

@@ -188,7 +188,12 @@ def _data(kind, name=None):
 
 
 def _build(name, task):
-    est = build_estimator(name, PARAMS.get(name, {}), task)
+    params = PARAMS.get(name, {})
+    if name == "hf_classifier":  # a local checkpoint built by the tests (tests/conftest.py): nothing downloaded
+        from tests.conftest import tiny_checkpoint
+
+        params = {"checkpoint": tiny_checkpoint(), "max_len": 64, "stride": 16}
+    est = build_estimator(name, params, task)
     est.sources = list(SOURCES)
     return est
 

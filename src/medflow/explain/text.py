@@ -37,6 +37,7 @@ def _column(est: Any, out: torch.Tensor) -> torch.Tensor:
 def token_attributions(est: Any, x: Any, idx: Any) -> tuple[list[np.ndarray], np.ndarray]:
     """Per note in `idx`: one weight per token (in order), and the output column explained (-1: attention)."""
     idx = np.asarray(idx, dtype=np.int64)
+    x = est.inputs(x)  # a model with its own tokenizer (hf_classifier) reads its own windows
     b = x.batch(idx)
     owner = b["owner"].numpy()
     per_window = []
@@ -69,6 +70,9 @@ def token_attributions(est: Any, x: Any, idx: Any) -> tuple[list[np.ndarray], np
     out_notes = []
     for j, i in enumerate(idx):
         rows = np.flatnonzero(owner == j)
+        if hasattr(x, "note_weights"):  # overlapping subword windows
+            out_notes.append(x.note_weights(int(i), w[rows]))
+            continue
         n_tok = int(x.lengths[i])
         out_notes.append(w[rows].reshape(-1)[:n_tok] if len(rows) > 1 else w[rows[0], :n_tok])
     return out_notes, cols
@@ -142,6 +146,7 @@ def explain_text(est: Any, x: Any, y: np.ndarray, note_ids: list[str], max_recor
         return explain_codes(est, x, y, note_ids, max_records, examples)
     if est.task.kind == "spans":
         return explain_spans(est, x, y, note_ids, max_records, examples)
+    x = est.inputs(x)
     n = min(max_records, len(x))
     pred = np.asarray(est.predict(x[:n]) if n < len(x) else est.predict(x))[:n]
     p = pred if pred.ndim == 1 else pred.max(axis=1)
@@ -207,6 +212,7 @@ def note_explanations(est: Any, x: Any, k: int = 10) -> tuple[list[list[dict[str
                               "linear model (logistic_regression) or a text network.")
         return explain_tfidf(est, x, x.matrix_names(), k), "coefficient_x_tfidf"
     out = []
+    x = est.inputs(x)
     for start in range(0, len(x), 64):
         idx = np.arange(start, min(start + 64, len(x)))
         weights, _ = token_attributions(est, x, idx)

@@ -8,6 +8,7 @@ from medflow.models import (
     effects,
     extraction,
     graph,
+    hf,
     sequence,
     survival,
     tabular,
@@ -142,6 +143,10 @@ for _spec in (
               "prediction", inputs="events", complexity=4),
     ModelSpec("bag_of_codes_mlp", "deep", _ALL, sequence.SequenceConfig, sequence.BagOfCodesMLP,
               "order-free baseline: mean code/value embedding into an MLP", inputs="events"),
+    ModelSpec("hf_classifier", "deep", _CLASSIFY | {"multilabel"}, hf.HFConfig, hf.build_hf_classifier,
+              "a Hugging Face encoder from a local folder (params.checkpoint; never downloaded) fine-tuned on notes; "
+              "long notes in overlapping windows, max over windows", inputs="text", estimator=hf.HFEstimator,
+              complexity=5),
     ModelSpec("small_cnn", "deep", _IMAGE, vision.SmallCNNConfig, vision.SmallCNN,
               "small CNN on MONAI convolution blocks (2-D or 3-D), global pooling; minutes on 2 CPU cores",
               inputs="images"),

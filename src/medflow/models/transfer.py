@@ -11,6 +11,7 @@ BatchNorm statistics of a frozen backbone still adapt to the new data (its layer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,9 @@ from torch import nn
 
 from medflow.errors import ConfigError
 
-__all__ = ["Init", "head_prefix", "fit_frozen_head"]
+__all__ = ["Init", "head_prefix", "fit_frozen_head", "load_checkpoint", "is_checkpoint"]
+
+_WEIGHT_FILES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 def head_prefix(module: nn.Module) -> str:
@@ -48,7 +51,18 @@ class Init:
         """Copy matching tensors into `module`, then freeze the backbone if asked."""
         source = self.state
         target = module.state_dict()
+        if self.model == "checkpoint":  # a file from elsewhere: its names may carry a wrapper's prefix
+            source = _match_prefix(source, target)
         copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+        params = [k for k in target if k.endswith(("weight", "bias"))]
+        if self.model == "checkpoint" and sum(k in copied for k in params) < len(params) - 2:  # all but a new head
+            missing = sorted(k for k in target if k not in source)
+            unexpected = sorted(k for k in source if k not in target)
+            shape = sorted(k for k in source if k in target and target[k].shape != source[k].shape)
+            raise ConfigError(f"init_from {self.run}: the checkpoint does not fit {type(module).__name__}: "
+                              f"{len(missing)} missing key(s) {_few(missing)}, {len(unexpected)} unexpected "
+                              f"{_few(unexpected)}, {len(shape)} of another shape {_few(shape)}. Give a checkpoint "
+                              "of this architecture (the same model name and parameters), or another model.")
         if not any(k.endswith("weight") for k in copied):
             raise ConfigError(f"init_from {self.run}: no weights of model '{self.model}' fit the new module (an "
                               "architecture or input channel count that differs); nothing could be transferred.")
@@ -100,3 +114,59 @@ def fit_frozen_head(module: nn.Module, x: Any, y: np.ndarray, seed: int, class_w
     head.weight.copy_(torch.as_tensor(w, dtype=head.weight.dtype))
     head.bias.copy_(torch.as_tensor(b, dtype=head.bias.dtype))
     return {"C": c, "C_chosen_by": how, "representation_width": int(feats.shape[1])}
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    return "[" + ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") + "]"
+
+
+def _match_prefix(source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's names with the wrapper prefix stripped or added that makes most of them match the module's
+    (`module.` from DataParallel / DDP, `model.` / `net.` from Lightning or MONAI wrappers)."""
+    best, hits = source, sum(k in target for k in source)
+    for prefix in ("module.", "model.", "net.", "network.", "backbone."):
+        for cand in ({k.removeprefix(prefix): v for k, v in source.items()},
+                     {prefix + k: v for k, v in source.items()}):
+            n = sum(k in target for k in cand)
+            if n > hits:
+                best, hits = cand, n
+    return best
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """A weights file (safetensors or a PyTorch state dict) or a MONAI bundle folder (models/model.pt|.ts)."""
+    p = Path(path)
+    return (p.is_file() and p.suffix in _WEIGHT_FILES) or (p.is_dir() and (p / "configs").is_dir()
+                                                            and any((p / "models").glob("model.*")))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The tensors of a weights file or MONAI bundle, as a flat state dict; a ConfigError naming the file otherwise.
+
+    PyTorch files load with `weights_only=True` (no code runs); Lightning / MONAI wrappers (`state_dict`, `model`,
+    `network` holding the tensors) are unwrapped."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in (p / "models").glob("model.*") if f.suffix in _WEIGHT_FILES)
+        if not files:
+            raise ConfigError(f"init_from {p}: the MONAI bundle has no models/model.pt or model.safetensors.")
+        p = files[0]
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(p)
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        raise ConfigError(f"init_from {p}: not a readable weights file ({type(exc).__name__}: {exc}). Give a "
+                          "safetensors file or a PyTorch state dict saved with torch.save(model.state_dict()).") \
+            from exc
+    for key in ("state_dict", "model", "network", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
+    if not tensors:
+        raise ConfigError(f"init_from {p}: holds no tensors by name (a whole pickled model, or an optimizer "
+                          "state?); save the weights with torch.save(model.state_dict(), path).")
+    return tensors

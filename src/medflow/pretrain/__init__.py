@@ -32,10 +32,11 @@ from medflow.config import validate
 from medflow.errors import ConfigError
 from medflow.models.pretrained import MARKER
 from medflow.models.timeline import TimelineConfig
+from medflow.pretrain.text import TextPretrainConfig
 from medflow.runs import INCOMPLETE, new_work_dir
 from medflow.train.trainer import TrainConfig
 
-__all__ = ["PretrainConfig", "pretrain", "load_pretrain_config"]
+__all__ = ["PretrainConfig", "TextPretrainConfig", "pretrain", "load_pretrain_config"]
 
 class PretrainData(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -74,8 +75,9 @@ class PretrainConfig(BaseModel):
     output_dir: str = "runs"
 
 
-def load_pretrain_config(path: str | Path) -> PretrainConfig:
-    """Read a pretraining YAML; a relative `data.meds` is taken from the YAML's folder."""
+def load_pretrain_config(path: str | Path) -> PretrainConfig | TextPretrainConfig:
+    """Read a pretraining YAML; relative paths (`data.meds`, `data.text.path`, `model.checkpoint`) are taken from the
+    YAML's folder."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: pretraining file not found.")
@@ -84,19 +86,30 @@ def load_pretrain_config(path: str | Path) -> PretrainConfig:
     except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"{p}: not a valid UTF-8 YAML file ({exc}).") from exc
     cfg = parse_pretrain_config(raw, str(p))
-    if not Path(cfg.data.meds).is_absolute():
-        cfg.data.meds = str((p.parent / cfg.data.meds).resolve())
+
+    def here(value: str) -> str:
+        return value if Path(value).is_absolute() else str((p.parent / value).resolve())
+
+    if isinstance(cfg, TextPretrainConfig):
+        cfg.data.text.path = here(cfg.data.text.path)
+        if cfg.model.checkpoint:
+            cfg.model.checkpoint = here(cfg.model.checkpoint)
+    else:
+        cfg.data.meds = here(cfg.data.meds)
     return cfg
 
 
-def parse_pretrain_config(raw: Any, source: str = "pretrain") -> PretrainConfig:
+def parse_pretrain_config(raw: Any, source: str = "pretrain") -> PretrainConfig | TextPretrainConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a pretraining file is a mapping (name:, data:, model:, train: ...), not a "
                           f"{type(raw).__name__}.")
-    return validate(raw, PretrainConfig, source)
+    kind = raw.get("kind", "events")
+    if kind not in ("events", "text"):
+        raise ConfigError(f"{source}: kind: {kind!r}; pretraining reads events (a MEDS folder) or text (notes).")
+    return validate(raw, TextPretrainConfig if kind == "text" else PretrainConfig, source)
 
 
-def _work_dir(cfg: PretrainConfig, resume: str | Path | None) -> Path:
+def _work_dir(cfg: PretrainConfig | TextPretrainConfig, resume: str | Path | None) -> Path:
     if resume is not None:
         work = Path(resume)
         if not work.name.endswith(INCOMPLETE):
@@ -108,9 +121,9 @@ def _work_dir(cfg: PretrainConfig, resume: str | Path | None) -> Path:
     return new_work_dir(cfg.output_dir, cfg.name)
 
 
-def pretrain(config: PretrainConfig | str | Path | dict, resume: str | Path | None = None, console: Any = None,
-             progress: bool = True) -> Path:
-    """Pretrain on the config's MEDS folder; returns the finished run directory.
+def pretrain(config: PretrainConfig | TextPretrainConfig | str | Path | dict, resume: str | Path | None = None,
+             console: Any = None, progress: bool = True) -> Path:
+    """Pretrain on the config's MEDS folder (or notes, `kind: text`); returns the finished run directory.
 
     `resume`: the `.incomplete` folder of an interrupted pretraining (tokens and the last epoch's checkpoint are
     reused; the result is the same as an uninterrupted run's)."""
@@ -120,16 +133,23 @@ def pretrain(config: PretrainConfig | str | Path | dict, resume: str | Path | No
 
     from medflow.models.timeline import MotorObjective, NextCodeObjective, next_code_accuracy, next_code_loss
     from medflow.pretrain.evaluate import code_counts, held_out_figures, motor_rates
-    from medflow.pretrain.report import write_pretrain_report
     from medflow.pretrain.tokens import build_token_cache
     from medflow.train.callbacks import Checkpoint, EarlyStopping, ProgressBar
     from medflow.train.trainer import Trainer
 
-    cfg = config if isinstance(config, PretrainConfig) else (
+    cfg = config if isinstance(config, PretrainConfig | TextPretrainConfig) else (
         parse_pretrain_config(config) if isinstance(config, dict) else load_pretrain_config(config))
     console = console or Console(stderr=True)
     work = _work_dir(cfg, resume)
     write_text(work / "pretrain.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    if isinstance(cfg, TextPretrainConfig):
+        from medflow.pretrain.text import pretrain_text
+
+        meta = pretrain_text(cfg, work, console, progress)
+        history, subjects = meta.pop("history"), meta.pop("subjects")
+        meta.update(seed=cfg.seed, train=cfg.train.model_dump(mode="json"))
+        write_parquet(work / "subjects.parquet", pl.DataFrame({"subject_id": subjects}).to_pandas())
+        return _finish(work, meta, history)
     start = time.perf_counter()
     with console.status("tokenizing the timelines (one shard at a time) ...") if progress else _Null():
         cache = build_token_cache(cfg.data.meds, work / "tokens", cfg.sequence.min_count, cfg.sequence.max_len,
@@ -185,7 +205,7 @@ def pretrain(config: PretrainConfig | str | Path | dict, resume: str | Path | No
             "best_epoch": callbacks[0].best_epoch, "epochs": len(state.history), "resumed_from": resumed,
             "seconds": {"total": time.perf_counter() - start, "training": fit_seconds},
             "tokens_per_second": train_tokens * max(epochs_here, 0) / fit_seconds if epochs_here > 0 else None,
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "seed": cfg.seed}
+            "seed": cfg.seed}
     from safetensors.torch import save
 
     from medflow.artifacts import atomic_write_bytes
@@ -195,13 +215,24 @@ def pretrain(config: PretrainConfig | str | Path | dict, resume: str | Path | No
     write_parquet(work / "subjects.parquet", subjects.with_columns(
         pl.when(pl.col("holdout")).then(pl.lit("holdout")).otherwise(pl.lit("pretrain")).alias("split"))
         .select("subject_id", "split").to_pandas())
-    write_parquet(work / "history.parquet", pl.DataFrame(state.history).to_pandas())
-    if s["synthetic"]:
+    shutil.rmtree(work / "tokens", ignore_errors=True)
+    return _finish(work, meta, state.history)
+
+
+def _finish(work: Path, meta: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+    """History, SYNTHETIC marker, pretrain.json, the report; then the folder renamed into place."""
+    import polars as pl
+
+    from medflow.pretrain.report import write_pretrain_report
+
+    meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_parquet(work / "history.parquet", pl.DataFrame(history).to_pandas())
+    if meta.get("synthetic"):
         write_text(work / "SYNTHETIC.txt", "SYNTHETIC: pretrained on simulated patients (medflow's simulator).\n")
     write_json(work / MARKER, meta)
-    write_pretrain_report(work, meta, state.history)
-    shutil.rmtree(work / "tokens", ignore_errors=True)
+    write_pretrain_report(work, meta, history)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    shutil.rmtree(work / "scratch", ignore_errors=True)
     final = work.with_name(work.name[: -len(INCOMPLETE)])
     work.rename(final)
     return final

@@ -18,7 +18,7 @@ import torch
 
 from medflow.train.trainer import predict_outputs
 
-__all__ = ["held_out_figures", "code_counts", "motor_rates"]
+__all__ = ["held_out_figures", "code_counts", "motor_rates", "bootstrap_figures"]
 
 _MIN_TIME = -(2**62)
 
@@ -106,17 +106,26 @@ def held_out_figures(module: Any, objective: str, x_train: Any, x_hold: Any, cac
         out["summary"] = (f"held-out time-to-event NLL per (event, code) {out['nll']['value']:.4f} (constant hazards "
                           f"per code: {out['reference_nll']:.4f}), {out['events']:,} next occurrences observed")
         return out
+    out.update(bootstrap_figures(scores, subject, seed))
     pos, valid = _positions(x_train)
     train = np.bincount(np.asarray(cache.flat["codes"])[pos[valid]], minlength=cache.featurizer.n_codes)
     pos, valid = _positions(x_hold)
     hold = np.bincount(np.asarray(cache.flat["codes"])[pos[valid]], minlength=cache.featurizer.n_codes)
     p = (train + 1) / (train.sum() + len(train))
-    out["perplexity"] = _figure(np.exp(boot[:, 0] / bn), np.exp(total[0] / n))
-    out["next_code_accuracy"] = _figure(boot[:, 2] / bn, total[2] / n)
-    out["next_code_top10"] = _figure(boot[:, 3] / bn, total[3] / n)
-    out["predicted_codes"] = int(total[1])
     out["reference_perplexity"] = float(np.exp(-(hold * np.log(p)).sum() / max(hold.sum(), 1)))
     out["summary"] = (f"held-out next-code perplexity {out['perplexity']['value']:.2f} (code frequencies alone: "
                       f"{out['reference_perplexity']:.2f}), top-1 accuracy {out['next_code_accuracy']['value']:.3f}, "
                       f"top-10 {out['next_code_top10']['value']:.3f}")
     return out
+
+
+def bootstrap_figures(scores: np.ndarray, group: np.ndarray, seed: int) -> dict[str, Any]:
+    """Perplexity, top-1 and top-10 accuracy from per-window [NLL sum, predictions, top-1 hits, top-10 hits], each
+    with a 95% CI from a bootstrap over `group` (patients, or notes)."""
+    per, boot = _bootstrap(scores, group, seed)
+    total = per.sum(axis=0)
+    n, bn = max(total[1], 1.0), np.maximum(boot[:, 1], 1.0)
+    return {"perplexity": _figure(np.exp(boot[:, 0] / bn), np.exp(total[0] / n)),
+            "next_code_accuracy": _figure(boot[:, 2] / bn, total[2] / n),
+            "next_code_top10": _figure(boot[:, 3] / bn, total[3] / n),
+            "predicted_codes": int(total[1]), "patients": int(len(per))}

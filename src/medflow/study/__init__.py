@@ -30,7 +30,7 @@ from medflow.evaluate.evaluator import (
 )
 from medflow.features import encode_targets, featurize, input_names, make_featurizer
 from medflow.models.base import DeepEstimator, build_estimator, check_inputs, load_estimator
-from medflow.models.transfer import Init
+from medflow.models.transfer import Init, is_checkpoint, load_checkpoint
 from medflow.registry import models as model_registry
 from medflow.runs import INCOMPLETE, Run, load_run, new_work_dir, write_json, write_parquet, write_text
 from medflow.study.data import data_config, load_study_data, source_folds
@@ -117,8 +117,9 @@ def _check_models(cfg: StudyConfig, modality: str | None = None) -> list[ModelEn
         if e.init_from and model_registry.get(e.name).family != "deep":
             raise ConfigError(f"models: '{e.name}' is not a deep model; init_from (transfer learning) applies to "
                               "torch models only.")
-        if e.init_from and not Path(e.init_from).is_dir():
-            raise ConfigError(f"models: '{e.name}' init_from {e.init_from}: no such run directory.")
+        if e.init_from and not (Path(e.init_from).is_dir() or is_checkpoint(e.init_from)):
+            raise ConfigError(f"models: '{e.name}' init_from {e.init_from}: no such run directory (or weights file: "
+                              ".safetensors, .pt, .pth, .bin, .ckpt; or MONAI bundle folder).")
         if e.ensemble > 1 and not isinstance(est, DeepEstimator):
             raise ConfigError(f"models: '{e.key}' is not a deep network; ensemble (members trained with several "
                               "seeds) applies to torch models (tree ensembles already average many trees).")
@@ -343,6 +344,8 @@ def transfer_init(entry: ModelEntry) -> Init | None:
         return None
     if entry.mode is not None:  # a pretrained run (resolve_entry set the mode)
         return pretrained_init(entry)
+    if is_checkpoint(entry.init_from):  # weights from elsewhere: a file or a MONAI bundle
+        return Init(entry.init_from, "checkpoint", load_checkpoint(entry.init_from), entry.freeze)
     try:
         run = load_run(Path(entry.init_from))
     except Exception as exc:
