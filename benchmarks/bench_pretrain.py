@@ -18,6 +18,9 @@ cohort, checked by the study code) and the task cohort (default 20,000 patients,
      featurization count-based baselines get in studies), scikit-learn defaults as medflow's registry builds them.
    AUROC on the test set: mean over the repeats, its 95% CI from 500 bootstrap resamples of test patients (the
    same resample for every repeat and model), and the paired difference to gradient boosting with its CI.
+4. Text (`--only text`): `hf_classifier` on the real IU reports (cardiomegaly) from a small BERT built here
+   (WordPiece on half the reports, random weights: NOT a pretrained clinical model) and from the same BERT after
+   masked-language pretraining on that half, beside TF-IDF logistic regression and text_cnn, on the other half.
 3. Throughput: one epoch of pretraining through the Trainer vs a plain PyTorch loop (same module, batches, AdamW),
    events per second, median of 3; peak RSS of a pretraining process at two cohort sizes.
 
@@ -264,6 +267,58 @@ def peak_rss(root: Path, patients: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def text_checkpoints(root: Path, epochs: int = 8) -> dict:
+    """`hf_classifier` on the real IU reports (cardiomegaly), from a small BERT with random weights and from the
+    same BERT after masked-language pretraining on the other half of the reports, beside TF-IDF logistic
+    regression and text_cnn, in one study (same split, same CIs); seconds per note to train and to predict."""
+    import medflow as mf
+    from medflow.config import parse_config
+    from medflow.models.hf import small_bert
+    from medflow.pretrain.tokens import is_holdout
+    from medflow.study import run_study
+
+    f = mf.datasets.load("iu_reports").frame
+    half = is_holdout(np.arange(len(f), dtype=np.int64), 0.5, 7)
+    root.mkdir(parents=True, exist_ok=True)
+    f.loc[half, ["note_id", "text"]].to_csv(root / "unlabelled.csv", index=False)
+    f.loc[~half, ["note_id", "text", "cardiomegaly"]].to_csv(root / "labelled.csv", index=False)
+    scratch = small_bert(root / "scratch", f.loc[half, "text"].astype(str).tolist(), hidden=64, layers=2, heads=2,
+                         vocab_size=3000)
+    t0 = time.perf_counter()
+    mlm = mf.pretrain({"name": "iu_mlm", "kind": "text", "output_dir": str(root / "runs"),
+                       "data": {"text": {"path": str(root / "unlabelled.csv"), "text_column": "text",
+                                         "id_column": "note_id"}},
+                       "model": {"checkpoint": str(scratch)}, "max_len": 128,
+                       "train": {"max_epochs": epochs, "batch_size": 32, "lr": 1e-3, "patience": 2}})
+    mlm_s = time.perf_counter() - t0
+    hf = {"max_len": 128, "stride": 32}
+    raw = {"name": "iu_hf", "output_dir": str(root / "runs"),
+           "data": {"text": {"path": str(root / "labelled.csv"), "text_column": "text", "id_column": "note_id"}},
+           "task": {"kind": "binary", "label": "cardiomegaly"},
+           "models": ["logistic_regression", "text_cnn",
+                      {"name": "hf_classifier", "label": "hf_random_init",
+                       "params": {"checkpoint": str(scratch), **hf}},
+                      {"name": "hf_classifier", "label": "hf_mlm_pretrained",
+                       "params": {"checkpoint": str(mlm), **hf}}],
+           "split": {"kind": "holdout", "test": 0.3, "valid": 0.15},
+           "train": {"max_epochs": 15, "patience": 4, "lr": 2e-3, "batch_size": 32, "progress": False},
+           "evaluate": {"n_bootstrap": 1000}, "explain": {"max_records": 10, "examples": 1}}
+    run = run_study(parse_config(raw, "bench"))
+    metrics = run.metrics.data
+    test = run.predictions()
+    n_test = int((test["split"] == "test").sum() / len(metrics["models"]))
+    frame = f.loc[~half, ["note_id", "text"]].head(500)
+    out = {"notes_labelled": int((~half).sum()), "notes_pretraining": int(half.sum()), "test_notes": n_test,
+           "mlm": json.loads((mlm / "pretrain.json").read_text())["holdout"], "mlm_seconds": mlm_s, "models": {}}
+    for name, m in metrics["models"].items():
+        t0 = time.perf_counter()
+        run.predict(frame, model=name)
+        out["models"][name] = {"auroc": m["metrics"]["auroc"], "auprc": m["metrics"]["auprc"],
+                               "fit_seconds": metrics["fit_seconds"][name],
+                               "predict_ms_per_note": 1000 * (time.perf_counter() - t0) / len(frame)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pretrain-patients", type=int, default=100_000)
@@ -273,13 +328,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--ks", default="64,256,1024,4096")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--only", choices=["curve", "throughput"], default=None)
+    ap.add_argument("--only", choices=["curve", "throughput", "text"], default=None)
     a = ap.parse_args()
     root = Path(a.workdir or tempfile.mkdtemp(prefix="bench_pretrain_"))
     root.mkdir(parents=True, exist_ok=True)
     out: dict = {"synthetic": True, "pretrain_patients": a.pretrain_patients, "task_patients": a.task_patients}
     t0 = time.perf_counter()
-    simulate(root, a.pretrain_patients, a.task_patients)
+    if a.only != "text":
+        simulate(root, a.pretrain_patients, a.task_patients)
     out["simulate_seconds"] = time.perf_counter() - t0
     if a.only in (None, "throughput"):
         out["throughput"] = throughput(root)
@@ -295,8 +351,11 @@ def main() -> None:
         out["pretraining"] = {k: {f: m[f] for f in ("holdout", "seconds", "tokens_per_second", "epochs", "data")}
                               for k, m in metas.items()}
         out["few_shot"] = few_shot(root, runs, [int(k) for k in a.ks.split(",")], a.repeats, a.epochs)
+    if a.only == "text":
+        out = {"text": text_checkpoints(root / "text")}
+        print(json.dumps(out["text"], default=str), flush=True)
     out["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    path = HERE / "results" / "pretrain.json"
+    path = HERE / "results" / ("pretrain_text.json" if a.only == "text" else "pretrain.json")
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))
     print(f"written {path}")
