@@ -319,6 +319,56 @@ def text_checkpoints(root: Path, epochs: int = 8) -> dict:
     return out
 
 
+def _ci(m: dict, digits: int = 3) -> str:
+    return f"{m['value']:.{digits}f} ({m['low']:.{digits}f}-{m['high']:.{digits}f})"
+
+
+def markdown(out: dict) -> str:
+    """The tables of benchmarks/README.md (v), from the results."""
+    lines = []
+    if "throughput" in out:
+        t = out["throughput"]
+        lines += ["| windows | events | plain loop events/s | Trainer events/s | Trainer / plain time |",
+                  "|---|---|---|---|---|",
+                  f"| {t['windows']:,} | {t['events']:,} | {t['plain_events_per_s']:,.0f} | "
+                  f"{t['trainer_events_per_s']:,.0f} | **{t['ratio']:.2f}x** |", ""]
+        lines += ["| pretraining cohort | events | peak RSS (MB) |", "|---|---|---|"]
+        lines += [f"| {r['patients']:,} patients | {r['events']:,} | {r['peak_rss_mb']:,.0f} |"
+                  for r in out.get("peak_rss", [])] + [""]
+    for name, p in out.get("pretraining", {}).items():
+        h = p["holdout"]
+        fig = (f"time-to-event NLL {_ci(h['nll'], 4)} vs constant hazards {h['reference_nll']:.4f}" if "nll" in h else
+               f"perplexity {_ci(h['perplexity'], 2)} vs code frequencies {h['reference_perplexity']:.2f}, top-1 "
+               f"{_ci(h['next_code_accuracy'])}")
+        lines.append(f"* {name}: {p['epochs']} epochs, {p['seconds']['training']:.0f} s, "
+                     f"{p['tokens_per_second']:,.0f} events/s; held out: {fig}")
+    if "few_shot" in out:
+        fs = out["few_shot"]
+        models = list(fs["curve"][0]["models"])
+        lines += ["", f"test: {fs['test_samples']:,} discharges of {fs['test_patients']:,} patients (prevalence "
+                  f"{fs['test_prevalence']:.3f}); pool {fs['pool_patients']:,} patients", "",
+                  "| k patients (repeats) | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+        for row in fs["curve"]:
+            lines.append(f"| {row['k']:,} ({row['repeats']}) | "
+                         + " | ".join(_ci(row["models"][m]["auroc"]) for m in models) + " |")
+        lines += ["", "Difference to gradient boosting on counts (paired, same test resamples):", "",
+                  "| k | " + " | ".join(m for m in models if not m.startswith("gradient")) + " |",
+                  "|---" * len(models) + "|"]
+        for row in fs["curve"]:
+            lines.append(f"| {row['k']:,} | " + " | ".join(
+                _ci(row["models"][m]["minus_gbm"]) for m in models if not m.startswith("gradient")) + " |")
+    if "text" in out:
+        t = out["text"]
+        lines += ["", f"IU reports: {t['notes_labelled']:,} labelled (test {t['test_notes']:,}), "
+                  f"{t['notes_pretraining']:,} for pretraining; MLM perplexity {_ci(t['mlm']['perplexity'], 1)} vs "
+                  f"token frequencies {t['mlm']['reference_perplexity']:.1f} ({t['mlm_seconds']:.0f} s)", "",
+                  "| model | AUROC | AUPRC | fit s | predict ms/note |", "|---|---|---|---|---|"]
+        for name, m in t["models"].items():
+            lines.append(f"| {name} | {_ci(m['auroc'])} | {_ci(m['auprc'])} | {m['fit_seconds']:.1f} | "
+                         f"{m['predict_ms_per_note']:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pretrain-patients", type=int, default=100_000)
@@ -358,6 +408,7 @@ def main() -> None:
     path = HERE / "results" / ("pretrain_text.json" if a.only == "text" else "pretrain.json")
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))
+    print(markdown(out))
     print(f"written {path}")
 
 
