@@ -208,3 +208,27 @@ def test_bad_pretraining_files_are_one_line_errors(tmp_path):
     assert r.returncode == 1 and "nowhere" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("pretrain", "b.yaml", "--resume", "runs/x", cwd=tmp_path)
     assert r.returncode == 1 and "no interrupted pretraining" in r.stderr
+
+
+def test_pretrains_and_embeds_a_meds_folder_written_by_another_tool(tmp_path):
+    """meds-testing-helpers' generator writes the MEDS folder (its own sharding, metadata and code spellings): the
+    tokenization, pretraining and embeddings read it as they read medflow's."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "other"
+    subprocess.run([sys.executable, "-c", "from meds_testing_helpers.dataset_generator import main; main()",
+                    "N_subjects=200", f"output_dir={out}"], check=True, capture_output=True, cwd=tmp_path)
+    (tmp_path / "p.yaml").write_text("name: other\ndata: {meds: other}\nsequence: {min_count: 1, max_len: 32}\n"
+                                     + PRE + "holdout: 0.2\noutput_dir: runs\n")
+    r = run_cli("pretrain", "p.yaml", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    run = sorted((tmp_path / "runs" / "other").iterdir())[-1]
+    meta = json.loads((run / "pretrain.json").read_text())
+    assert sum(meta["data"]["subjects"].values()) == 200 and meta["synthetic"] is False
+    assert np.isfinite(meta["holdout"]["perplexity"]["value"]) and meta["holdout"]["predicted_codes"] > 0
+    assert "SYNTHETIC" not in (run / "report.html").read_text()
+    r = run_cli("embed", run, "--meds", "other", "--out", "emb.parquet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    emb = pl.read_parquet(tmp_path / "emb.parquet")
+    assert emb["subject_id"].n_unique() == 200 and np.isfinite(emb.select(pl.col("^z_.*$")).to_numpy()).all()

@@ -8,9 +8,9 @@ sorted by subject then time, plus per-sample offsets. A sample's window is its s
 and its timed events **at or before the prediction time** (found with one as-of join), the most recent
 `max_len` kept; nothing after the prediction time can enter a batch or a count.
 
-Batches are built from those arrays with NumPy fancy indexing (no Python loop over patients):
+`EventTensors` (`features/windows.py`) builds batches from those arrays with NumPy fancy indexing:
 codes, normalized values, a has-value flag, log1p(days before the prediction time) and log1p(days since
-the previous event), left-aligned with a length per sample. `to_matrix()` gives the count features the
+the previous event), left-aligned with a length per sample; `to_matrix()` gives the count features the
 baselines use (MEDS-Tab style): log1p(count) per code over the whole window and the mean normalized value
 of each numeric code, plus age.
 """
@@ -25,125 +25,9 @@ import polars as pl
 
 from medflow.data.sources.meds import EventData
 from medflow.errors import DataError
+from medflow.features.windows import MIN_TIME, PAD, UNKNOWN, US_PER_DAY, EventTensors
 
-__all__ = ["EventFeaturizer", "EventTensors", "PAD", "UNKNOWN"]
-
-
-PAD, UNKNOWN = 0, 1
-US_PER_DAY = 86_400 * 1_000_000
-_MIN_TIME = -(2**62)
-
-
-class EventTensors:
-    """Model-ready event windows of n samples; `shape` is (n, vocabulary size) for the estimators."""
-
-    def __init__(self, codes: np.ndarray, times: np.ndarray, values: np.ndarray, has_value: np.ndarray,
-                 static_start: np.ndarray, n_static: np.ndarray, end: np.ndarray, timed_start: np.ndarray,
-                 pred_time: np.ndarray, n_codes: int, max_len: int, extra: np.ndarray | None = None,
-                 code_names: list[str] | None = None, numeric_codes: np.ndarray | None = None) -> None:
-        self.codes, self.times, self.values, self.has_value = codes, times, values, has_value
-        self.static_start, self.n_static, self.end, self.timed_start = static_start, n_static, end, timed_start
-        self.pred_time, self.n_codes, self.max_len = pred_time, n_codes, max_len
-        self.extra = extra  # per-sample numeric extras for the count matrix (age)
-        self.code_names = code_names or [str(i) for i in range(n_codes)]
-        self.numeric_codes = numeric_codes if numeric_codes is not None else np.zeros(0, np.int64)
-        self._matrix: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.end)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self), self.n_codes)
-
-    def subset(self, idx: np.ndarray) -> EventTensors:
-        idx = np.asarray(idx)
-        return EventTensors(self.codes, self.times, self.values, self.has_value, self.static_start[idx],
-                            self.n_static[idx], self.end[idx], self.timed_start[idx], self.pred_time[idx],
-                            self.n_codes, self.max_len, None if self.extra is None else self.extra[idx],
-                            self.code_names, self.numeric_codes)
-
-    def __getitem__(self, idx: Any) -> EventTensors:
-        return self.subset(np.arange(len(self))[idx])
-
-    def sizes(self) -> np.ndarray:
-        """Window length of every sample (what a batch pads to), for length-bucketed batching."""
-        ns = np.minimum(self.n_static, self.max_len // 4)
-        return ns + np.minimum(self.end - self.timed_start, self.max_len - ns)
-
-    def positions(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Event positions (n x L, left-aligned) and the valid mask for samples `idx`."""
-        ns = np.minimum(self.n_static[idx], self.max_len // 4)
-        k = np.minimum(self.end[idx] - self.timed_start[idx], self.max_len - ns)
-        total = ns + k
-        width = max(int(total.max()) if len(total) else 1, 1)
-        j = np.arange(width)[None, :]
-        pos = np.where(j < ns[:, None], self.static_start[idx][:, None] + j,
-                       (self.end[idx] - k)[:, None] + (j - ns[:, None]))
-        valid = j < total[:, None]
-        return np.where(valid, pos, 0), valid
-
-    def batch(self, idx: Any) -> dict[str, Any]:
-        """Padded torch tensors for samples `idx` (torch is imported here, so preprocessing never loads it)."""
-        import torch
-
-        idx = np.asarray(idx)
-        pos, valid = self.positions(idx)
-        codes = np.where(valid, self.codes[pos], PAD)
-        t = self.times[pos]
-        static = t == _MIN_TIME
-        pt = self.pred_time[idx][:, None]
-        days_before = np.where(static | ~valid, 0.0, (pt - t) / US_PER_DAY)
-        prev = np.concatenate([t[:, :1], t[:, :-1]], axis=1)
-        gap = np.where(static | (prev == _MIN_TIME) | ~valid, 0.0, (t - prev) / US_PER_DAY)
-        gap[:, 0] = 0.0
-        lengths = valid.sum(axis=1)
-        return {
-            "codes": torch.from_numpy(codes.astype(np.int64)),
-            "values": torch.from_numpy(np.where(valid, self.values[pos], 0.0).astype(np.float32)),
-            "has_value": torch.from_numpy((valid & self.has_value[pos]).astype(np.float32)),
-            "dt": torch.from_numpy(np.log1p(np.maximum(days_before, 0)).astype(np.float32)),
-            "gap": torch.from_numpy(np.log1p(np.maximum(gap, 0)).astype(np.float32)),
-            # days before the prediction time; -1 for static events and padding (time-to-event pretraining)
-            "days": torch.from_numpy(np.where(static | ~valid, -1.0, np.maximum(days_before, 0)).astype(np.float32)),
-            "mask": torch.from_numpy(valid),
-            "lengths": torch.from_numpy(np.maximum(lengths, 1).astype(np.int64)),
-        }
-
-    def window(self, i: int) -> dict[str, np.ndarray]:
-        """The events a sample's model sees (positions into the flat arrays), for explanations."""
-        pos, valid = self.positions(np.array([i]))
-        p = pos[0][valid[0]]
-        return {"pos": p, "codes": self.codes[p], "times": self.times[p], "values": self.values[p]}
-
-    def to_matrix(self) -> np.ndarray:
-        """Count features over each sample's whole window (not truncated): log1p counts, mean values, age."""
-        if self._matrix is not None:
-            return self._matrix
-        n, v = len(self), self.n_codes
-        lengths = self.n_static + (self.end - self.timed_start)
-        sample = np.repeat(np.arange(n), lengths)
-        seg_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        # static rows first, then timed rows from timed_start
-        offset = np.arange(lengths.sum()) - seg_start
-        ns = np.repeat(self.n_static, lengths)
-        pos = np.where(offset < ns, np.repeat(self.static_start, lengths) + offset,
-                       np.repeat(self.timed_start, lengths) + offset - ns)
-        flat = sample * v + self.codes[pos]
-        counts = np.bincount(flat, minlength=n * v).reshape(n, v).astype(np.float32)
-        has = self.has_value[pos]
-        sums = np.bincount(flat[has], weights=self.values[pos][has], minlength=n * v).reshape(n, v)
-        nval = np.bincount(flat[has], minlength=n * v).reshape(n, v)
-        means = np.where(nval > 0, sums / np.maximum(nval, 1), 0.0)[:, self.numeric_codes].astype(np.float32)
-        parts = [np.log1p(counts[:, 2:]), means]
-        if self.extra is not None:
-            parts.append(self.extra.astype(np.float32))
-        self._matrix = np.ascontiguousarray(np.concatenate(parts, axis=1))
-        return self._matrix
-
-    def matrix_names(self) -> list[str]:
-        names = [f"count:{c}" for c in self.code_names[2:]] + [f"mean:{self.code_names[i]}" for i in self.numeric_codes]
-        return names + (["age"] if self.extra is not None else [])
+__all__ = ["EventFeaturizer", "EventTensors", "PAD", "UNKNOWN", "US_PER_DAY", "shard_stats"]
 
 
 class EventFeaturizer:
@@ -173,8 +57,8 @@ class EventFeaturizer:
         Streamed MEDS data (`StreamedEvents`) are read one shard at a time; the counts, sums and sums of
         squares of each shard are added up: the same vocabulary, and the same scales to float rounding."""
         if getattr(data, "streamed", False):
-            stats = [_shard_stats(shard.events, samples) for shard in data.shards()]
-            self._set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), data.source)
+            stats = [shard_stats(shard.events, samples) for shard in data.shards()]
+            self.set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), data.source)
             return self
         cut = samples.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_cut"))
         ev = (data.events.lazy().join(cut.lazy(), on="subject_id", how="inner")
@@ -200,7 +84,7 @@ class EventFeaturizer:
                              "_std": [self.value_std.get(c, 1.0) for c in self.vocab]},
                             schema={"code": pl.String, "_id": pl.Int32, "_mean": pl.Float64, "_std": pl.Float64})
 
-    def _set_stats(self, total: pl.DataFrame, source: str) -> None:
+    def set_stats(self, total: pl.DataFrame, source: str) -> None:
         """Vocabulary and value scales from per-code counts n, value counts k, sums s and sums of squares ss."""
         total = total.filter(pl.col("n") >= self.min_count).sort("code")
         if total.height == 0:
@@ -240,7 +124,7 @@ class EventFeaturizer:
         # codes -> ids by a hash lookup (2x faster than a join on the code strings); values scaled in NumPy;
         # the subjects are picked after the strings are gone, so no copy of the code column is made
         ev = data.events.select(
-            "subject_id", pl.col("time").cast(pl.Int64).fill_null(_MIN_TIME).alias("t"),
+            "subject_id", pl.col("time").cast(pl.Int64).fill_null(MIN_TIME).alias("t"),
             pl.col("code").replace_strict(self.vocab, pl.int_range(2, self.n_codes, dtype=pl.Int32, eager=True),
                                           default=UNKNOWN,
                                           return_dtype=pl.Int32).alias("id"),
@@ -250,7 +134,7 @@ class EventFeaturizer:
         n_ev = ev.height
         sid = ev["subject_id"].to_numpy()  # views of the frame's buffers: no copies of the event columns
         t = ev["t"].to_numpy()
-        is_static = t == _MIN_TIME
+        is_static = t == MIN_TIME
         first = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if n_ev else np.zeros(0, np.int64)
         n_static_sub = np.add.reduceat(is_static, first, dtype=np.int64) if n_ev else np.zeros(0, np.int64)
         per_subject = pl.DataFrame({"subject_id": sid[first] if n_ev else np.zeros(0, np.int64),
@@ -267,7 +151,7 @@ class EventFeaturizer:
         if self.lookback_days is not None:
             lb = int(self.lookback_days * US_PER_DAY)
             s = s.with_columns((pl.col("_pt") - lb).alias("_from")).sort(["subject_id", "_from"]).join_asof(
-                events_idx.filter(pl.col("_t") > _MIN_TIME).rename({"_row": "_first", "_t": "_tf"}),
+                events_idx.filter(pl.col("_t") > MIN_TIME).rename({"_row": "_first", "_t": "_tf"}),
                 left_on="_from", right_on="_tf", by="subject_id", strategy="forward", check_sortedness=False)
         s = s.sort("_i")
         start = s["_start"].to_numpy().astype(np.int64)
@@ -359,10 +243,10 @@ def stream_meds(root: str, cohort: Any, featurizer: EventFeaturizer | None = Non
                 continue
             if train_ids is not None:
                 samples = samples.join(train_ids, on="subject_id", how="semi")
-            stats.append(_shard_stats(data.events, samples))
+            stats.append(shard_stats(data.events, samples))
         if not stats:
             raise DataError(f"{root}: no training samples found in any shard for this cohort.")
-        feat._set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), root)
+        feat.set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), root)
     parts: list[EventTensors] = []
     sample_parts: list[pl.DataFrame] = []
     for f in files:
@@ -377,7 +261,7 @@ def stream_meds(root: str, cohort: Any, featurizer: EventFeaturizer | None = Non
     return concat_tensors(parts, feat), pl.concat(sample_parts, how="diagonal_relaxed"), feat
 
 
-def _shard_stats(events: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+def shard_stats(events: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     """Per-code event counts and value sums of the samples' subjects, up to each one's last prediction time."""
     cut = samples.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_cut"))
     ev = events.join(cut, on="subject_id").filter(pl.col("time").is_null() | (pl.col("time") <= pl.col("_cut")))

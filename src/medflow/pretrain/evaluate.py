@@ -16,12 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from medflow.features.windows import MIN_TIME
 from medflow.train.trainer import predict_outputs
 
 __all__ = ["held_out_figures", "code_counts", "motor_rates", "bootstrap_figures"]
-
-_MIN_TIME = -(2**62)
-
 
 def _positions(x: Any, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """The event positions of every window after its first (the codes predicted), in chunks of windows."""
@@ -39,7 +37,7 @@ def code_counts(x: Any, cache: Any, timed_only: bool = False) -> np.ndarray:
     p = pos[valid]
     codes = np.asarray(cache.flat["codes"])[p]
     if timed_only:
-        codes = codes[np.asarray(cache.flat["times"])[p] != _MIN_TIME]
+        codes = codes[np.asarray(cache.flat["times"])[p] != MIN_TIME]
     return np.bincount(codes, minlength=cache.featurizer.n_codes)
 
 

@@ -22,7 +22,7 @@ import polars as pl
 from medflow.artifacts import write_json
 from medflow.data.sources.meds import StreamedEvents
 from medflow.errors import DataError
-from medflow.features.codes import EventFeaturizer, EventTensors, _shard_stats
+from medflow.features.codes import EventFeaturizer, EventTensors, shard_stats
 
 __all__ = ["TokenCache", "build_token_cache", "is_holdout"]
 
@@ -111,12 +111,12 @@ def build_token_cache(meds: str | Path, folder: Path, min_count: int, max_len: i
         last = _last_times(shard.events)
         train = last.filter(~pl.Series(is_holdout(last["subject_id"].to_numpy(), holdout, seed)))
         if train.height:
-            stats.append(_shard_stats(shard.events, train))
+            stats.append(shard_stats(shard.events, train))
         if progress:
             progress("vocabulary", shard.source)
     if not stats:
         raise DataError(f"{meds}: no patient with timed events outside the held-out share; nothing to pretrain on.")
-    feat._set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), str(meds))
+    feat.set_stats(pl.concat(stats).group_by("code").agg(pl.col("n", "k", "s", "ss").sum()), str(meds))
     folder.mkdir(parents=True, exist_ok=True)
     done.unlink(missing_ok=True)
     files = {k: open(folder / f"{k}.bin", "wb") for k in _FLAT}  # noqa: SIM115 - closed below
