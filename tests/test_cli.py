@@ -131,7 +131,7 @@ CSV = "data: {path: d.csv, patient_id: pid}\n"
      "unknown dataset 'breast_cancr'. Did you mean 'breast_cancer'? Known datasets: acic16_1, acic16_10, acic16_2, "
      "acic16_3, acic16_4, acic16_5, acic16_6, acic16_7, acic16_8, acic16_9, bmt, breast_cancer, "
      "breast_cancer_genomic, cgvhd, diabetes, dti_sim, ehr_sim, flchain, freesolv, gbsg2, iu_reports, mni_gm_wm, "
-     "nhefs, padchest_reports, phantoms_2d, "
+     "multimodal_sim, nhefs, padchest_reports, phantoms_2d, "
      "phantoms_3d, solubility, synthetic_notes, te_sim, veterans"),
     ("misspelled key", CSV + TASK + "spilt: {test: 0.3}\n", {"d.csv": make_frame(60)},
      "unknown key 'spilt'. Did you mean 'split'?"),

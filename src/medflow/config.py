@@ -13,6 +13,7 @@ from medflow.data.cohort import Cohort
 from medflow.data.dataset import FeatureType
 from medflow.data.images import ImageSource
 from medflow.data.molecules import MoleculeSource
+from medflow.data.multimodal import TableSource
 from medflow.data.omop_cohort import CohortTable
 from medflow.data.rollup import Rollup
 from medflow.data.splits import ByPatient, KFold, Scaffold
@@ -123,6 +124,9 @@ class DataConfig(BaseModel):
     molecules: MoleculeSource | None = None
     text: TextSource | None = None
     text_features: TextFeatures = TextFeatures()
+    tables: list[TableSource] = Field([], description="multimodal: tables joined to the samples by patient and time "
+                                                      "(labs, vitals, a gene panel with static: true)")
+    max_notes: int = Field(5, ge=1, le=1000, description="multimodal: notes a sample reads (its latest, oldest first)")
     mol_features: list[Literal["morgan", "descriptors"]] = Field(
         ["morgan", "descriptors"], min_length=1,
         description="what fingerprint/descriptor models (random_forest, mlp, ...) read from molecules: Morgan bits "
@@ -146,7 +150,17 @@ class DataConfig(BaseModel):
     def _one_source(self) -> DataConfig:
         given = [k for k in ("dataset", "path", "meds", "fhir", "events", "omop", "images", "molecules", "text")
                  if getattr(self, k)]
-        if len(given) > 1:
+        events = [k for k in given if k in ("meds", "fhir", "events", "omop") or self.dataset == "ehr_sim"]
+        if self.is_multimodal:  # one event source at most, beside notes, images and tables
+            alone = [k for k in given if k in ("path", "molecules") or (k == "dataset" and self.dataset != "ehr_sim")]
+            if alone or len(events) > 1:
+                raise ValueError(f"a multimodal study joins one event source (data.meds, data.fhir, data.events, "
+                                 f"data.omop), data.text, data.images and data.tables; "
+                                 f"{' and '.join('data.' + g for g in alone or events)} cannot join them")
+            if not events and self.labels is None:
+                raise ValueError("a multimodal study without event data needs data.labels: a table of the samples "
+                                 "(patient id, optional prediction_time, the label)")
+        elif len(given) > 1:
             raise ValueError(f"give one data source, not {' and '.join('data.' + g for g in given)}")
         if self.cohort is not None and self.labels is not None:
             raise ValueError("give either data.cohort or data.labels (a MEDS label file), not both")
@@ -157,6 +171,11 @@ class DataConfig(BaseModel):
             raise ValueError("data.stream reads a MEDS folder one shard at a time (or OMOP through a MEDS copy); "
                              "it needs data.meds or data.omop")
         return self
+
+    @property
+    def is_multimodal(self) -> bool:
+        """Several modalities per sample: more than one of events, notes and images, or any data.tables."""
+        return bool(self.tables) or sum([self.is_events, self.text is not None, self.images is not None]) > 1
 
     @property
     def is_events(self) -> bool:

@@ -166,7 +166,39 @@ def _text_data(kind, name=None):
     return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
 
 
+_MULTI: dict = {}
+
+
+def _multimodal_data(kind):
+    """240 SYNTHETIC patients of the multimodal simulator (events, notes, images, labs, omics; some missing), labels
+    made from the latent factors every modality carries part of: the table battery's recipes on their weighted sum."""
+    from medflow.data.builtin_multimodal import multimodal_from_simulation
+    from medflow.data.simulate.multimodal import simulate_multimodal
+    from medflow.features import featurize, make_featurizer
+
+    if not _MULTI:
+        sim = simulate_multimodal(240, seed=3, image_size=16)
+        ds = multimodal_from_simulation(sim, "battery")
+        feat = make_featurizer(ds, [], ds.frame.iloc[:160])
+        z = sim["latents"].set_index("subject_id").loc[ds.frame["subject_id"].astype(int)]
+        _MULTI.update(frame=ds.frame, x=featurize(feat, ds, ds.frame),
+                      signal=sum(w * z[f"z_{m}"].to_numpy() for m, w in sim["weights"].items()))
+    frame, x, z = _MULTI["frame"].copy(), _MULTI["x"], _MULTI["signal"] / _MULTI["signal"].std()
+    rng = np.random.default_rng(0)
+    frame["y"] = (z > 0).astype(int) if kind in ("binary", "multilabel") else \
+        np.digitize(z, [-0.5, 0.5]) if kind == "multiclass" else 10 + 3 * z
+    frame["is_a"] = (z + rng.normal(size=len(z)) > 0).astype(int)
+    if kind == "survival":
+        t, c = rng.exponential(100 * np.exp(-2 * z)), rng.uniform(0, 250, size=len(z))
+        frame["time"], frame["event"] = np.minimum(t, c).round(2) + 0.01, (t <= c).astype(int)
+    task = TASKS[kind](label="y").fit(frame.iloc[:160])
+    y = task.encode(frame)
+    return task, x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:]
+
+
 def _data(kind, name=None):
+    if name is not None and registry.get(name).inputs == "multimodal":
+        return _multimodal_data(kind)
     if name is not None and registry.get(name).inputs == "text":
         return _text_data(kind, name)
     if name == "dti":

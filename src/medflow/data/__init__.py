@@ -10,7 +10,8 @@ from typing import Any
 
 __all__ = ["Dataset", "FeatureType", "read_table", "sources", "ImageSource", "ImageData", "read_image_dataset",
            "image_dataset", "phantom_dataset", "MoleculeSource", "read_molecules", "TextSource", "read_notes",
-           "notes_dataset", "read_omop", "simulate_omop", "convert_to_meds", "event_dataset", "CohortTable", "Rollup"]
+           "notes_dataset", "read_omop", "simulate_omop", "convert_to_meds", "event_dataset", "CohortTable", "Rollup",
+           "join_modalities", "TableSource", "simulated_multimodal", "write_multimodal"]
 
 _LAZY = {"Dataset": ("medflow.data.dataset", "Dataset"), "FeatureType": ("medflow.data.dataset", "FeatureType"),
          "read_table": ("medflow.data.sources.tabular", "read_table"),
@@ -22,7 +23,10 @@ _LAZY = {"Dataset": ("medflow.data.dataset", "Dataset"), "FeatureType": ("medflo
          "simulate_omop": ("medflow.data.simulate.omop", "simulate_omop"),
          "convert_to_meds": ("medflow.data.convert", "convert_to_meds"),
          "event_dataset": ("medflow.data.ehr", "event_dataset"),
-         "CohortTable": ("medflow.data.omop_cohort", "CohortTable"), "Rollup": ("medflow.data.rollup", "Rollup")}
+         "CohortTable": ("medflow.data.omop_cohort", "CohortTable"), "Rollup": ("medflow.data.rollup", "Rollup"),
+         **{n: ("medflow.data.multimodal", n) for n in ("join_modalities", "TableSource")},
+         "simulated_multimodal": ("medflow.data.builtin_multimodal", "simulated_multimodal"),
+         "write_multimodal": ("medflow.data.simulate.multimodal_files", "write_multimodal")}
 
 
 def __getattr__(name: str) -> Any:

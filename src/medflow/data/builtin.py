@@ -20,6 +20,7 @@ def _register() -> None:
     import medflow.data.builtin_effects  # noqa: F401  (acic16_1..10, nhefs, te_sim)
     import medflow.data.builtin_images  # noqa: F401  (phantoms_2d, phantoms_3d)
     import medflow.data.builtin_molecules  # noqa: F401  (freesolv, solubility)
+    import medflow.data.builtin_multimodal  # noqa: F401  (multimodal_sim)
     import medflow.data.builtin_survival  # noqa: F401  (gbsg2, veterans, flchain, ...)
     import medflow.data.builtin_tabular  # noqa: F401  (breast_cancer, diabetes, ehr_sim)
     import medflow.data.builtin_text  # noqa: F401  (iu_reports, padchest_reports, synthetic_notes)

@@ -54,11 +54,15 @@ class Dataset:
     images: Any = None  # ImageData for image datasets: the frame then holds one row per image
     molecules: Any = None  # MoleculeData for molecule datasets: the frame holds one row per molecule (SMILES)
     text: Any = None  # TextData for clinical notes: the frame holds one row per note
+    # MultimodalData: several modalities joined per sample (the frame holds the samples; data.multimodal)
+    modalities: Any = None
 
     @property
     def modality(self) -> str:
-        """What the models read: "tabular" (the frame's columns), "events", "images", "molecules" or
-        "text"."""
+        """What the models read: "tabular" (the frame's columns), "events", "images", "molecules", "text" or
+        "multimodal" (several of them per sample)."""
+        if self.modalities is not None:
+            return "multimodal"
         for kind in ("events", "images", "molecules", "text"):
             if getattr(self, kind) is not None:
                 return kind
@@ -67,6 +71,8 @@ class Dataset:
     @property
     def id_columns(self) -> list[str]:
         """The columns that name a record in predictions (patient, and the sample or image)."""
+        if self.modalities is not None:
+            return list(self.meta["id_columns"])
         if self.events is not None:
             return ["subject_id", "prediction_time"]
         if self.images is not None:
@@ -96,6 +102,9 @@ class Dataset:
 
     def inputs_text(self, n_features: int) -> str:
         """What the models read, in words (the run's first line)."""
+        if self.modalities is not None:
+            cov = self.modalities.coverage()
+            return f"{len(cov)} modalities (" + ", ".join(f"{k} {v['share']:.0%}" for k, v in cov.items()) + ")"
         if self.events is not None:
             return f"{self.events.n_events:,} events"
         if self.images is not None:
@@ -120,6 +129,9 @@ class Dataset:
         h = hashlib.sha256()
         h.update(repr(list(zip(self.frame.columns, map(str, self.frame.dtypes), strict=True))).encode())
         h.update(pd.util.hash_pandas_object(self.frame, index=False).to_numpy().tobytes())
+        if self.modalities is not None:
+            h.update(self.modalities.fingerprint())
+            return h.hexdigest()
         if getattr(self.events, "streamed", False):
             h.update(self.events.fingerprint())
         elif self.events is not None:
@@ -147,6 +159,7 @@ class Dataset:
             **(self.images.summary() if self.images is not None else {}),
             **(self.molecules.summary() if self.molecules is not None else {}),
             **(self.text.summary() if self.text is not None else {}),
+            **(self.modalities.summary() if self.modalities is not None else {}),
         }
 
 

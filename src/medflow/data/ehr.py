@@ -24,10 +24,10 @@ SPLIT_COLUMN = "source_split"
 
 
 def event_dataset(data: EventData, cohort: str | Cohort | CohortTable | dict | None = None,
-                  labels: str | Path | None = None, label_name: str = "label", name: str | None = None,
+                  labels: str | Path | pl.DataFrame | None = None, label_name: str = "label", name: str | None = None,
                   cohort_url: str | None = None) -> Dataset:
     """A Dataset of prediction samples over `data`: from a cohort definition, an OHDSI cohort table (read from
-    a file or from the database at `cohort_url`) or a MEDS label file."""
+    a file or from the database at `cohort_url`) or a MEDS label file (or its rows as a polars frame)."""
     if isinstance(cohort, CohortTable):
         label = cohort.name
     else:
@@ -42,7 +42,9 @@ def event_dataset(data: EventData, cohort: str | Cohort | CohortTable | dict | N
     elif getattr(data, "streamed", False):
         samples = _streamed_samples(data, cohort, labels, label_name)
     elif labels is not None:
-        samples = labels_from_meds(data, read_meds_labels(labels), label_name, str(labels))
+        table = labels if isinstance(labels, pl.DataFrame) else read_meds_labels(labels)
+        samples = labels_from_meds(data, table, label_name, "labels" if isinstance(labels, pl.DataFrame) else
+                                   str(labels))
     else:
         samples = extract_samples(data, get_cohort(cohort or "readmission_30d"))
     if data.splits is not None:

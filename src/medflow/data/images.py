@@ -69,6 +69,8 @@ class ImageSource(BaseModel):
                                         "{modality: MR, description: T1} or {uid: ...}; others are skipped")
     resample_masks: bool = Field(False, description="resample a mask drawn on another grid into its image's grid "
                                  "(nearest neighbour); by default a mask off the image's grid is an error")
+    time_column: str | None = Field(None, description="multimodal studies: label CSV column with each image's time "
+                                    "(a sample reads the latest image at or before its prediction time)")
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

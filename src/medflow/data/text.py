@@ -49,6 +49,8 @@ class TextSource(BaseModel):
                                                                   "leave them out, counted in the report (drop)")
     max_chars: int = Field(1_000_000, ge=100, description="longest note accepted, in characters: longer ones stop "
                                                           "the run with their row (never cut silently)")
+    time_column: str | None = Field(None, description="multimodal studies: when each note was written (a sample "
+                                                      "reads the notes at or before its prediction time)")
 
 
 @dataclass

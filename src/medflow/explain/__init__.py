@@ -63,13 +63,24 @@ def _text(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, see
     return explain_text(est, x, y, frame["note_id"].astype(str).tolist(), cfg.max_records, cfg.examples)
 
 
-_EXPLAINERS = {"tabular": _tabular, "events": _events, "images": _images, "graphs": _graphs, "text": _text}
+def _modalities(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,
+                frame: Any) -> dict[str, Any]:
+    from medflow.explain.multimodal import explain_modalities
+
+    return explain_modalities(est, x, y, metric, cfg.examples)
+
+
+_EXPLAINERS = {"tabular": _tabular, "events": _events, "images": _images, "graphs": _graphs, "text": _text,
+               "multimodal": _modalities}
 
 
 def explain_model(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: Any, seed: int, ds: Any,
                   frame: Any) -> dict[str, Any]:
-    """The explanations.json entry of one model, from its test inputs `x`, labels `y` and rows `frame` of `ds`."""
-    return _EXPLAINERS[est.spec.inputs](est, x, y, feat, metric, cfg, seed, ds, frame)
+    """The explanations.json entry of one model, from its test inputs `x`, labels `y` and rows `frame` of `ds`.
+    Several modalities per record are explained by modality first, whatever the model (a fusion network, or a
+    tabular model on their features)."""
+    kind = ds.modality if ds is not None and ds.modality == "multimodal" else est.spec.inputs
+    return _EXPLAINERS[kind](est, x, y, feat, metric, cfg, seed, ds, frame)
 
 
 # -- per-record explanations (`Run.predict(explain=True)`) --------------------------------------------------------
@@ -155,8 +166,21 @@ def _text_records(folds: list[tuple[Any, Any, list[str]]]) -> tuple[list, str]:
     return note_explanations(est, x)
 
 
+def _multimodal_records(folds: list[tuple[Any, Any, list[str]]]) -> tuple[list, str]:
+    """Each modality's contribution to the record's prediction (fold 0's model; `explain.multimodal`)."""
+    from medflow.explain.multimodal import _score, modality_contributions
+
+    est, x, _ = folds[0]
+    full, without = modality_contributions(est, x)
+    contrib = {m: _score(full) - _score(p) for m, p in without.items()}
+    return [sorted(({"modality": m, "attribution": float(c[i]), "present": bool(x.index[m][i] >= 0)}
+                    for m, c in contrib.items()), key=lambda r: -abs(r["attribution"])) for i in range(len(x))], \
+        "modality_ablation"
+
+
 record_explainers: dict[str, Any] = {"tabular": _table_records, "events": _event_records, "images": _image_records,
-                                     "molecules": _molecule_records, "text": _text_records}
+                                     "molecules": _molecule_records, "text": _text_records,
+                                     "multimodal": _multimodal_records}
 
 
 def explain_records(modality: str, folds: list[tuple[Any, Any, list[str]]]) -> tuple[list, str]:

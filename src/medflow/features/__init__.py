@@ -141,6 +141,25 @@ def _text_spans(feat: Any, ds: Any, frame: Any) -> Any:
     return out
 
 
+def _mm_fit(ds: Any, features: list[str], train: Any, data: Any) -> Any:
+    from medflow.features.multimodal import fit_parts
+
+    return fit_parts(ds, train, data, featurizers.get)
+
+
+def _mm_apply(feat: Any, ds: Any, frame: Any) -> Any:
+    from medflow.features.multimodal import apply_parts
+
+    return apply_parts(feat, ds, frame, featurizers.get)
+
+
+def _mm_load(d: dict[str, Any]) -> Any:
+    from medflow.features.multimodal import MultimodalFeaturizer
+
+    return MultimodalFeaturizer({k: featurizer_from_dict(p["state"]) for k, p in d["parts"].items()},
+                                {k: p["kind"] for k, p in d["parts"].items()})
+
+
 def _tabular_merge(parts: list[tuple[Any, int]]) -> Any:
     from medflow.features.tabular import TabularFeaturizer
 
@@ -159,7 +178,10 @@ for _kind in (FeaturizerKind("tabular", "tabular-v1", _tabular_fit, lambda f, ds
                                           "mf.data.read_image_dataset(mf.data.ImageSource(path='scans/')))."),
               FeaturizerKind("molecules", "mol-v1", _mol_fit, _mol_apply, _mol_load),
               FeaturizerKind("text", "text-v1", _text_fit, lambda f, ds, frame: f.transform(frame, ds.source),
-                             _text_load, _text_spans, targets_kind="spans")):
+                             _text_load, _text_spans, targets_kind="spans"),
+              FeaturizerKind("multimodal", "multimodal-v1", _mm_fit, _mm_apply, _mm_load,
+                             records_hint="this run reads several modalities per patient; predict on a multimodal "
+                                          "Dataset, e.g. run.predict(mf.data.join_modalities(samples, sources)).")):
     featurizers.register(_kind.modality)(_kind)
 
 

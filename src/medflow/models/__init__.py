@@ -7,6 +7,7 @@ from medflow.models import (
     dti,
     effects,
     extraction,
+    fusion,
     graph,
     hf,
     sequence,
@@ -57,6 +58,9 @@ SEARCH = {
     "small_cnn": {"dropout": [0.0, 0.5], **_LR}, "resnet18": _LR, "densenet121": {"dropout": [0.0, 0.5], **_LR},
     "unet": {"num_res_units": [0, 2], **_LR}, "basic_unet": _LR, "segresnet": {"init_filters": [8, 32], **_LR},
     "timeline_transformer": {"d": {"choices": [32, 64, 128]}, "layers": [1, 3], "dropout": [0.0, 0.4], **_LR},
+    "fusion_masked": {"d": {"choices": [16, 32, 64]}, "modality_dropout": [0.0, 0.5], "dropout": [0.0, 0.4], **_LR},
+    "fusion_attention": {"d": {"choices": [16, 32, 64]}, "modality_dropout": [0.0, 0.5], **_LR},
+    "fusion_late": {"d": {"choices": [16, 32, 64]}, "modality_dropout": [0.0, 0.5], **_LR},
     "transformer": {"d": {"choices": [32, 64, 128]}, "layers": [1, 3], "dropout": [0.0, 0.4], **_LR},
     "tarnet": {"hidden": [32, 256], "depth": [1, 3], "dropout": [0.0, 0.3], **_LR},
     "dragonnet": {"hidden": [32, 256], "depth": [1, 3], "alpha": [0.1, 2.0], "beta": [0.1, 2.0], **_LR},
@@ -147,6 +151,15 @@ for _spec in (
               "a Hugging Face encoder from a local folder (params.checkpoint; never downloaded) fine-tuned on notes; "
               "long notes in overlapping windows, max over windows", inputs="text", estimator=hf.HFEstimator,
               complexity=5),
+    ModelSpec("fusion_late", "deep", _DEEP, fusion.FusionConfig, fusion.build_late,
+              "late fusion: one encoder and prediction per modality, averaged over the modalities a patient has",
+              inputs="multimodal", complexity=4),
+    ModelSpec("fusion_masked", "deep", _DEEP, fusion.FusionConfig, fusion.build_masked,
+              "intermediate fusion: per-modality embeddings, a learned vector for each missing one, an MLP; trained "
+              "with modality dropout", inputs="multimodal", complexity=4),
+    ModelSpec("fusion_attention", "deep", _DEEP, fusion.FusionConfig, fusion.build_attention,
+              "cross-attention fusion: a query token attends over the present modalities' tokens (Transformer); "
+              "modality dropout", inputs="multimodal", complexity=5),
     ModelSpec("small_cnn", "deep", _IMAGE, vision.SmallCNNConfig, vision.SmallCNN,
               "small CNN on MONAI convolution blocks (2-D or 3-D), global pooling; minutes on 2 CPU cores",
               inputs="images"),

@@ -41,6 +41,7 @@ def load_estimator(directory: Path, task: Task) -> Estimator:
     est = build_estimator(meta["name"], meta["params"], task)
     est.in_dim = meta["in_dim"]
     est.input_shape = meta.get("input_shape")
+    est.layout = meta.get("layout")
     est.history = meta.get("history", [])
     est.privacy = meta.get("privacy")
     est.sources = meta.get("sources")

@@ -26,13 +26,15 @@ from medflow.train.trainer import TrainConfig
 __all__ = ["ModelSpec", "Estimator", "check_inputs", "parse_params"]
 
 # which data each kind of model reads: tabular models also read event data (as count features)
-_READS = {"tabular": {"tabular", "events", "molecules", "text"}, "events": {"events"}, "images": {"images"},
-          "graphs": {"molecules"}, "text": {"text"}}
+_READS = {"tabular": {"tabular", "events", "molecules", "text", "multimodal"}, "events": {"events"},
+          "images": {"images"}, "graphs": {"molecules"}, "text": {"text"}, "multimodal": {"multimodal"}}
 _DATA_HINT = {"events": "event data (data.meds, data.fhir, data.events, or data.dataset: ehr_sim)",
               "images": "images (data.images, or data.dataset: phantoms_2d / phantoms_3d)",
               "tabular": "a table (data.path or a tabular built-in)",
               "graphs": "molecules (data.molecules, or data.dataset: freesolv / solubility)",
-              "text": "notes (data.text, or data.dataset: iu_reports)"}
+              "text": "notes (data.text, or data.dataset: iu_reports)",
+              "multimodal": "several modalities per patient (data: with events, text, images and tables together, "
+                            "or data.dataset: multimodal_sim)"}
 
 
 def check_inputs(spec: ModelSpec, modality: str, source: str) -> None:
@@ -84,6 +86,7 @@ class Estimator(ABC):
         self.spec, self.params, self.task = spec, params, task
         self.in_dim: int | None = None
         self.input_shape: list[int] | None = None  # one record's input shape, e.g. [C, H, W] for images
+        self.layout: dict[str, Any] | None = None  # inputs of several parts (multimodal): each part's kind and shape
         self.history: list[dict[str, float]] = []
         self.sources: list[str] | None = None  # raw column of each input column, set by the caller
         self.resumed_from: int | None = None  # the epoch a killed training resumed after, if it did
@@ -92,7 +95,7 @@ class Estimator(ABC):
         """The form of `x` this model takes: count features for tabular models on event data."""
         if self.spec.inputs == "tabular" and hasattr(x, "to_matrix"):
             return x.to_matrix()
-        if self.spec.inputs in ("events", "graphs", "text") and not hasattr(x, "batch"):
+        if self.spec.inputs in ("events", "graphs", "text", "multimodal") and not hasattr(x, "batch"):
             raise ConfigError(f"model '{self.spec.name}' reads {self.spec.inputs}; give it "
                               f"{_DATA_HINT[self.spec.inputs]}, or choose a tabular model.")
         is_image = not hasattr(x, "batch") and getattr(x, "ndim", 2) > 2
@@ -131,7 +134,7 @@ class Estimator(ABC):
         """Write weights, then `model.json` last (its presence marks a complete model)."""
         self._save_weights(directory)
         meta = {"name": self.spec.name, "params": self.params.model_dump(), "in_dim": self.in_dim,
-                "input_shape": self.input_shape,
+                "input_shape": self.input_shape, **({"layout": self.layout} if self.layout else {}),
                 "sources": self.sources, "history": self.history, "resumed_from": self.resumed_from,
                 "privacy": getattr(self, "privacy", None), "extra": self.extra_state(),
                 "ensemble": getattr(self, "ensemble", 1)}

@@ -14,6 +14,10 @@ def explain_section(expl: dict, selected: str) -> str:
     if selected not in expl:
         return ""
     e = expl[selected]
+    if e.get("method") == "modality_ablation":
+        from medflow.report.multimodal import modality_explain_section
+
+        return modality_explain_section(expl, selected)
     if e.get("method") == "grad_cam":
         return _image_explain_section(expl, selected)
     if e.get("method") == "atom_integrated_gradients":

@@ -17,6 +17,7 @@ from medflow.report.effects import effects_section
 from medflow.report.elements import ci, display, escape, html_table, img
 from medflow.report.explain_section import explain_section
 from medflow.report.monitoring import federated_section, monitoring_section, privacy_section, transfer_section
+from medflow.report.multimodal import coverage_section, modalities_section
 from medflow.report.validation import (
     conformal_section,
     decision_section,
@@ -300,7 +301,7 @@ def render_report(run_dir: Path) -> str:
                                        "Not stated. A research model: not for clinical decisions without "
                                        "prospective, external validation.") + "</p>",
         f"<h2>Data</h2><p>{escape(manifest['data']['description'] or manifest['data']['source'])}</p>"
-        + _quality_section(quality, manifest),
+        + _quality_section(quality, manifest) + coverage_section(manifest),
         "<h2>Model comparison</h2>" + _metrics_section(metrics, names),
         "<h2>Performance plots</h2>" + _plots_section(preds, metrics, kind, classes,
                                                       task["config"].get("time_unit", "")),
@@ -315,6 +316,7 @@ def render_report(run_dir: Path) -> str:
         federated_section(metrics),
         transfer_section(metrics),
         _blocks_section(run_dir),
+        modalities_section(run_dir),
         "<h2>Explanations</h2>" + explain_section(expl, metrics["selected_model"]),
         ("<h2>Training</h2>" + img(plots.history_plot(histories), "training curves")) if histories else "",
         tripod_section(config, manifest, metrics, quality, external, kind),

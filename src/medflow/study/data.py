@@ -15,14 +15,16 @@ from medflow.data.builtin import load as load_dataset
 from medflow.data.dataset import Dataset
 from medflow.data.sources.tabular import read_table
 from medflow.data.splits import Fold
-from medflow.errors import ConfigError
+from medflow.errors import ConfigError, DataError
 
-__all__ = ["load_study_data", "load_event_data", "data_config", "source_folds"]
+__all__ = ["load_study_data", "load_event_data", "load_multimodal", "data_config", "source_folds"]
 
 
 def data_config(ds: Dataset) -> dict[str, Any]:
     """The `data:` section describing an in-memory Dataset (what `Study(dataset=...)` writes to study.yaml)."""
     pid = None if ds.patient_id == "__row__" else ds.patient_id
+    if ds.modalities is not None and not ds.source.startswith("builtin:"):  # joined in memory: nothing to reread
+        return {"synthetic": ds.synthetic}
     if ds.images is not None and not ds.source.startswith("builtin:"):
         return {"images": ds.meta.get("images_config") or {"path": ds.source}, "synthetic": ds.synthetic}
     if ds.molecules is not None and not ds.source.startswith("builtin:"):
@@ -106,6 +108,12 @@ def _omop_streamed(data: DataConfig):
 
 def load_study_data(data: DataConfig) -> Dataset:
     """The Dataset a study's `data:` section names."""
+    if data.is_multimodal:
+        return load_multimodal(data)
+    if data.dataset == "multimodal_sim" and "simulate" in data.model_fields_set:
+        from medflow.data.builtin_multimodal import simulated_multimodal
+
+        return simulated_multimodal(data.simulate.patients, data.simulate.seed)
     if data.is_events:
         ds = load_event_data(data)
         return event_counts_table(ds, data.sequence.min_count) if data.as_table else ds
@@ -131,6 +139,51 @@ def load_study_data(data: DataConfig) -> Dataset:
     else:
         raise ConfigError("the study has no data: set data.dataset (a built-in name) or data.path (a file).")
     return ds
+
+
+def load_multimodal(data: DataConfig) -> Dataset:
+    """Samples (an event cohort, or the data.labels table) joined with notes, images and tables per patient and
+    prediction time (`data.multimodal.join_modalities`)."""
+    from medflow.data.dataset import FeatureType
+    from medflow.data.multimodal import join_modalities
+
+    if data.is_events:
+        anchor = load_event_data(data)
+    else:
+        assert data.labels is not None
+        anchor = read_table(data.labels, patient_id=data.patient_id, synthetic=data.synthetic, encoding=data.encoding,
+                            types={"prediction_time": FeatureType.DATETIME} if _has_column(data.labels,
+                                                                                         "prediction_time") else {})
+    sources: dict[str, Any] = {}
+    if data.text is not None:
+        from medflow.data.text import read_notes
+
+        sources["notes"] = (read_notes(data.text, data.synthetic, "notes"), data.text.time_column, "notes")
+    if data.images is not None:
+        from medflow.data.images import read_image_dataset
+
+        sources["images"] = (read_image_dataset(data.images, data.synthetic), data.images.time_column, "latest")
+    for t in data.tables:
+        name = t.name or Path(t.path).name.split(".")[0]
+        if name in sources or name == "events":
+            raise ConfigError(f"data.tables: two modalities are named '{name}'; give each table a distinct name.")
+        table = read_table(t.path, patient_id=t.patient_id or anchor.patient_id, types=dict(t.types), name=name,
+                           synthetic=data.synthetic, encoding=data.encoding)
+        for col in t.drop:
+            if col not in table.frame.columns:
+                raise DataError(f"{t.path}: drop names column '{col}', which is not in the table.")
+        table.frame = table.frame.drop(columns=t.drop)
+        table.feature_types = {c: v for c, v in table.feature_types.items() if c not in t.drop}
+        sources[name] = (table, t.time_column, "static" if t.static else "latest")
+    return join_modalities(anchor, sources, max_notes=data.max_notes)
+
+
+def _has_column(path: str, column: str) -> bool:
+    if str(path).endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return column in pq.read_schema(path).names
+    return column in pd.read_csv(path, nrows=0).columns
 
 
 def source_folds(cfg: StudyConfig, ds: Dataset, console: Console) -> list[Fold] | None:
