@@ -197,3 +197,26 @@ def test_config_joins_one_event_source_with_notes_images_and_tables(tmp_path):
     cfg = parse_config({"data": {"meds": "m", "labels": "l.parquet", "text": {"path": "n.csv", "time_column": "t"}},
                         "task": {"kind": "binary", "label": "label"}}, "study.yaml")
     assert cfg.data.is_multimodal and cfg.data.is_events
+
+
+def test_compare_modalities_answers_per_modality_with_paired_cis(sim):
+    from medflow.config import ModalitiesConfig
+    from medflow.study.modalities import compare_modalities
+    from medflow.tasks import Binary
+    from medflow.train.trainer import TrainConfig
+
+    cfg = ModalitiesConfig(model="logistic_regression", k=3, n_bootstrap=100)
+    out = compare_modalities(sim, Binary(label="outcome"), cfg, TrainConfig(progress=False), seed=0)
+    names = ["events", "notes", "images", "labs", "omics"]
+    assert list(out["configs"]) == [f"{m} only" for m in names] + [f"without {m}" for m in names] + ["all modalities"]
+    for c, r in out["configs"].items():
+        assert r["low"] <= r["value"] <= r["high"] and r["set"]
+        if c != "all modalities":  # paired with all modalities, on the same resampled patients
+            assert r["vs_all"]["low"] <= r["vs_all"]["value"] <= r["vs_all"]["high"]
+            assert 0 <= r["decisions_changed"] <= 1
+    assert set(out["added_value"]) == set(names) and out["best_single"].endswith(" only")
+    # images are missing for about 40% of patients: both the best single and the best fused set are scored there
+    assert out["missing"]["images"]["n"] > 40 and out["best_fused"] in out["missing"]["images"]
+    assert out["verdict"].startswith(out["best_fused"]) and out["cost"]["ratio"] > 0
+    # the simulator gives every modality part of the signal: together they beat the best one alone
+    assert out["configs"]["all modalities"]["value"] > out["configs"][out["best_single"]]["value"]

@@ -294,6 +294,13 @@ def finish_run(cfg: StudyConfig, ds: Dataset, work: Path, rows: list[pd.DataFram
         console.print("comparing feature blocks and their fusion (repeated k-fold) ...")
         quiet = cfg.train.model_copy(update={"progress": False})
         write_json(work / "blocks.json", compare_blocks(ds, cfg.task, cfg.compare_blocks, quiet, cfg.seed))
+    if cfg.compare_modalities is not None:
+        from medflow.study.modalities import compare_modalities
+
+        console.print("comparing modalities: each alone, each left out, all together (repeated k-fold) ...")
+        quiet = cfg.train.model_copy(update={"progress": False})
+        write_json(work / "modalities.json", compare_modalities(ds, cfg.task, cfg.compare_modalities, quiet, cfg.seed,
+                                                                cfg.data))
     write_json(work / "manifest.json", _manifest(cfg, ds, folds, features, time.perf_counter() - started,
                                                   entries))
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
