@@ -59,6 +59,8 @@ class Modality:
     items: int  # items the source holds
     after: int  # items dated after every prediction time of their patient (never read)
     source: str
+    how: str = "latest"  # how a sample reads it: "events", "latest", "notes" or "static"
+    timed: bool = False  # joined on time (its items carry a time column)
 
     @property
     def present(self) -> np.ndarray:
@@ -127,7 +129,7 @@ def join_modalities(samples: Dataset, sources: dict[str, tuple[Dataset, str | No
     parts: dict[str, Modality] = {}
     if samples.events is not None:
         parts["events"] = Modality("events", samples, np.arange(len(frame)), samples.events.n_events, 0,
-                                   samples.source)
+                                   samples.source, "events", True)
     for key, (items, time_col, how) in sources.items():
         parts[key] = _join_one(key, items, time_col, how, left, has_time, max_notes, frame, samples)
     for key, m in parts.items():
@@ -188,7 +190,7 @@ def _join_one(key: str, items: Dataset, time_col: str | None, how: str, left: pd
                              "note_id": [f"sample-{s}" for s in samples_with], text_col: texts.to_numpy()})
         data = Dataset(frame=part, name=key, patient_id=items.patient_id, feature_types={}, source=src,
                        synthetic=items.synthetic, meta={"kind": "text"}, text=items.text)
-        return Modality(key, data, rows, len(f), after, src)
+        return Modality(key, data, rows, len(f), after, src, how, time_col is not None and how != "static")
     rows_in = chosen["_row"].to_numpy()
     samples_with = chosen["_sample"].to_numpy()
     rows[samples_with] = np.arange(len(samples_with))
@@ -199,7 +201,7 @@ def _join_one(key: str, items: Dataset, time_col: str | None, how: str, left: pd
              and c not in frame.columns}
     data = Dataset(frame=part.drop(columns=drop), name=key, patient_id=items.patient_id, feature_types=types,
                    source=src, synthetic=items.synthetic, meta=dict(items.meta), images=items.images)
-    return Modality(key, data, rows, len(f), after, src)
+    return Modality(key, data, rows, len(f), after, src, how, time_col is not None and how != "static")
 
 
 def _check_labels(key: str, src: str, part: pd.DataFrame, anchor: pd.DataFrame, pid: str, time_col: str | None) -> None:

@@ -157,7 +157,8 @@ def _mm_load(d: dict[str, Any]) -> Any:
     from medflow.features.multimodal import MultimodalFeaturizer
 
     return MultimodalFeaturizer({k: featurizer_from_dict(p["state"]) for k, p in d["parts"].items()},
-                                {k: p["kind"] for k, p in d["parts"].items()})
+                                {k: p["kind"] for k, p in d["parts"].items()},
+                                {k: p.get("join", {}) for k, p in d["parts"].items()})
 
 
 def _tabular_merge(parts: list[tuple[Any, int]]) -> Any:

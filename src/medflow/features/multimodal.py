@@ -31,16 +31,21 @@ class MultimodalFeaturizer:
 
     name = "multimodal-v1"
 
-    def __init__(self, parts: dict[str, Any], kinds: dict[str, str]) -> None:
+    def __init__(self, parts: dict[str, Any], kinds: dict[str, str], joins: dict[str, dict] | None = None) -> None:
         self.parts, self.kinds = parts, kinds
+        self.joins = joins or {}  # per modality: how a sample reads it and whether on time (what a service rebuilds)
+        # and the width of its tabular view (`MultiInputs.to_matrix` for records that all lack it)
 
     @property
     def output_sources(self) -> list[str]:
         return list(self.parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.name, "parts": {k: {"kind": self.kinds[k], "state": f.to_dict()}
-                                                for k, f in self.parts.items()}}
+        return {"version": self.name, "parts": {k: {"kind": self.kinds[k], "state": f.to_dict(),
+                                                    "join": self.joins.get(k, {})} for k, f in self.parts.items()}}
+
+    def width(self, name: str) -> int:
+        return int(self.joins.get(name, {}).get("matrix_width", 0))
 
 
 def _sample_positions(frame: Any, source: str) -> np.ndarray:
@@ -55,7 +60,7 @@ def _sample_positions(frame: Any, source: str) -> np.ndarray:
 def fit_parts(ds: Any, train: Any, data: Any, lookup: Callable[[str], Any]) -> MultimodalFeaturizer:
     """Each modality's featurizer, fitted on the training samples that have it."""
     pos = _sample_positions(train, ds.source)
-    parts, kinds = {}, {}
+    parts, kinds, joins = {}, {}, {}
     for name, m in ds.modalities.parts.items():
         rows = m.rows[pos]
         rows = rows[rows >= 0]
@@ -69,9 +74,12 @@ def fit_parts(ds: Any, train: Any, data: Any, lookup: Callable[[str], Any]) -> M
             tf = data.text_features
             part_data = data.model_copy(update={"text_features": tf.model_copy(
                 update={"tfidf_features": min(tf.tfidf_features, MATRIX_TEXT_FEATURES)})})
-        parts[name] = lookup(kind).fit(m.data, features, m.data.frame.iloc[rows], part_data)
+        part = lookup(kind)
+        parts[name] = part.fit(m.data, features, m.data.frame.iloc[rows], part_data)
         kinds[name] = kind
-    return MultimodalFeaturizer(parts, kinds)
+        some = part.apply(parts[name], m.data, m.data.frame.iloc[rows[:2]])
+        joins[name] = {"how": m.how, "timed": m.timed, "matrix_width": int(_matrix(some, name)[0].shape[1])}
+    return MultimodalFeaturizer(parts, kinds, joins)
 
 
 def apply_parts(feat: MultimodalFeaturizer, ds: Any, frame: Any, lookup: Callable[[str], Any]) -> MultiInputs:
@@ -87,14 +95,16 @@ def apply_parts(feat: MultimodalFeaturizer, ds: Any, frame: Any, lookup: Callabl
         parts[name] = lookup(feat.kinds[name]).apply(f, m.data, m.data.frame.iloc[rows[present]]) \
             if present.any() else None
         index[name] = idx
-    return MultiInputs(parts, index, dict(feat.kinds))
+    return MultiInputs(parts, index, dict(feat.kinds), {k: feat.width(k) for k in feat.parts})
 
 
 class MultiInputs:
     """Model inputs of n samples over several modalities (see the module docstring)."""
 
-    def __init__(self, parts: dict[str, Any], index: dict[str, np.ndarray], kinds: dict[str, str]) -> None:
+    def __init__(self, parts: dict[str, Any], index: dict[str, np.ndarray], kinds: dict[str, str],
+                 widths: dict[str, int] | None = None) -> None:
         self.parts, self.index, self.kinds = parts, index, kinds
+        self.widths = widths or {}  # each modality's tabular width, for a part no sample here has
         self.names = list(parts)
         self._matrix: np.ndarray | None = None
         self._matrix_names: list[str] | None = None
@@ -122,7 +132,7 @@ class MultiInputs:
 
     def subset(self, idx: Any) -> MultiInputs:
         idx = np.asarray(idx)
-        return MultiInputs(self.parts, {k: v[idx] for k, v in self.index.items()}, self.kinds)
+        return MultiInputs(self.parts, {k: v[idx] for k, v in self.index.items()}, self.kinds, self.widths)
 
     def __getitem__(self, idx: Any) -> MultiInputs:
         return self.subset(np.arange(len(self))[idx])
@@ -130,7 +140,7 @@ class MultiInputs:
     def without(self, names: list[str]) -> MultiInputs:
         """The same samples with modalities `names` removed (marked missing everywhere): the ablation's input."""
         return MultiInputs(self.parts, {k: (np.full_like(v, -1) if k in names else v) for k, v in self.index.items()},
-                           self.kinds)
+                           self.kinds, self.widths)
 
     def batch(self, idx: Any) -> dict[str, Any]:
         import torch
@@ -157,7 +167,7 @@ class MultiInputs:
         cols, names = [], []
         for k in self.names:
             rows = self.index[k]
-            m, mnames = _matrix(self.parts[k], k)
+            m, mnames = _matrix(self.parts[k], k, self.widths.get(k, 0))
             full = np.zeros((len(rows), m.shape[1]), dtype=np.float32)
             full[rows >= 0] = m[rows[rows >= 0]] if len(m) else 0
             cols += [full, (rows >= 0).astype(np.float32)[:, None]]
@@ -171,9 +181,9 @@ class MultiInputs:
         return self._matrix_names
 
 
-def _matrix(part: Any, name: str) -> tuple[np.ndarray, list[str]]:
-    if part is None:
-        return np.zeros((0, 0), dtype=np.float32), []
+def _matrix(part: Any, name: str, width: int = 0) -> tuple[np.ndarray, list[str]]:
+    if part is None:  # no record here has the modality: zeros of its trained width
+        return np.zeros((0, width), dtype=np.float32), [str(j) for j in range(width)]
     if hasattr(part, "to_matrix"):
         m = part.to_matrix()
         m = m.toarray() if hasattr(m, "toarray") else np.asarray(m)

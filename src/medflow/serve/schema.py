@@ -51,8 +51,8 @@ class InputSchema:
     def __init__(self, run: Any) -> None:
         self.run = run
         feat = run.featurizer()
-        self.kind = {"codes-v1": "events", "image-v1": "images", "mol-v1": "molecules", "text-v1": "text"}.get(
-            getattr(feat, "name", ""), "table")
+        self.kind = {"codes-v1": "events", "image-v1": "images", "mol-v1": "molecules", "text-v1": "text",
+                     "multimodal-v1": "multimodal"}.get(getattr(feat, "name", ""), "table")
         quality_path = run.path / "quality.json"
         quality = read_json(quality_path) if quality_path.exists() else {}
         self.columns = {c["column"]: c for c in quality.get("columns", [])}
@@ -130,6 +130,10 @@ class InputSchema:
         return schema
 
     def body_json_schema(self) -> dict[str, Any]:
+        if self.kind == "multimodal":
+            from medflow.serve.multimodal import multimodal_body_schema
+
+            return multimodal_body_schema(self.run.featurizer())
         if self.kind == "events":
             from medflow.serve.events import event_body_schema
 
@@ -144,7 +148,14 @@ class InputSchema:
 
     def validate(self, body: Any) -> tuple[Any, bool]:
         """The request body as a frame of records (columns in training order) and the explain flag; raises
-        RequestError (422) naming each bad field as `records[i].field`. Event runs: the patient's EventData."""
+        RequestError (422) naming each bad field as `records[i].field`. Event runs: the patient's EventData;
+        multimodal runs: the patient's record joined as in the study (a Dataset) and the patient's id."""
+        if self.kind == "multimodal":
+            from medflow.serve.multimodal import multimodal_from_body
+
+            ds, explain, pid = multimodal_from_body(self.run, body)
+            ds.meta["request_patient"] = pid
+            return ds, explain
         if self.kind == "events":
             from medflow.serve.events import events_from_body
 
@@ -164,8 +175,8 @@ class InputSchema:
         """`validate` without building the frame: the checked records and the explain flag (the batcher builds
         one frame per batch: a frame per one-record request had cost a third of the service's time under load)."""
         if self.kind not in ("table", *_ONE_STRING):
-            raise RequestError(f"this run reads {self.kind}; the service predicts tables, molecules, notes and event "
-                               "data",
+            raise RequestError(f"this run reads {self.kind}; the service predicts tables, molecules, notes, event "
+                               "data and multimodal records",
                                [{"field": "body", "problem": f"{self.kind} runs are not served"}])
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object {\"records\": [...], \"explain\": false}",

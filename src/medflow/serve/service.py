@@ -181,10 +181,14 @@ def predict_payload(served: Served, inputs: Any, explain: bool) -> list[dict[str
     run = served.run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unseen categories, extrapolated horizons: flagged in the response instead
-        if served.schema.kind == "events":
-            from medflow.serve.events import events_dataset, request_subject_ids
+        if served.schema.kind in ("events", "multimodal"):
+            if served.schema.kind == "events":
+                from medflow.serve.events import events_dataset, request_subject_ids
 
-            out = request_subject_ids(run.predict(events_dataset(run, inputs), explain=explain), inputs)
+                out = request_subject_ids(run.predict(events_dataset(run, inputs), explain=explain), inputs)
+            else:  # one patient's joined record; named by the request's patient id
+                out = run.predict(inputs, explain=explain)
+                out[out.columns[0]] = inputs.meta["request_patient"]
             results = json_rows({c: out[c] for c in out.columns if c != "survival_curve"}, len(out))
             flags: list[list[str]] = [[] for _ in results]
         else:
