@@ -17,7 +17,7 @@ import typer.main
 import medflow
 
 ROOT = Path(medflow.__file__).parent
-TOP_LEVEL = {"__init__", "__main__", "errors", "registry", "artifacts", "config", "runs"}
+TOP_LEVEL = {"__init__", "__main__", "errors", "registry", "artifacts", "runs"}  # and the config/ package
 
 
 def _module(path: Path) -> str:
