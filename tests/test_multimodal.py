@@ -220,3 +220,26 @@ def test_compare_modalities_answers_per_modality_with_paired_cis(sim):
     assert out["verdict"].startswith(out["best_fused"]) and out["cost"]["ratio"] > 0
     # the simulator gives every modality part of the signal: together they beat the best one alone
     assert out["configs"]["all modalities"]["value"] > out["configs"][out["best_single"]]["value"]
+
+
+def test_an_encoder_starts_from_a_single_modality_run(sim, tmp_path):
+    import medflow as mf
+    from medflow.data.images import image_dataset
+
+    part = sim.modalities.parts["images"]
+    has = part.present
+    frame = part.data.frame.assign(outcome=sim.frame["outcome"].to_numpy()[has])
+    images = image_dataset(part.data.images, frame[["subject_id", "image", "outcome"]], "subject_id", "cxr")
+    cnn = mf.Study(dataset=images, task=mf.tasks.Binary(label="outcome"),
+                   model=[{"name": "small_cnn", "params": {"channels": [8, 16], "dropout": 0.1}}],
+                   train={"max_epochs": 1, "progress": False}, output_dir=tmp_path, explain={"examples": 0}).fit()
+    run = mf.Study(dataset=sim, task=mf.tasks.Binary(label="outcome"),
+                   model=[{"name": "fusion_masked", "params": {"d": 8}, "init_modalities": {"images": str(cnn.path)}}],
+                   train={"max_epochs": 1, "progress": False}, output_dir=tmp_path, explain={"examples": 0}).fit()
+    report = json.loads((run.path / "metrics.json").read_text())["transfer"]["fusion_masked"]
+    # every convolution of the image encoder came from the image run; its 1-output head (here 8 wide) did not
+    assert report["model"] == "per-modality" and report["tensors_copied"] >= 10
+    with pytest.raises(ConfigError, match="init_modalities applies to fusion models"):
+        mf.Study(dataset=sim, task=mf.tasks.Binary(label="outcome"),
+                 model=[{"name": "mlp", "init_modalities": {"images": str(cnn.path)}}], output_dir=tmp_path,
+                 train={"max_epochs": 1, "progress": False}).fit()

@@ -191,6 +191,9 @@ class ModelEntry(BaseModel):
     params: dict[str, Any] = {}
     init_from: str | None = Field(None, description="a finished run directory whose model weights start training")
     init_model: str | None = Field(None, description="the model in init_from to copy (default: the same name)")
+    init_modalities: dict[str, str] = Field({}, description="fusion models: per modality name, a finished run (its "
+                                                            "selected model, fold 0) or a weights file whose weights "
+                                                            "start that modality's encoder")
     freeze: Literal["none", "backbone"] = "none"
     mode: Literal["finetune", "linear_probe", "frozen_features"] | None = Field(
         None, description="starting from a pretrained run: finetune (all weights train), linear_probe (the encoder "
@@ -344,9 +347,16 @@ def load_config(path: str | Path) -> StudyConfig:
             value = getattr(cfg.data.images, key)
             if value and not Path(value).is_absolute():
                 setattr(cfg.data.images, key, str((p.parent / value).resolve()))
+    for src in [cfg.data.text, *cfg.data.tables]:
+        if src is not None and not Path(src.path).is_absolute() and (p.parent / src.path).exists():
+            src.path = str((p.parent / src.path).resolve())
     cfg.models = [m.model_copy(update={"init_from": str((p.parent / m.init_from).resolve())})
                   if isinstance(m, ModelEntry) and m.init_from and not Path(m.init_from).is_absolute() else m
                   for m in cfg.models]
+    for m in cfg.models:
+        if isinstance(m, ModelEntry):
+            m.init_modalities = {k: v if Path(v).is_absolute() else str((p.parent / v).resolve())
+                                 for k, v in m.init_modalities.items()}
     return cfg
 
 

@@ -346,7 +346,10 @@ def _manifest(cfg: StudyConfig, ds: Dataset, folds: list[Fold], features: list[s
 
 
 def transfer_init(entry: ModelEntry) -> Init | None:
-    """The weights an entry starts from (`init_from`: fold 0's model of another run; transfer learning)."""
+    """The weights an entry starts from (`init_from`: fold 0's model of another run; transfer learning;
+    `init_modalities`: one source per modality encoder of a fusion model)."""
+    if entry.init_modalities:
+        return _modality_init(entry)
     if entry.init_from is None:
         return None
     if entry.mode is not None:  # a pretrained run (resolve_entry set the mode)
@@ -366,3 +369,31 @@ def transfer_init(entry: ModelEntry) -> Init | None:
         raise ConfigError(f"init_from {entry.init_from}: model '{model}' is not a deep model; only torch "
                           "weights can be transferred.")
     return Init(entry.init_from, model, est.module.state_dict(), entry.freeze)
+
+
+def _modality_init(entry: ModelEntry) -> Init:
+    """Each modality's encoder from its own source: a run's selected model (fold 0) or a weights file, its tensors
+    renamed into the fusion model's `encoders.<modality>.`; the output layers (another width) stay fresh."""
+    if model_registry.get(entry.name).inputs != "multimodal":
+        raise ConfigError(f"models: '{entry.key}' reads one modality; init_modalities applies to fusion models "
+                          "(fusion_late, fusion_masked, fusion_attention). Use init_from.")
+    state: dict = {}
+    for modality, source in entry.init_modalities.items():
+        if is_checkpoint(source):
+            weights = load_checkpoint(source)
+        else:
+            try:
+                run = load_run(Path(source))
+            except Exception as exc:
+                raise ConfigError(f"init_modalities.{modality}: {source} is not a finished run directory or a "
+                                  f"weights file ({exc}).") from exc
+            est = run.estimator(run.metrics.selected_model, 0)
+            if not hasattr(est, "module"):
+                raise ConfigError(f"init_modalities.{modality}: the selected model of {source} "
+                                  f"('{run.metrics.selected_model}') is not a deep model; train the modality with a "
+                                  "network (e.g. gru, text_cnn, small_cnn, mlp) to transfer its weights.")
+            weights = est.module.state_dict()
+        state.update({f"encoders.{modality}.{k}": v for k, v in weights.items()})
+    return Init(", ".join(f"{k}: {v}" for k, v in entry.init_modalities.items()), "per-modality", state,
+                entry.freeze)
+
