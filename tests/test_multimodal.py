@@ -177,6 +177,15 @@ def test_study_from_yaml_files_through_report_and_predict(tmp_path, monkeypatch)
     p = again.predict(ds, explain=True, model="fusion_masked")
     assert len(p) == len(ds.frame) and {"subject_id", "prediction_time"} <= set(p.columns)
     assert {e["modality"] for e in p["explanation"].iloc[0]} == set(cov)
+    from typer.testing import CliRunner
+
+    from medflow.cli import app
+
+    res = CliRunner().invoke(app, ["predict", str(run.path), "study.yaml", "-o", "p.csv", "--model", "fusion_masked"])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv("p.csv")["probability"].to_numpy() == pytest.approx(p["probability"].to_numpy(), abs=1e-6)
+    res = CliRunner().invoke(app, ["predict", str(run.path), "labs.csv"])
+    assert res.exit_code != 0 and "a multimodal run predicts from a YAML file" in str(res.exception)
     # a leak of the planted future items would make the outcome near-perfectly predictable
     preds = pd.read_parquet(run.path / "predictions.parquet")
     from medflow.evaluate.metrics import auroc

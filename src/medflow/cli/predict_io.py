@@ -81,6 +81,31 @@ def text_input(run, path: Path):
     return ds
 
 
+def multimodal_input(run, path: Path):
+    """A multimodal run's patients to predict: a YAML file whose `data:` section names the sources as the study's
+    did (event data with a cohort or label file, notes, images, tables; paths relative to the file), joined by the
+    study's own code."""
+    import yaml
+
+    from medflow.config import parse_config, resolve_paths
+    from medflow.errors import ConfigError
+    from medflow.study.data import load_multimodal
+
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(f"{path}: a multimodal run predicts from a YAML file with a data: section naming its sources "
+                          "(events, notes, images, tables), as in the study; e.g. medflow simulate multimodal writes "
+                          "one (study.yaml).")
+    raw = yaml.safe_load(path.read_text()) or {}
+    data = raw.get("data", raw) if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: no data: section.")
+    cfg = resolve_paths(parse_config({"data": data, "task": run.config["task"]}, str(path)), path.parent)
+    if not cfg.data.is_multimodal:
+        names = ", ".join(run.featurizer().kinds)
+        raise ConfigError(f"{path}: data: names one modality; this run reads several ({names}).")
+    return load_multimodal(cfg.data)
+
+
 def image_input(run, path: Path, labels: Path | None):
     """Images to predict: a folder, a .npz, or (with --labels) the files a CSV lists; read as the run's data were."""
     from medflow.data.images import ImageSource, read_image_dataset

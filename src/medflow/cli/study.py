@@ -189,8 +189,9 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
             labels: Annotated[Path | None, typer.Option(help="event runs: MEDS label file of the samples to "
                                                         "predict (default: the run's cohort); image runs: a CSV "
                                                         "listing the image files")] = None) -> None:
-    """Predict raw records (CSV/Parquet), the samples of event data (a MEDS folder, a FHIR export), or images
-    (a folder, a .npz, or --labels CSV listing the files)."""
+    """Predict raw records (CSV/Parquet), the samples of event data (a MEDS folder, a FHIR export), images
+    (a folder, a .npz, or --labels CSV listing the files), or several modalities per patient (a YAML whose data:
+    names them, as the study's did)."""
     import json
 
     from medflow.cli.predict_io import (
@@ -208,6 +209,10 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="a finished run directo
     version = r.featurizer().to_dict().get("version")
     if version == "image-v1":
         frame = image_input(r, input, labels)
+    elif version == "multimodal-v1":  # a YAML naming the sources, as the study's data: did
+        from medflow.cli.predict_io import multimodal_input
+
+        frame = multimodal_input(r, input)
     elif version == "mol-v1":  # SMILES tables, .smi or SDF
         frame = molecule_input(r, input)
     else:

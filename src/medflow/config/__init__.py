@@ -330,33 +330,35 @@ def load_config(path: str | Path) -> StudyConfig:
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{p}: a study file is a mapping (name:, data:, task:, models: ...), not a "
                           f"{type(raw).__name__}.")
-    cfg = parse_config(raw or {}, str(p))
+    return resolve_paths(parse_config(raw or {}, str(p)), p.parent)
+
+
+def resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
+    """Paths in the config made absolute, relative to `base` (the folder of the YAML file)."""
     for key in ("path", "meds", "fhir", "labels"):
         value = getattr(cfg.data, key)
         if value and not Path(value).is_absolute():
-            setattr(cfg.data, key, str((p.parent / value).resolve()))
+            setattr(cfg.data, key, str((base / value).resolve()))
     if cfg.data.events and not Path(cfg.data.events.path).is_absolute():
-        cfg.data.events.path = str((p.parent / cfg.data.events.path).resolve())
+        cfg.data.events.path = str((base / cfg.data.events.path).resolve())
     if cfg.data.omop and cfg.data.omop.path and not Path(cfg.data.omop.path).is_absolute():
-        cfg.data.omop.path = str((p.parent / cfg.data.omop.path).resolve())
+        cfg.data.omop.path = str((base / cfg.data.omop.path).resolve())
     cohort = cfg.data.cohort
-    if isinstance(cohort, CohortTable) and (p.parent / cohort.table).exists() and not Path(cohort.table).is_absolute():
-        cohort.table = str((p.parent / cohort.table).resolve())
+    if isinstance(cohort, CohortTable) and (base / cohort.table).exists() and not Path(cohort.table).is_absolute():
+        cohort.table = str((base / cohort.table).resolve())
     if cfg.data.images:
         for key in ("path", "labels"):
             value = getattr(cfg.data.images, key)
             if value and not Path(value).is_absolute():
-                setattr(cfg.data.images, key, str((p.parent / value).resolve()))
+                setattr(cfg.data.images, key, str((base / value).resolve()))
     for src in [cfg.data.text, *cfg.data.tables]:
-        if src is not None and not Path(src.path).is_absolute() and (p.parent / src.path).exists():
-            src.path = str((p.parent / src.path).resolve())
-    cfg.models = [m.model_copy(update={"init_from": str((p.parent / m.init_from).resolve())})
+        if src is not None and not Path(src.path).is_absolute() and (base / src.path).exists():
+            src.path = str((base / src.path).resolve())
+    cfg.models = [m.model_copy(update={"init_from": str((base / m.init_from).resolve())})
                   if isinstance(m, ModelEntry) and m.init_from and not Path(m.init_from).is_absolute() else m
                   for m in cfg.models]
     for m in cfg.models:
         if isinstance(m, ModelEntry):
-            m.init_modalities = {k: v if Path(v).is_absolute() else str((p.parent / v).resolve())
+            m.init_modalities = {k: v if Path(v).is_absolute() else str((base / v).resolve())
                                  for k, v in m.init_modalities.items()}
     return cfg
-
-
