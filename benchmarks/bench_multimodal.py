@@ -105,30 +105,36 @@ def latency(ds, epochs: int) -> dict:
     return {"one_patient_ms": 1000 * float(np.median(times)), "per_patient_in_bulk_ms": 1000 * whole}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--patients", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--out", default=str(HERE / "results" / "multimodal.json"))
-    args = ap.parse_args()
+def run(patients: int = 2000, epochs: int = 30) -> dict:
+    """Every figure of the section (see the module docstring)."""
     from medflow.config import ModalitiesConfig
     from medflow.data.builtin_multimodal import simulated_multimodal
     from medflow.study.modalities import compare_modalities
     from medflow.tasks import Binary
     from medflow.train.trainer import TrainConfig
 
-    ds = simulated_multimodal(args.patients, seed=0)
-    result: dict = {"patients": args.patients, "oracle": ds.meta["oracle"], "coverage": ds.modalities.coverage()}
+    ds = simulated_multimodal(patients, seed=0)
+    result: dict = {"patients": patients, "oracle": ds.meta["oracle"], "coverage": ds.modalities.coverage()}
     start = time.perf_counter()
-    train = TrainConfig(max_epochs=args.epochs, patience=5, progress=False)
+    train = TrainConfig(max_epochs=epochs, patience=5, progress=False)
     result["compare"] = compare_modalities(ds, Binary(label="outcome"), ModalitiesConfig(k=5), train, 0)
     result["compare_seconds"] = time.perf_counter() - start
     print(result["compare"]["verdict"], file=sys.stderr)
-    fused = fused_models(ds, args.epochs)
+    fused = fused_models(ds, epochs)
     pid = ds.frame[ds.patient_id].astype(str).to_numpy()
     result["fused"] = paired(fused["y"], fused["oof"], pid, "gradient_boosting")
     result["fused_seconds"] = fused["seconds"]
-    result["latency"] = latency(ds, args.epochs)
+    result["latency"] = latency(ds, epochs)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--out", default=str(HERE / "results" / "multimodal.json"))
+    args = ap.parse_args()
+    result = run(args.patients, args.epochs)
     Path(args.out).parent.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))
     print("\n".join(markdown(result)))

@@ -20,6 +20,7 @@ import bench_federated  # noqa: E402
 import bench_imaging  # noqa: E402
 import bench_models  # noqa: E402
 import bench_molecules  # noqa: E402
+import bench_multimodal  # noqa: E402
 import bench_omop  # noqa: E402
 import bench_privacy  # noqa: E402
 import bench_service  # noqa: E402
@@ -120,6 +121,9 @@ def main() -> None:
     omop = (bench_omop.convert(100_000), bench_omop.first_model(100_000))
     lines += ["", "## (o) OMOP CDM in, MEDS out (SYNTHETIC patients from the simulator)", "",
               *bench_omop.markdown(*omop)]
+    multimodal = bench_multimodal.run()
+    lines += ["", "## (w) Multimodal fusion on the simulator with known cross-modal truth (SYNTHETIC, 2,000 patients)",
+              "", *bench_multimodal.markdown(multimodal)]
     text = "\n".join(lines)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
@@ -129,7 +133,7 @@ def main() -> None:
                                                  "effects": effects.to_dict(orient="records"),
                                                  "service": service, "privacy": privacy, "federated": federated,
                                                  "synthetic": synthetic, "molecules": molecules, "text": text_res,
-                                                 "text_style": style},
+                                                 "text_style": style, "multimodal": multimodal},
                                                 indent=1))
     print(text[text.index("## (b)"):])
 
