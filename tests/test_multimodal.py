@@ -170,6 +170,8 @@ def test_study_from_yaml_files_through_report_and_predict(tmp_path, monkeypatch)
     expl = json.loads((run.path / "explanations.json").read_text())
     assert expl["fusion_masked"]["method"] == "modality_ablation"
     assert set(expl["gradient_boosting"]["modalities"]) == set(cov)
+    within = expl["fusion_masked"]["within_tables"]  # the table modalities' own columns, by permutation
+    assert set(within) == {"labs", "omics"} and "creatinine" in within["labs"] and len(within["omics"]) == 40
     html = (run.path / "report.html").read_text()
     assert "SYNTHETIC" in html and "<h3>Modalities</h3>" in html and "Modality ablation" in html
     again = load_run(run.path)

@@ -67,7 +67,7 @@ def _modalities(est: Any, x: Any, y: np.ndarray, feat: Any, metric: Any, cfg: An
                 frame: Any) -> dict[str, Any]:
     from medflow.explain.multimodal import explain_modalities
 
-    return explain_modalities(est, x, y, metric, cfg.examples)
+    return explain_modalities(est, x, y, metric, cfg.examples, feat, seed)
 
 
 _EXPLAINERS = {"tabular": _tabular, "events": _events, "images": _images, "graphs": _graphs, "text": _text,

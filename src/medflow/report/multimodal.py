@@ -46,6 +46,12 @@ def modality_explain_section(expl: dict[str, Any], selected: str) -> str:
     if ex:
         parts.append("<p>Each modality's contribution to example predictions (prediction with all minus without "
                      "it):</p>" + html_table(["sample", "contributions"], ex))
+    within = [[escape(m), ", ".join(f"{escape(c)} {v:+.3f}" for c, v in list(cols.items())[:8])]
+              for m, cols in e.get("within_tables", {}).items()]
+    if within:
+        parts.append(f"<p>Within each table modality: {escape(e['metric'])} lost when one column is shuffled among "
+                     "the patients who have it (permutation importance, top 8):</p>"
+                     + html_table(["modality", "columns"], within))
     others = [[escape(k), ", ".join(f"{escape(m)} {v[e['metric'] + '_lost']:+.3f}" for m, v in x["modalities"].items())]
               for k, x in expl.items() if k != selected and x.get("method") == "modality_ablation"]
     if others:
