@@ -51,6 +51,9 @@ def test_each_sample_reads_its_latest_item_at_or_before_its_time():
 
 
 def test_planted_future_items_never_enter_any_modality(sim):
+    oracle = sim.meta["oracle"]  # the Bayes rule given the latents, and given what the data reveal of them
+    assert 0.5 < oracle["observed"]["present_modalities"] < oracle["all_latents"]
+    assert oracle["observed"]["events_only"] < oracle["observed"]["present_modalities"]
     parts = sim.modalities.parts
     notes = parts["notes"].data.frame["text"]
     assert not notes.str.contains("Readmitted|doing well").any()  # every patient has such a note after the time

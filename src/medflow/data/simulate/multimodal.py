@@ -98,12 +98,14 @@ def simulate_multimodal(n_patients: int = 1000, seed: int = 0, image_size: int =
     birth = np.array([p - timedelta(days=int(a * 365.25)) for p, a in zip(pt, rng.uniform(40, 90, n), strict=True)])
 
     # events: demographics, then a year of diagnoses whose decompensation share follows z_events
+    obs_k, obs_creat = np.zeros(n), np.full(n, np.nan)  # what the data reveal, for the observation oracle
     ev: list[tuple[int, Any, str, float | None]] = []
     for i in range(n):
         sid = int(ids[i])
         ev.append((sid, None, "GENDER//" + ("F" if rng.random() < 0.5 else "M"), None))
         ev.append((sid, birth[i], "MEDS_BIRTH", None))
         k_sig = rng.poisson(np.exp(0.2 + 0.9 * z["events"][i]))
+        obs_k[i] = k_sig
         k_noise = rng.poisson(8)
         days = rng.uniform(1, 365, k_sig + k_noise)
         codes = list(rng.choice(_SIGNAL_CODES, k_sig)) + list(rng.choice(_NOISE_CODES, k_noise))
@@ -140,6 +142,8 @@ def simulate_multimodal(n_patients: int = 1000, seed: int = 0, image_size: int =
                 labs.append((sid, pt[i] - timedelta(days=float(0.2 + 30 * j + rng.uniform(0, 5))),
                              1.0 + 0.35 * weight * z["labs"][i] + rng.normal(0, 0.08),
                              140 + rng.normal(0, 3), 8 + rng.normal(0, 2)))
+                if j == 0:
+                    obs_creat[i] = labs[-1][2]
         if future:
             labs.append((sid, pt[i] + timedelta(days=8), 3.0 if y[i] else 0.9, 140.0, 8.0))
     genes = rng.normal(size=(n, 40))
@@ -149,6 +153,8 @@ def simulate_multimodal(n_patients: int = 1000, seed: int = 0, image_size: int =
 
     samples = pd.DataFrame({"subject_id": ids, "prediction_time": pd.to_datetime(pt), "outcome": y})
     oracle = _oracle(rng, z, has, y, names, w, oracle_draws)
+    obs = {"events": obs_k, "notes": z["notes"], "images": z["images"], "labs": obs_creat, "omics": genes[:, :5]}
+    oracle["observed"] = observed_oracle(obs, has, y, names, w, seed)
     return {
         "events": events, "samples": samples,
         "notes": pd.DataFrame(notes, columns=["subject_id", "charttime", "text"]).assign(
@@ -184,3 +190,56 @@ def _oracle(rng: np.random.Generator, z: dict[str, np.ndarray], has: dict[str, n
         drop[:, j] = False
         out[f"without_{m}"] = _auroc(y, given(drop))
     return out
+
+
+_GRID = np.linspace(-5, 5, 401)
+
+
+def _likelihood(m: str, o: Any) -> np.ndarray:
+    """p(observation | z) on the grid, for one patient's modality m (how the simulator wrote it)."""
+    g = _GRID
+    if m == "events":  # the count of decompensation codes: Poisson(exp(0.2 + 0.9 z))
+        lam = np.exp(0.2 + 0.9 * g)
+        return np.exp(o * np.log(lam) - lam)
+    if m == "notes":  # the written severity level: z within the level's bounds
+        bounds = [-np.inf] + [t for t, _ in _LEVELS]
+        k = next(j for j, (t, _) in enumerate(_LEVELS) if o <= t)
+        return ((g > bounds[k]) & (g <= bounds[k + 1])).astype(float)
+    if m == "images":  # the opacity's radius, read exactly (pixel noise ignored: an upper bound), clipped
+        r = float(np.clip(4.0 + 1.6 * o, 0.5, 9.0))
+        rg = np.clip(4.0 + 1.6 * g, 0.5, 9.0)
+        return np.exp(-0.5 * ((rg - r) / 0.05) ** 2)
+    if m == "labs":  # the latest creatinine: 1 + 0.35 z + N(0, 0.08)
+        return np.exp(-0.5 * ((o - 1.0 - 0.35 * g) / 0.08) ** 2)
+    return np.exp(-0.5 * (((np.asarray(o)[None, :] - 0.8 * g[:, None]) / 0.6) ** 2).sum(axis=1))  # 5 genes
+
+
+def observed_oracle(obs: dict[str, Any], has: dict[str, np.ndarray], y: np.ndarray, names: list[str], w: np.ndarray,
+                    seed: int, draws: int = 200) -> dict[str, float]:
+    """The Bayes rule given what each patient's data reveal (not the latents themselves): per patient and modality,
+    the posterior of its latent on a grid (prior N(0, 1) times the likelihood of the observation), then
+    E[P(outcome)] over independent draws from those posteriors. The ceiling for a model reading these data (the
+    image's radius is taken as read exactly, so it is a little above what pixels allow). Overall, per single
+    modality and without each one, with the modalities each patient has."""
+    rng = np.random.default_rng(seed + 7919)
+    n, prior = len(y), np.exp(-0.5 * _GRID**2)
+    samples = {}
+    for m in names:  # draws x n samples of z_m from each patient's posterior (the prior where m is absent)
+        out = np.empty((draws, n))
+        for i in range(n):
+            post = prior * (_likelihood(m, obs[m][i]) if has[m][i] else 1.0)
+            cdf = np.cumsum(post)
+            out[:, i] = _GRID[np.minimum(np.searchsorted(cdf, rng.random(draws) * cdf[-1]), len(_GRID) - 1)]
+        samples[m] = out
+
+    def given(use: list[str]) -> float:
+        logit = _B0 + sum(w[names.index(m)] * (samples[m] if m in use else rng.normal(size=(draws, n)))
+                          for m in names)
+        return _auroc(y, _sig(logit).mean(axis=0))
+
+    res = {"present_modalities": given(names)}
+    for m in names:
+        res[f"{m}_only"] = given([m])
+        res[f"without_{m}"] = given([k for k in names if k != m])
+    return res
+
