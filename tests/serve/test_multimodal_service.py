@@ -114,6 +114,25 @@ def test_bad_items_are_named(mm, change, field):
     assert r.status_code == 422 and r.json()["problems"][0]["field"] == field, r.text
 
 
+def test_a_datasets_record_as_a_request_body(mm):
+    """`record_body` (what a client sends for a sample) is answered as `Run.predict` answers that sample."""
+    from medflow.serve.multimodal import record_body
+
+    c, auth, path, ds = mm
+    parts = ds.modalities.parts  # images go through PNG (8 bits): a patient without one compares exactly
+    i = int(np.flatnonzero((parts["omics"].rows >= 0) & (parts["notes"].rows >= 0) & (parts["images"].rows < 0))[0])
+    body = record_body(ds, i)
+    assert {"events", "notes", "labs", "omics"} <= set(body) and "images" not in body
+    r = c.post("/models/multimodal_sim/predict", headers=auth, json=body)
+    assert r.status_code == 200, r.text
+    from medflow.data.dataset import Dataset
+
+    one = Dataset(frame=ds.frame.iloc[[i]], name=ds.name, patient_id=ds.patient_id, feature_types=ds.feature_types,
+                  source=ds.source, meta=ds.meta, modalities=ds.modalities)  # one record, as the request: one batch
+    direct = load_run(path).predict(one).iloc[0]
+    assert r.json()["predictions"][0]["probability"] == pytest.approx(float(direct["probability"]), abs=1e-5)
+
+
 def test_openapi_describes_each_modality(mm):
     c, auth, _, _ = mm
     schema = c.get("/openapi.json", headers=auth).json()

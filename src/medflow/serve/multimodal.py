@@ -24,7 +24,7 @@ import pandas as pd
 from medflow.errors import MedflowError
 from medflow.serve.errors import RequestError
 
-__all__ = ["multimodal_body_schema", "multimodal_from_body"]
+__all__ = ["multimodal_body_schema", "multimodal_from_body", "record_body"]
 
 _PID = "patient_id"
 MAX_ITEMS = 1000
@@ -192,3 +192,40 @@ def _png(value: Any, field: str) -> np.ndarray:
     except (binascii.Error, UnidentifiedImageError, OSError, ValueError):
         raise RequestError(f"{field}: not a base64-encoded PNG image", [{"field": field,
                                                                           "problem": "not a PNG (base64)"}]) from None
+
+
+def record_body(ds: Any, i: int) -> dict[str, Any]:
+    """Sample `i` of a multimodal Dataset as a request body (what a client sends for that patient): the patient's
+    events as MEDS rows, and per other modality the item the sample reads (notes as one text; images as PNG, min-max
+    windowed), stamped at the prediction time."""
+    from PIL import Image
+
+    row = ds.frame.iloc[i]
+    pid = str(row[ds.patient_id])
+    pt = pd.Timestamp(row["prediction_time"]) if "prediction_time" in ds.frame.columns else None
+    body: dict[str, Any] = {_PID: pid, **({"prediction_time": pt.isoformat()} if pt is not None else {})}
+    stamp = {"time": pt.isoformat()} if pt is not None else {}
+    for name, m in ds.modalities.parts.items():
+        r = m.rows[i]
+        if r < 0:
+            continue
+        part = m.data.frame.iloc[r]
+        if m.how == "events":
+            ev = m.data.events.events
+            mine = ev.filter(ev["subject_id"] == int(row["subject_id"]))
+            body[name] = {"meds": [{"subject_id": pid, "time": None if t is None else t.isoformat(), "code": c,
+                                    "numeric_value": None if v is None else float(v)}
+                                   for _, t, c, v in mine.iter_rows()]}
+        elif m.data.text is not None:
+            body[name] = [{**stamp, "text": str(part[m.data.text.text_column])}]
+        elif m.data.images is not None:
+            a = m.data.images.arrays[part["image"]][0]
+            a = (a - a.min()) / max(float(a.max() - a.min()), 1e-6) * 255
+            buf = io.BytesIO()
+            Image.fromarray(a.astype(np.uint8)).save(buf, format="PNG")
+            body[name] = [{**stamp, "png_base64": base64.b64encode(buf.getvalue()).decode()}]
+        else:
+            values = {c: (None if pd.isna(part[c]) else part[c].item() if hasattr(part[c], "item") else part[c])
+                      for c in m.data.feature_types}
+            body[name] = [{**(stamp if m.timed else {}), **values}]
+    return body
