@@ -133,7 +133,7 @@ def test_fusion_masks_missing_modalities(sim, inputs, name):
 
     x = inputs
     est = build_estimator(name, {"d": 8}, Binary(label="outcome").fit(sim.frame))
-    est.layout = x.layout()
+    est.layout = x.input_layout()
     net = est.build_module(len(x.names)).eval()
     b = x.batch(np.arange(20))
     out = net(b)

@@ -120,7 +120,7 @@ class MultiInputs:
         """Samples x modalities: which sample has which modality."""
         return np.stack([self.index[k] >= 0 for k in self.names], axis=1)
 
-    def layout(self) -> dict[str, Any]:
+    def input_layout(self) -> dict[str, Any]:
         """What the fusion models build their encoders from: per modality its kind, width and one record's shape."""
         out = {}
         for k in self.names:

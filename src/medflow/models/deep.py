@@ -94,7 +94,7 @@ class DeepEstimator(Estimator):
         x_train, x_valid = self.inputs(x_train), self.inputs(x_valid)
         self.head = self._make_head()
         self.input_shape = [int(v) for v in x_train.shape[1:]]
-        self.layout = x_train.layout() if hasattr(x_train, "layout") else None
+        self.layout = x_train.input_layout() if hasattr(x_train, "input_layout") else None
         k = self.ensemble
         if k > 1 and train.privacy is not None:
             raise ConfigError(f"model '{self.spec.name}': an ensemble with DP-SGD would spend the privacy budget "
@@ -203,7 +203,8 @@ class DeepEstimator(Estimator):
                               "pooled training outputs after training (a survival baseline hazard) is not supported.")
         parts = [self.site(name, x, y, xv, yv) for name, x, y, xv, yv in sites]
         self.input_shape = [int(v) for v in parts[0].x_train.shape[1:]]
-        self.layout = parts[0].x_train.layout() if hasattr(parts[0].x_train, "layout") else None
+        self.layout = (parts[0].x_train.input_layout() if hasattr(parts[0].x_train, "input_layout")
+                       else None)
         self.module = self.build_module(parts[0].x_train.shape[1])
         if self.init is not None:
             self.init.apply(self.module)
