@@ -152,7 +152,8 @@ for _spec in (
               "long notes in overlapping windows, max over windows", inputs="text", estimator=hf.HFEstimator,
               complexity=5),
     ModelSpec("fusion_late", "deep", _DEEP, fusion.FusionConfig, fusion.build_late,
-              "late fusion: one encoder and prediction per modality, averaged over the modalities a patient has",
+              "late fusion: one encoder and logit per modality, summed over the modalities a patient has (product of "
+              "experts)",
               inputs="multimodal", complexity=4),
     ModelSpec("fusion_masked", "deep", _DEEP, fusion.FusionConfig, fusion.build_masked,
               "intermediate fusion: per-modality embeddings, a learned vector for each missing one, an MLP; trained "

@@ -1,8 +1,9 @@
 """Multimodal fusion: one encoder per modality (any registered deep model of that modality, with its last layer
 giving a `d`-wide embedding), joined in one of three ways:
 
-* `fusion_late`: each modality's own prediction (a linear head on its embedding), averaged over the modalities the
-  patient has (late fusion: what a committee of single-modality models does, trained jointly).
+* `fusion_late`: each modality's own evidence (a linear head on its embedding, a logit), summed over the modalities
+  the patient has, plus one shared bias (late fusion as a product of experts: an absent modality adds no evidence,
+  and a patient with more modalities gets a sharper prediction; averaging would blunt it).
 * `fusion_masked`: intermediate fusion: the embeddings concatenated, a learned "missing" vector in place of each
   absent modality, the presence flags beside them, into an MLP; trained with modality dropout (each present
   modality hidden with probability `modality_dropout`, never all of a patient's), so the model learns to predict
@@ -100,7 +101,8 @@ class FusionNet(nn.Module):
         self.norms = nn.ModuleDict({k: nn.LayerNorm(d) for k in self.names})
         m = len(self.names)
         if mode == "late":
-            self.heads = nn.ModuleDict({k: nn.Linear(d, out_dim) for k in self.names})
+            self.heads = nn.ModuleDict({k: nn.Linear(d, out_dim, bias=False) for k in self.names})
+            self.bias = nn.Parameter(torch.zeros(out_dim))
         elif mode == "masked":
             self.missing = nn.Parameter(torch.zeros(m, d))
             self.mlp = nn.Sequential(nn.Linear(m * d + m, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -141,7 +143,7 @@ class FusionNet(nn.Module):
         mask = present.float()
         if self.mode == "late":
             logits = torch.stack([self.heads[k](emb[:, j]) for j, k in enumerate(self.names)], dim=1)
-            return (logits * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+            return (logits * mask[..., None]).sum(dim=1) + self.bias
         if self.mode == "masked":
             filled = torch.where(present[..., None], emb, self.missing[None].expand_as(emb))
             return self.mlp(torch.cat([filled.flatten(1), mask], dim=1))
